@@ -1,0 +1,48 @@
+# Set-up-and-go targets. Each creates the virtual environment and installs what it
+# needs, so they work on a fresh machine: `make demo` (main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: demo test test-slow test-gpu lint format bench bench-report clean install-dev install-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Main job: export the bundled demo model to ONNX, then classify the bundled sample WAVs.
+install-demo: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[cpu,export]" "torch==2.13.0"
+
+demo: install-demo
+	mkdir -p $(OUT)
+	$(BIN)/ast-export --checkpoint demo --overwrite $(OUT)/demo.onnx
+	$(BIN)/ast-classify $(OUT)/demo.onnx $$($(BIN)/python -m ast_onnx.data.samples) --top-k 3
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Tests: lint, then the fast suite (slow and GPU tests are deselected by default).
+test: lint
+	$(BIN)/python -m pytest -q
+
+test-slow: install-dev
+	$(BIN)/python -m pytest -q -m slow
+
+test-gpu: install-dev
+	$(BIN)/python -m pytest -q -m gpu
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install-dev
+	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .benchmarks
