@@ -70,15 +70,11 @@ class ModelMetadata:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise MetadataError(
-                f"activation must be one of {ACTIVATIONS}, got {self.activation!r}"
-            )
+            raise MetadataError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.precision not in PRECISIONS:
             raise MetadataError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.input_kind not in INPUT_KINDS:
-            raise MetadataError(
-                f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}"
-            )
+            raise MetadataError(f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
         if not self.labels:
             raise MetadataError("labels must be a non-empty list of class names")
 
