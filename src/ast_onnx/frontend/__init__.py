@@ -1,0 +1,46 @@
+"""Torch-free AST frontend: audio loading, Kaldi fbank and feature extraction.
+
+Needs numpy, scipy and soundfile only.
+"""
+
+from __future__ import annotations
+
+from ast_onnx.frontend.audio import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    load_audio,
+    prepare_audio,
+    read_audio,
+    resample,
+)
+from ast_onnx.frontend.fbank import (
+    WINDOW_TYPES,
+    FbankOptions,
+    FbankOptionsError,
+    KaldiFbank,
+    fbank,
+)
+from ast_onnx.frontend.features import (
+    AUDIOSET_MEAN,
+    AUDIOSET_STD,
+    FeatureExtractor,
+    Features,
+)
+
+__all__ = [
+    "AUDIOSET_MEAN",
+    "AUDIOSET_STD",
+    "AUDIO_EXTENSIONS",
+    "SAMPLE_RATE",
+    "WINDOW_TYPES",
+    "FbankOptions",
+    "FbankOptionsError",
+    "FeatureExtractor",
+    "Features",
+    "KaldiFbank",
+    "fbank",
+    "load_audio",
+    "prepare_audio",
+    "read_audio",
+    "resample",
+]

@@ -1,0 +1,351 @@
+"""Kaldi-compatible log-mel filterbank in numpy + scipy (no torch).
+
+Matches ``torchaudio.compliance.kaldi.fbank`` (and Kaldi's ``compute-fbank-feats``)
+with dither 0 and no energy term, which is what AST uses::
+
+    fbank(wave, htk_compat=True, use_energy=False, window_type="hanning",
+          num_mel_bins=128, dither=0.0, frame_shift=10)
+
+Per frame: remove the DC offset, pre-emphasise ``x[i] - 0.97 * x[i-1]`` (with
+``x[-1] = x[0]``), multiply by the window, zero-pad to a power of two, take the power
+spectrum, apply Kaldi's triangular mel banks (triangles in the mel scale
+``1127 * ln(1 + f / 700)``; the Nyquist bin gets no weight) and take
+``log(max(x, float32 eps))``.
+
+Scale convention: samples are used as given, not multiplied by 32768. ast-onnx passes
+float audio in [-1, 1], exactly as transformers' ``ASTFeatureExtractor`` does.
+
+The work is vectorised over frames (and over a batch of equal-length waves): frames
+are a strided view, one float32 ``rfft`` covers all of them and the mel banks are one
+matrix product. Window and mel matrix are computed once per :class:`KaldiFbank`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ast_onnx.errors import AstOnnxError, InvalidAudioError
+
+logger = logging.getLogger(__name__)
+
+#: Window types Kaldi (and torchaudio) know.
+WINDOW_TYPES: tuple[str, ...] = ("hanning", "hamming", "povey", "rectangular", "blackman")
+#: The log floor Kaldi and torchaudio use: float32 machine epsilon.
+LOG_FLOOR = float(np.finfo(np.float32).eps)
+
+
+class FbankOptionsError(AstOnnxError, ValueError):
+    """Filterbank / feature-extractor options are invalid or do not combine."""
+
+
+def mel_scale(freq: np.ndarray | float) -> np.ndarray:
+    """Kaldi's mel scale: ``1127 * ln(1 + f / 700)``."""
+    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+@dataclass(frozen=True)
+class FbankOptions:
+    """Kaldi fbank options (names as in ``torchaudio.compliance.kaldi.fbank``).
+
+    Defaults are AST's. Dither is always 0 (features are deterministic) and the
+    energy term is not computed (``use_energy=False``), so ``htk_compat`` has no effect.
+
+    Attributes:
+        sample_frequency: Sample rate of the input in Hz.
+        frame_length: Frame length in milliseconds.
+        frame_shift: Frame shift in milliseconds.
+        num_mel_bins: Number of triangular mel filters (at least 3, as in Kaldi).
+        window_type: One of :data:`WINDOW_TYPES`.
+        preemphasis_coefficient: Pre-emphasis coefficient (0 disables it).
+        remove_dc_offset: Subtract each frame's mean before pre-emphasis.
+        snip_edges: If True, only frames that fit entirely in the signal; if False,
+            ``(samples + shift // 2) // shift`` frames with the signal reflected at the ends.
+        low_freq: Lowest mel-bank frequency in Hz.
+        high_freq: Highest mel-bank frequency in Hz; ``<= 0`` means Nyquist + high_freq.
+        use_power: Power spectrum if True, magnitude spectrum if False.
+        use_log_fbank: Log of the mel energies (floored at float32 eps) if True.
+        round_to_power_of_two: Zero-pad each frame to the next power of two for the FFT.
+        blackman_coeff: Coefficient of the Blackman window.
+    """
+
+    sample_frequency: float = 16000.0
+    frame_length: float = 25.0
+    frame_shift: float = 10.0
+    num_mel_bins: int = 128
+    window_type: str = "hanning"
+    preemphasis_coefficient: float = 0.97
+    remove_dc_offset: bool = True
+    snip_edges: bool = True
+    low_freq: float = 20.0
+    high_freq: float = 0.0
+    use_power: bool = True
+    use_log_fbank: bool = True
+    round_to_power_of_two: bool = True
+    blackman_coeff: float = 0.42
+
+    def __post_init__(self) -> None:
+        if not self.sample_frequency > 0:
+            raise FbankOptionsError(f"sample_frequency must be > 0 Hz, got {self.sample_frequency}")
+        if self.window_type not in WINDOW_TYPES:
+            raise FbankOptionsError(
+                f"window_type must be one of {WINDOW_TYPES}, got {self.window_type!r}"
+            )
+        if int(self.num_mel_bins) != self.num_mel_bins or self.num_mel_bins < 3:
+            raise FbankOptionsError(
+                f"num_mel_bins must be an integer >= 3, got {self.num_mel_bins}"
+            )
+        if self.window_shift < 1 or self.window_size < 2:
+            raise FbankOptionsError(
+                f"frame_length={self.frame_length} ms / frame_shift={self.frame_shift} ms give "
+                f"{self.window_size} / {self.window_shift} samples at {self.sample_frequency} Hz; "
+                "need a window of >= 2 samples and a shift of >= 1"
+            )
+        if self.window_shift > self.window_size:
+            raise FbankOptionsError(
+                f"frame_shift ({self.frame_shift} ms) must not exceed frame_length "
+                f"({self.frame_length} ms)"
+            )
+        nyquist = 0.5 * self.sample_frequency
+        high = self.effective_high_freq
+        if not (0.0 <= self.low_freq < nyquist and 0.0 < high <= nyquist and self.low_freq < high):
+            raise FbankOptionsError(
+                f"need 0 <= low_freq < high_freq <= nyquist ({nyquist} Hz); got "
+                f"low_freq={self.low_freq}, high_freq={self.high_freq} (-> {high} Hz)"
+            )
+
+    @property
+    def window_size(self) -> int:
+        """Samples per frame (400 at 16 kHz, 25 ms)."""
+        return int(self.sample_frequency * 0.001 * self.frame_length)
+
+    @property
+    def window_shift(self) -> int:
+        """Samples between frame starts (160 at 16 kHz, 10 ms)."""
+        return int(self.sample_frequency * 0.001 * self.frame_shift)
+
+    @property
+    def padded_window_size(self) -> int:
+        """FFT length (512 for a 400-sample window)."""
+        if not self.round_to_power_of_two:
+            return self.window_size
+        return 1 << (self.window_size - 1).bit_length()
+
+    @property
+    def effective_high_freq(self) -> float:
+        """High mel-bank edge in Hz, with ``high_freq <= 0`` resolved against Nyquist."""
+        nyquist = 0.5 * self.sample_frequency
+        return self.high_freq + nyquist if self.high_freq <= 0 else float(self.high_freq)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Number of frames Kaldi produces for ``num_samples`` samples."""
+        if self.snip_edges:
+            if num_samples < self.window_size:
+                return 0
+            return 1 + (num_samples - self.window_size) // self.window_shift
+        return (num_samples + self.window_shift // 2) // self.window_shift
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of all options."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FbankOptions:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`FbankOptionsError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FbankOptionsError(f"unknown fbank option(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def feature_window(options: FbankOptions) -> np.ndarray:
+    """The analysis window (float64, ``[window_size]``), symmetric as in Kaldi."""
+    n = options.window_size
+    a = 2.0 * np.pi / (n - 1)
+    i = np.arange(n, dtype=np.float64)
+    if options.window_type == "hanning":
+        return 0.5 - 0.5 * np.cos(a * i)
+    if options.window_type == "povey":
+        return (0.5 - 0.5 * np.cos(a * i)) ** 0.85
+    if options.window_type == "hamming":
+        return 0.54 - 0.46 * np.cos(a * i)
+    if options.window_type == "rectangular":
+        return np.ones(n, dtype=np.float64)
+    c = options.blackman_coeff  # blackman
+    return c - 0.5 * np.cos(a * i) + (0.5 - c) * np.cos(2.0 * a * i)
+
+
+def mel_banks(options: FbankOptions) -> np.ndarray:
+    """Kaldi's triangular mel banks, float64 ``[num_mel_bins, padded_window_size // 2 + 1]``.
+
+    Triangles are linear in the mel scale; the last (Nyquist) FFT bin gets weight 0, as
+    in torchaudio. Unlike Kaldi's C++ code (and kaldi-native-fbank), banks that cover
+    no FFT bin are allowed (they are all-zero and give the log floor): AST's 128 bins at
+    16 kHz contain such banks.
+    """
+    num_bins = options.num_mel_bins
+    fft_len = options.padded_window_size
+    bin_width = options.sample_frequency / fft_len
+    mel_low = mel_scale(options.low_freq)
+    mel_high = mel_scale(options.effective_high_freq)
+    delta = (mel_high - mel_low) / (num_bins + 1)
+    edges = mel_low + delta * np.arange(num_bins + 2, dtype=np.float64)
+    left, center, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    mel = mel_scale(bin_width * np.arange(fft_len // 2, dtype=np.float64))[None, :]
+    up = (mel - left) / (center - left)
+    down = (right - mel) / (right - center)
+    banks = np.maximum(0.0, np.minimum(up, down))
+    empty = int(np.count_nonzero(banks.max(axis=1) == 0.0))
+    if empty:
+        logger.debug("%d of %d mel banks cover no FFT bin (log floor)", empty, num_bins)
+    return np.pad(banks, ((0, 0), (0, 1)))
+
+
+class KaldiFbank:
+    """Kaldi fbank with precomputed window and mel banks.
+
+    Args:
+        options: Fbank options; defaults to AST's.
+        **overrides: Option fields to replace, e.g. ``num_mel_bins=80``.
+
+    Example:
+        >>> fb = KaldiFbank()
+        >>> fb(np.zeros(16000, np.float32)).shape
+        (98, 128)
+    """
+
+    def __init__(self, options: FbankOptions | None = None, **overrides: Any) -> None:
+        options = options or FbankOptions()
+        if overrides:
+            unknown = sorted(set(overrides) - {f.name for f in fields(FbankOptions)})
+            if unknown:
+                raise FbankOptionsError(f"unknown fbank option(s) {unknown}")
+            options = replace(options, **overrides)
+        self.options = options
+        self.window = feature_window(options).astype(np.float32)
+        self.mel_banks = mel_banks(options).astype(np.float32)
+        # The product uses the bins some bank covers; the Nyquist column is zero.
+        used = np.flatnonzero(self.mel_banks.any(axis=0))
+        lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        self._bins = slice(lo, hi)
+        self._mel_t = np.ascontiguousarray(self.mel_banks[:, lo:hi].T)
+
+    def __repr__(self) -> str:
+        return f"KaldiFbank({self.options!r})"
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples."""
+        return self.options.num_frames(num_samples)
+
+    def __call__(self, waveform: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+        """Compute the filterbank.
+
+        Args:
+            waveform: Float samples, ``[samples]`` or a batch of equal-length waves
+                ``[batch, samples]``, at ``options.sample_frequency``, used unscaled
+                (ast-onnx passes [-1, 1]). Computed in float32.
+            workers: Threads for the FFT (scipy.fft ``workers``); None means 1.
+
+        Returns:
+            float32 ``[frames, num_mel_bins]`` (or ``[batch, frames, num_mel_bins]``).
+
+        Raises:
+            InvalidAudioError: Not 1-D/2-D, not a real floating dtype, NaN/Inf, or too
+                short for one frame (fewer than ``window_size`` samples with snip_edges).
+        """
+        wave = check_waveform(waveform)
+        opts = self.options
+        num_samples = wave.shape[-1]
+        num_frames = opts.num_frames(num_samples)
+        if num_frames < 1:
+            raise InvalidAudioError(
+                f"audio of {num_samples} samples is shorter than one fbank frame "
+                f"({opts.window_size} samples = {opts.frame_length} ms at "
+                f"{opts.sample_frequency:g} Hz with snip_edges={opts.snip_edges})"
+            )
+        frames = self._frames(wave, num_frames)
+        spectrum = scipy.fft.rfft(
+            frames, n=opts.padded_window_size, axis=-1, workers=workers or 1, overwrite_x=True
+        )
+        spectrum = spectrum[..., self._bins]
+        parts = spectrum.view(np.float32)
+        np.multiply(parts, parts, out=parts)
+        power = parts[..., 0::2] + parts[..., 1::2]
+        if not opts.use_power:
+            np.sqrt(power, out=power)
+        out = power @ self._mel_t
+        if opts.use_log_fbank:
+            np.maximum(out, LOG_FLOOR, out=out)
+            np.log(out, out=out)
+        return out
+
+    def _frames(self, wave: np.ndarray, num_frames: int) -> np.ndarray:
+        """Windowed, DC-free, pre-emphasised frames, float32 ``[..., frames, window_size]``."""
+        opts = self.options
+        size, shift = opts.window_size, opts.window_shift
+        if not opts.snip_edges:
+            pad_left = size // 2 - shift // 2
+            needed = (num_frames - 1) * shift + size
+            pad_right = max(0, needed - pad_left - wave.shape[-1])
+            widths = [(0, 0)] * (wave.ndim - 1) + [(pad_left, pad_right)]
+            wave = np.pad(wave, widths, mode="symmetric")  # Kaldi: x[-1-i] = x[i]
+        view = sliding_window_view(wave, size, axis=-1)[..., : num_frames * shift : shift, :]
+        frames = np.empty(view.shape, dtype=np.float32)
+        coef = np.float32(opts.preemphasis_coefficient)
+        if coef != 0.0:
+            np.multiply(view[..., :-1], -coef, out=frames[..., 1:])
+            frames[..., 1:] += view[..., 1:]
+            np.multiply(view[..., 0], np.float32(1.0) - coef, out=frames[..., 0])
+        else:
+            frames[...] = view
+        if opts.remove_dc_offset:
+            # Mean removal before pre-emphasis = subtracting (1 - coef) * mean after it.
+            mean = view.mean(axis=-1, dtype=np.float32, keepdims=True)
+            mean *= np.float32(1.0) - coef
+            frames -= mean
+        frames *= self.window
+        return frames
+
+
+def check_waveform(waveform: Any) -> np.ndarray:
+    """Validate samples for the fbank and return them as float32 (no copy if already)."""
+    wave = np.asarray(waveform)
+    if wave.ndim not in (1, 2):
+        raise InvalidAudioError(
+            f"waveform must be [samples] or [batch, samples], got shape {wave.shape}"
+        )
+    if wave.dtype.kind != "f":
+        raise InvalidAudioError(
+            f"waveform must be a real floating array, got dtype {wave.dtype}; convert PCM "
+            "with ast_onnx.frontend.prepare_audio (scales int16/int32 to [-1, 1])"
+        )
+    if wave.size == 0:
+        raise InvalidAudioError(f"waveform is empty (shape {wave.shape})")
+    wave = wave.astype(np.float32, copy=False)
+    if not np.isfinite(wave).all():
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        raise InvalidAudioError(f"waveform contains {bad} NaN/Inf sample(s)")
+    return wave
+
+
+def fbank(waveform: np.ndarray, **options: Any) -> np.ndarray:
+    """Kaldi log-mel filterbank of ``waveform`` (convenience for ``KaldiFbank(**options)``).
+
+    Args:
+        waveform: Float samples ``[samples]`` or ``[batch, samples]``.
+        **options: :class:`FbankOptions` fields, e.g. ``num_mel_bins=80, snip_edges=False``.
+
+    Returns:
+        float32 ``[frames, num_mel_bins]`` (or with a leading batch axis).
+
+    Raises:
+        InvalidAudioError: Bad samples, or fewer samples than one frame.
+        FbankOptionsError: Invalid options.
+    """
+    return KaldiFbank(**options)(waveform)
