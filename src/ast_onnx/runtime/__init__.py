@@ -1,0 +1,23 @@
+"""The lean inference runtime: numpy + scipy + onnxruntime, no torch.
+
+from ast_onnx.runtime import Runtime
+rt = Runtime("model.onnx")             # providers="auto": TensorRT > CUDA > CPU
+result = rt.classify("dog.wav")        # Classification: .labels, .scores, .windows
+"""
+
+from __future__ import annotations
+
+from ast_onnx.runtime.providers import PROVIDER_CHAINS, PROVIDER_NAMES
+from ast_onnx.runtime.results import Classification, Prediction, WindowScore
+from ast_onnx.runtime.runtime import Runtime
+from ast_onnx.runtime.windows import AGGREGATIONS
+
+__all__ = [
+    "AGGREGATIONS",
+    "PROVIDER_CHAINS",
+    "PROVIDER_NAMES",
+    "Classification",
+    "Prediction",
+    "Runtime",
+    "WindowScore",
+]

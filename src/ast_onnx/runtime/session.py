@@ -1,0 +1,155 @@
+"""Opening an AST ONNX model: the session, its metadata, and a check that it looks like AST.
+
+An AST classifier takes ``input_values`` [batch, frames, mel] float and returns
+``logits`` [batch, labels]. Models exported by ast-onnx say everything else
+(labels, activation, frontend) in their metadata; models from other tools are
+accepted with AST's default frontend, sized from the input shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ast_onnx.errors import MetadataError, ModelError, ProviderError
+from ast_onnx.metadata import ModelMetadata, has_metadata
+
+logger = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """The model's input and output as the session reports them.
+
+    Attributes:
+        input_name: Name of the features input.
+        input_shape: (frames, mel) of one item; ``None`` where the dimension is symbolic.
+        input_dtype: numpy dtype the input expects (float32, or float16 for fp16 I/O).
+        output_name: Name of the logits output.
+        num_outputs: Size of the label axis, ``None`` if symbolic.
+    """
+
+    input_name: str
+    input_shape: tuple[int | None, int | None]
+    input_dtype: type
+    output_name: str
+    num_outputs: int | None
+
+
+def create_session(ort, path: str | os.PathLike, options, providers: list, fallback: bool = False):
+    """``onnxruntime.InferenceSession`` with the package's errors.
+
+    A missing or corrupt file raises :class:`ModelError` naming the path. When creation
+    fails with GPU providers, the model is tried on CPU to tell a provider failure
+    (:class:`ProviderError`, or the CPU session with a warning when ``fallback``) from a
+    bad model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {str(path)!r}")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        if names == [CPU]:
+            raise ModelError(f"cannot load ONNX model {str(path)!r}: {e}") from e
+        first_error = e
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[CPU])
+    except Exception as e:
+        raise ModelError(f"cannot load ONNX model {str(path)!r}: {e}") from e
+    msg = f"creating the session on {names} failed: {first_error}"
+    if not fallback:
+        raise ProviderError(msg + "; pass fallback=True to run on CPU") from first_error
+    logger.warning("%s; falling back to CPU", msg)
+    return session
+
+
+def _dim(d) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None) -> ModelIO:
+    """Check the session's I/O looks like an AST classifier; raise :class:`ModelError` if not."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    want_in = metadata.input_name if metadata else "input_values"
+    want_out = metadata.output_name if metadata else "logits"
+    names = [i.name for i in inputs]
+    where = f"model {str(path)!r}"
+    if len(inputs) != 1 or inputs[0].name != want_in:
+        raise ModelError(
+            f"{where} does not look like an AST classifier: expected one input {want_in!r} "
+            f"[batch, frames, mel], got inputs {names}"
+        )
+    inp = inputs[0]
+    if len(inp.shape) != 3:
+        raise ModelError(
+            f"{where}: input {inp.name!r} has shape {inp.shape}; an AST classifier takes "
+            "[batch, frames, mel] (rank 3)"
+        )
+    if inp.type not in _DTYPES:
+        raise ModelError(f"{where}: input {inp.name!r} is {inp.type}, expected float features")
+    out = next((o for o in outputs if o.name == want_out), outputs[0] if outputs else None)
+    if out is None or len(out.shape) != 2:
+        got = [(o.name, o.shape) for o in outputs]
+        raise ModelError(f"{where}: expected an output {want_out!r} [batch, labels], got {got}")
+    return ModelIO(
+        input_name=inp.name,
+        input_shape=(_dim(inp.shape[1]), _dim(inp.shape[2])),
+        input_dtype=_DTYPES[inp.type],
+        output_name=out.name,
+        num_outputs=_dim(out.shape[1]),
+    )
+
+
+def read_metadata(session, path: str | os.PathLike) -> ModelMetadata | None:
+    """The model's ast-onnx metadata, or None for models exported by other tools."""
+    props = session.get_modelmeta().custom_metadata_map
+    if not has_metadata(props):
+        return None
+    try:
+        return ModelMetadata.from_props(props)
+    except MetadataError as e:
+        raise MetadataError(f"model {str(path)!r}: {e}") from e
+
+
+def load_labels(labels: Any) -> list[str]:
+    """Labels from a list, a text file (one per line) or a JSON file.
+
+    JSON may be a list of names, an ``{index: name}`` mapping, or a transformers
+    ``config.json`` (its ``id2label``).
+    """
+    if isinstance(labels, (str, os.PathLike)):
+        path = Path(labels)
+        if not path.is_file():
+            raise ModelError(f"labels file not found: {str(path)!r}")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ModelError(f"labels file {str(path)!r} is not valid JSON: {e}") from e
+            data = data.get("id2label", data) if isinstance(data, dict) else data
+            if isinstance(data, dict):
+                try:
+                    data = [data[k] for k in sorted(data, key=int)]
+                except (ValueError, TypeError) as e:
+                    raise ModelError(
+                        f"labels file {str(path)!r}: expected a list or an {{index: name}} mapping"
+                    ) from e
+            if not isinstance(data, list):
+                raise ModelError(f"labels file {str(path)!r}: expected a JSON list of names")
+            return [str(x) for x in data]
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(labels, (list, tuple)) and all(isinstance(x, str) for x in labels):
+        return list(labels)
+    raise ModelError(f"labels must be a list of strings or a file path, got {type(labels)}")

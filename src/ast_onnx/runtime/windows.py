@@ -1,0 +1,86 @@
+"""Splitting long audio into overlapping model windows, and aggregating their scores.
+
+AST sees a fixed number of frames (1024 = 10.24 s at 16 kHz for the AudioSet
+models). Longer input is not cut: it is covered by windows of exactly
+``window`` samples every ``hop`` samples, with the last window aligned to the
+end of the input so that no tail is dropped (it overlaps its neighbour more).
+Input no longer than one window is a single window, padded by the frontend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AGGREGATIONS: tuple[str, ...] = ("mean", "max")
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of one input start, in samples.
+
+    Attributes:
+        starts: Start sample of each window, ascending; the last one ends at the input's end
+            (or at ``window`` for input shorter than a window).
+        window: Window length in samples.
+        num_samples: Length of the input in samples.
+    """
+
+    starts: tuple[int, ...]
+    window: int
+    num_samples: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def bounds(self, sample_rate: float) -> list[tuple[float, float]]:
+        """(start, end) of each window in seconds, ends clamped to the input's duration."""
+        return [
+            (s / sample_rate, min(s + self.window, self.num_samples) / sample_rate)
+            for s in self.starts
+        ]
+
+
+def plan_windows(num_samples: int, window: int, hop: int) -> WindowPlan:
+    """Cover ``num_samples`` with windows of ``window`` samples every ``hop`` samples.
+
+    Args:
+        num_samples: Input length in samples (> 0).
+        window: Samples the model sees at once (``FeatureExtractor.window_samples``).
+        hop: Samples between window starts, 0 < hop <= window.
+
+    Returns:
+        A :class:`WindowPlan`: starts ``0, hop, 2*hop, ...`` while a window fits, then one
+        window aligned to the end. Input no longer than ``window`` gives the single start 0.
+    """
+    if window <= 0:
+        raise ValueError(f"window must be a positive number of samples, got {window}")
+    if not 0 < hop <= window:
+        raise ValueError(f"hop must be in (0, window={window}] samples, got {hop}")
+    if num_samples <= window:
+        return WindowPlan((0,), window, num_samples)
+    last = num_samples - window
+    regular = range(0, last, hop)  # every start strictly before the end-aligned one
+    return WindowPlan((*regular, last), window, num_samples)
+
+
+def split_windows(wave: np.ndarray, plan: WindowPlan) -> list[np.ndarray]:
+    """Views of ``wave`` for each window of ``plan`` (the last one may be short)."""
+    return [wave[s : s + plan.window] for s in plan.starts]
+
+
+def aggregate(scores: np.ndarray, method: str = "mean") -> np.ndarray:
+    """Combine per-window scores [windows, labels] into one vector [labels].
+
+    Args:
+        scores: Activated scores of each window.
+        method: ``"mean"`` (average over the whole input: for softmax models the result
+            still sums to 1) or ``"max"`` (a label scores as high as its best window: suits
+            spotting short events in long recordings with sigmoid models).
+    """
+    if method == "mean":
+        return scores.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if method == "max":
+        return scores.max(axis=0).astype(np.float32)
+    raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {method!r}")
