@@ -1,0 +1,226 @@
+"""Provider selection, tested without a GPU by faking what onnxruntime reports.
+
+``onnxruntime.get_available_providers`` and ``onnxruntime.InferenceSession`` are
+monkeypatched: the fake session records the providers and options it was given,
+runs a real CPU session underneath, and reports as registered only the providers
+the test lets "load" (the silent-drop case: listed as available, dropped at creation).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from runtime_toy import toy_model
+
+from ast_onnx.errors import MissingDependencyError, ProviderError
+from ast_onnx.runtime import Runtime
+from ast_onnx.runtime.providers import select_providers
+
+TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+ALL = [TRT, CUDA, CPU]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return toy_model(tmp_path_factory.mktemp("toy") / "toy.onnx")
+
+
+@pytest.fixture(scope="module")
+def toy_fp16(tmp_path_factory):
+    return toy_model(tmp_path_factory.mktemp("toy") / "toy16.onnx", precision="fp16")
+
+
+class FakeOrt:
+    """Patches onnxruntime: ``available`` providers; ``loads`` those that really load."""
+
+    def __init__(self, monkeypatch, available, loads=None, fail_on=()):
+        self.available, self.loads, self.fail_on = list(available), loads, set(fail_on)
+        self.calls: list[dict] = []
+        real = ort.InferenceSession
+        fake = self
+
+        class FakeSession:
+            def __init__(self, path, sess_options=None, providers=None):
+                names = [p[0] if isinstance(p, tuple) else p for p in providers]
+                fake.calls.append({"names": names, "providers": providers, "opts": sess_options})
+                if fake.fail_on & set(names):
+                    raise RuntimeError(f"[ONNXRuntimeError] : 1 : FAIL : {names[0]} init failed")
+                self._real = real(path, sess_options=sess_options, providers=[CPU])
+                loads = fake.loads if fake.loads is not None else fake.available
+                self._providers = [n for n in names if n in loads]
+
+            def get_providers(self):
+                return self._providers
+
+            def __getattr__(self, name):
+                return getattr(self._real, name)
+
+        monkeypatch.setattr(ort, "get_available_providers", lambda: list(self.available))
+        monkeypatch.setattr(ort, "InferenceSession", FakeSession)
+
+    def options(self, name: str) -> dict:
+        """Options the last (main) session got for provider ``name``."""
+        for p in self.calls[-1]["providers"]:
+            if isinstance(p, tuple) and p[0] == name:
+                return p[1]
+        raise KeyError(name)
+
+
+# ----- pure selection -----
+
+
+@pytest.mark.parametrize(
+    ("available", "chain"),
+    [
+        (ALL, (TRT, CUDA, CPU)),
+        ([CUDA, CPU], (CUDA, CPU)),
+        ([CPU], (CPU,)),
+        (["Azure", CPU], (CPU,)),
+    ],
+)
+def test_auto_prefers_tensorrt_then_cuda_then_cpu(available, chain):
+    plan = select_providers("auto", available)
+    assert plan.chain == chain
+    assert not plan.explicit
+
+
+@pytest.mark.parametrize(
+    ("name", "chain"), [("tensorrt", (TRT, CUDA, CPU)), ("cuda", (CUDA, CPU)), ("cpu", (CPU,))]
+)
+def test_short_names_map_to_chains(name, chain):
+    assert select_providers(name, ALL).chain == chain
+    assert select_providers(name.upper(), ALL).chain == chain
+
+
+def test_explicit_unavailable_provider_raises_naming_what_is_available():
+    with pytest.raises(ProviderError, match="CUDAExecutionProvider") as e:
+        select_providers("cuda", [CPU])
+    assert "CPUExecutionProvider" in str(e.value)
+    assert "onnxruntime-gpu" in str(e.value)  # the two-wheels hint
+
+
+def test_fallback_skips_unavailable_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.runtime.providers"):
+        plan = select_providers("tensorrt", [CUDA, CPU], fallback=True)
+    assert plan.chain == (CUDA, CPU)
+    assert "TensorrtExecutionProvider" in caplog.text
+
+
+def test_list_spec_with_options_and_full_names():
+    plan = select_providers([(CUDA, {"device_id": 1}), "cpu"], ALL)
+    assert plan.chain == (CUDA, CPU)
+    assert dict(plan.user_options) == {CUDA: {"device_id": 1}}
+
+
+@pytest.mark.parametrize("bad", ["gpu", "", []])
+def test_unknown_provider_names_raise(bad):
+    with pytest.raises(ProviderError):
+        select_providers(bad, ALL)
+
+
+# ----- Runtime with a faked onnxruntime -----
+
+
+def test_cpu_runtime_reports_the_provider_in_use(toy):
+    rt = Runtime(toy, providers="cpu")
+    assert rt.provider == "cpu"
+    assert rt.providers == [CPU]
+
+
+def test_silently_dropped_cuda_raises(monkeypatch, toy):
+    fake = FakeOrt(monkeypatch, available=[CUDA, CPU], loads=[CPU])  # cuBLAS missing
+    with pytest.raises(ProviderError, match="could not load") as e:
+        Runtime(toy, providers="cuda")
+    assert "CUDAExecutionProvider" in str(e.value) and "fallback=True" in str(e.value)
+    assert fake.calls[-1]["names"] == [CUDA, CPU]
+
+
+def test_silently_dropped_cuda_falls_back_with_warning(monkeypatch, toy, caplog):
+    FakeOrt(monkeypatch, available=[CUDA, CPU], loads=[CPU])
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.runtime.providers"):
+        rt = Runtime(toy, providers="cuda", fallback=True)
+    assert rt.provider == "cpu"
+    assert "falling back to CPUExecutionProvider" in caplog.text
+    assert rt.classify(np.zeros(20000, np.float32)).labels  # it still works
+
+
+def test_auto_falls_back_past_a_dropped_tensorrt(monkeypatch, toy, tmp_path, caplog):
+    FakeOrt(monkeypatch, available=ALL, loads=[CUDA, CPU])  # libnvinfer missing
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.runtime.providers"):
+        rt = Runtime(toy, cache_dir=tmp_path)
+    assert rt.provider == "cuda"
+    assert "TensorrtExecutionProvider" in caplog.text
+
+
+def test_explicit_unavailable_provider_raises_in_runtime(monkeypatch, toy):
+    FakeOrt(monkeypatch, available=[CPU])
+    with pytest.raises(ProviderError, match="not available"):
+        Runtime(toy, providers="tensorrt")
+
+
+def test_hard_provider_failure_is_a_provider_error(monkeypatch, toy, caplog):
+    FakeOrt(monkeypatch, available=[CUDA, CPU], fail_on=[CUDA])
+    with pytest.raises(ProviderError, match="init failed"):
+        Runtime(toy, providers="cuda")
+    with caplog.at_level(logging.WARNING):
+        rt = Runtime(toy, providers="cuda", fallback=True)
+    assert rt.provider == "cpu"
+
+
+def test_cuda_options(monkeypatch, toy):
+    fake = FakeOrt(monkeypatch, available=[CUDA, CPU])
+    rt = Runtime(toy, providers="cuda", device_id=1, gpu_mem_limit=2**30)
+    assert rt.provider == "cuda"
+    opts = fake.options(CUDA)
+    assert opts["device_id"] == 1
+    assert opts["arena_extend_strategy"] == "kSameAsRequested"
+    assert opts["gpu_mem_limit"] == 2**30
+
+
+def test_tensorrt_options(monkeypatch, toy, toy_fp16, tmp_path):
+    fake = FakeOrt(monkeypatch, available=ALL)
+    rt = Runtime(toy, providers="tensorrt", batch_size=4, cache_dir=tmp_path / "trt")
+    assert rt.provider == "tensorrt"
+    assert fake.calls[-1]["names"] == [TRT, CUDA, CPU]
+    opts = fake.options(TRT)
+    assert opts["trt_fp16_enable"] is False
+    assert opts["trt_engine_cache_enable"] is True
+    assert opts["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert opts["trt_timing_cache_enable"] is True
+    assert (tmp_path / "trt").is_dir()
+    assert opts["trt_profile_min_shapes"] == "input_values:1x100x128"
+    assert opts["trt_profile_opt_shapes"] == "input_values:4x100x128"
+    assert opts["trt_profile_max_shapes"] == "input_values:4x100x128"
+    assert opts["trt_engine_cache_built_with_explicit_profiles"] is True
+    assert fake.options(CUDA)["arena_extend_strategy"] == "kSameAsRequested"
+
+    Runtime(toy_fp16, providers="tensorrt", cache_dir=tmp_path)
+    assert fake.options(TRT)["trt_fp16_enable"] is True
+
+
+def test_tensorrt_default_cache_dir_and_user_options(monkeypatch, toy, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fake = FakeOrt(monkeypatch, available=ALL)
+    Runtime(toy, providers="tensorrt", provider_options={"tensorrt": {"trt_fp16_enable": True}})
+    opts = fake.options(TRT)
+    assert opts["trt_engine_cache_path"] == str(tmp_path / "ast-onnx" / "trt")
+    assert opts["trt_fp16_enable"] is True  # the caller's options win
+
+
+def test_threads_sets_intra_op_threads(monkeypatch, toy):
+    fake = FakeOrt(monkeypatch, available=[CPU])
+    Runtime(toy, providers="cpu", threads=1)
+    assert fake.calls[-1]["opts"].intra_op_num_threads == 1
+    with pytest.raises(ValueError, match="threads"):
+        Runtime(toy, threads=0)
+
+
+def test_missing_onnxruntime_names_the_extras(monkeypatch, toy):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(MissingDependencyError) as e:
+        Runtime(toy)
+    assert 'ast-onnx[cpu]"' in str(e.value) and 'ast-onnx[gpu]"' in str(e.value)
