@@ -1,0 +1,55 @@
+"""The serving side never imports torch, transformers or torchaudio (checked in fresh processes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from runtime_toy import toy_model
+
+HEAVY = ("torch", "transformers", "torchaudio", "onnx", "onnxscript")
+
+PROBE = """
+import json, sys
+{body}
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+print(json.dumps(heavy))
+"""
+
+
+def heavy_modules_after(body: str) -> list[str]:
+    code = PROBE.format(body=body, heavy=HEAVY)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_package_frontend_and_runtime_imports_are_lean():
+    body = "import ast_onnx, ast_onnx.frontend, ast_onnx.runtime, ast_onnx.cli.classify"
+    assert heavy_modules_after(body) == []
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return toy_model(tmp_path_factory.mktemp("toy") / "toy.onnx")
+
+
+def test_full_classify_run_is_lean(toy, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "x.wav"
+    sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(40000), 16000)
+    body = f"""
+import numpy as np
+import ast_onnx
+rt = ast_onnx.Runtime({str(toy)!r})
+assert rt.classify({str(wav)!r}).labels
+assert len(rt.classify([np.zeros(8000, np.float32), {str(wav)!r}])) == 2
+rt.scores(rt.features({str(wav)!r}))
+"""
+    assert heavy_modules_after(body) == []
