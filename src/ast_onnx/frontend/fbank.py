@@ -212,6 +212,7 @@ class KaldiFbank:
 
     Args:
         options: Fbank options; defaults to AST's.
+        chunk_frames: Frames processed per step (bounds temporary memory).
         **overrides: Option fields to replace, e.g. ``num_mel_bins=80``.
 
     Example:
@@ -220,7 +221,9 @@ class KaldiFbank:
         (98, 128)
     """
 
-    def __init__(self, options: FbankOptions | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, options: FbankOptions | None = None, *, chunk_frames: int = 128, **overrides: Any
+    ) -> None:
         options = options or FbankOptions()
         if overrides:
             unknown = sorted(set(overrides) - {f.name for f in fields(FbankOptions)})
@@ -233,8 +236,9 @@ class KaldiFbank:
         # The product uses the bins some bank covers; the Nyquist column is zero.
         used = np.flatnonzero(self.mel_banks.any(axis=0))
         lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
-        self._bins = slice(lo, hi)
-        self._mel_t = np.ascontiguousarray(self.mel_banks[:, lo:hi].T)
+        self._bins = slice(lo, hi)  # FFT bins some bank covers
+        self._mel_blocks = _mel_blocks(self.mel_banks, lo)
+        self.chunk_frames = chunk_frames
 
     def __repr__(self) -> str:
         return f"KaldiFbank({self.options!r})"
@@ -269,48 +273,88 @@ class KaldiFbank:
                 f"({opts.window_size} samples = {opts.frame_length} ms at "
                 f"{opts.sample_frequency:g} Hz with snip_edges={opts.snip_edges})"
             )
-        frames = self._frames(wave, num_frames)
-        spectrum = scipy.fft.rfft(
-            frames, n=opts.padded_window_size, axis=-1, workers=workers or 1, overwrite_x=True
-        )
-        spectrum = spectrum[..., self._bins]
-        parts = spectrum.view(np.float32)
-        np.multiply(parts, parts, out=parts)
-        power = parts[..., 0::2] + parts[..., 1::2]
-        if not opts.use_power:
-            np.sqrt(power, out=power)
-        out = power @ self._mel_t
+        batch = self._pad_edges(wave.reshape(-1, num_samples), num_frames)
+        out = np.empty((batch.shape[0], num_frames, opts.num_mel_bins), dtype=np.float32)
+        # Work in chunks of frames: temporaries stay small (cache-resident, reused by
+        # the allocator) instead of megabytes of fresh pages per call.
+        step = min(self.chunk_frames, num_frames)
+        size, shift = opts.window_size, opts.window_shift
+        buf = np.zeros((step, opts.padded_window_size), dtype=np.float32)
+        pre = np.empty((step - 1) * shift + size, dtype=np.float32)
+        power = np.empty((step, self._bins.stop - self._bins.start), dtype=np.float32)
+        for b in range(batch.shape[0]):
+            for start in range(0, num_frames, step):
+                n = min(step, num_frames - start)
+                seg = batch[b, start * shift : start * shift + (n - 1) * shift + size]
+                self._window_frames(seg, pre, buf[:n])
+                # buf holds the zero padding: scipy's rfft is much faster at n == len.
+                spec = scipy.fft.rfft(buf[:n], axis=-1, workers=workers or 1)
+                parts = spec[:, self._bins].view(np.float32)
+                np.multiply(parts, parts, out=parts)
+                np.add(parts[:, 0::2], parts[:, 1::2], out=power[:n])
+                if not opts.use_power:
+                    np.sqrt(power[:n], out=power[:n])
+                dest = out[b, start : start + n]
+                # Banded mel product: each group of banks only covers a range of bins.
+                for cols, rows, mel in self._mel_blocks:
+                    np.matmul(power[:n, rows], mel, out=dest[:, cols])
         if opts.use_log_fbank:
             np.maximum(out, LOG_FLOOR, out=out)
             np.log(out, out=out)
-        return out
+        return out.reshape(*wave.shape[:-1], num_frames, opts.num_mel_bins)
 
-    def _frames(self, wave: np.ndarray, num_frames: int) -> np.ndarray:
-        """Windowed, DC-free, pre-emphasised frames, float32 ``[..., frames, window_size]``."""
+    def _pad_edges(self, batch: np.ndarray, num_frames: int) -> np.ndarray:
+        """Without snip_edges, mirror the signal at both ends as Kaldi does."""
+        opts = self.options
+        if opts.snip_edges:
+            return batch
+        size, shift = opts.window_size, opts.window_shift
+        pad_left = size // 2 - shift // 2
+        pad_right = max(0, (num_frames - 1) * shift + size - pad_left - batch.shape[-1])
+        # Kaldi: x[-1 - i] = x[i] and x[n + i] = x[n - 1 - i], numpy's "symmetric".
+        return np.pad(batch, [(0, 0), (pad_left, pad_right)], mode="symmetric")
+
+    def _window_frames(self, seg: np.ndarray, pre: np.ndarray, out: np.ndarray) -> None:
+        """Frame ``seg`` into ``out[:, :window_size]``: DC removal, pre-emphasis, window.
+
+        Pre-emphasis runs once over the segment (``pre`` is scratch space); each frame's
+        first sample then gets Kaldi's ``x[0] - c * x[0]``. Removing the frame mean before
+        pre-emphasis equals subtracting ``(1 - c) * mean`` after it.
+        """
         opts = self.options
         size, shift = opts.window_size, opts.window_shift
-        if not opts.snip_edges:
-            pad_left = size // 2 - shift // 2
-            needed = (num_frames - 1) * shift + size
-            pad_right = max(0, needed - pad_left - wave.shape[-1])
-            widths = [(0, 0)] * (wave.ndim - 1) + [(pad_left, pad_right)]
-            wave = np.pad(wave, widths, mode="symmetric")  # Kaldi: x[-1-i] = x[i]
-        view = sliding_window_view(wave, size, axis=-1)[..., : num_frames * shift : shift, :]
-        frames = np.empty(view.shape, dtype=np.float32)
+        frames = out[:, :size]
         coef = np.float32(opts.preemphasis_coefficient)
-        if coef != 0.0:
-            np.multiply(view[..., :-1], -coef, out=frames[..., 1:])
-            frames[..., 1:] += view[..., 1:]
-            np.multiply(view[..., 0], np.float32(1.0) - coef, out=frames[..., 0])
-        else:
-            frames[...] = view
+        raw = sliding_window_view(seg, size)[::shift]
+        pre = pre[: seg.shape[0]]
+        np.multiply(seg[:-1], -coef, out=pre[1:])
+        pre[1:] += seg[1:]
+        emphasised = sliding_window_view(pre, size)[::shift]
         if opts.remove_dc_offset:
-            # Mean removal before pre-emphasis = subtracting (1 - coef) * mean after it.
-            mean = view.mean(axis=-1, dtype=np.float32, keepdims=True)
-            mean *= np.float32(1.0) - coef
-            frames -= mean
+            offset = raw.mean(axis=-1, dtype=np.float32, keepdims=True)
+            offset *= np.float32(1.0) - coef
+            np.subtract(emphasised, offset, out=frames)
+            frames[:, :1] = raw[:, :1] * (np.float32(1.0) - coef) - offset
+        else:
+            frames[...] = emphasised
+            frames[:, 0] = raw[:, 0] * (np.float32(1.0) - coef)
         frames *= self.window
-        return frames
+
+
+def _mel_blocks(banks: np.ndarray, lo: int) -> list[tuple[slice, slice, np.ndarray]]:
+    """Split the banks into groups of 16 with the bin range each group covers.
+
+    Returns ``(bank slice, bin slice relative to lo, float32 [bins, banks])`` triples;
+    the banded product is ~8x fewer flops than the dense one for 128 banks.
+    """
+    blocks = []
+    for first in range(0, banks.shape[0], 16):
+        group = banks[first : first + 16]
+        used = np.flatnonzero(group.any(axis=0))
+        b0, b1 = (int(used[0]), int(used[-1]) + 1) if used.size else (lo, lo + 1)
+        mel = np.ascontiguousarray(group[:, b0:b1].T, dtype=np.float32)
+        blocks.append((slice(first, first + group.shape[0]), slice(b0 - lo, b1 - lo), mel))
+    return blocks
 
 
 def check_waveform(waveform: Any) -> np.ndarray:
