@@ -100,3 +100,24 @@ def small_multilabel_checkpoint(tmp_path_factory) -> Path:
     return save_small_checkpoint(
         tmp_path_factory.mktemp("ckpt") / "small-ast-ml", seed=1, multi_label=True
     )
+
+
+def export_small(checkpoint: Path, output: Path, **options) -> Path:
+    """Export a tiny checkpoint with ast_onnx.export.export_model (fp32, optimized by default)."""
+    from ast_onnx.export import export_model
+
+    return export_model(checkpoint, output, **options).path
+
+
+@pytest.fixture(scope="session")
+def small_onnx(small_checkpoint, tmp_path_factory) -> Path:
+    """fp32, optimized ONNX export of ``small_checkpoint`` (single-label, softmax)."""
+    return export_small(small_checkpoint, tmp_path_factory.mktemp("onnx") / "small.onnx")
+
+
+@pytest.fixture(scope="session")
+def small_multilabel_onnx(small_multilabel_checkpoint, tmp_path_factory) -> Path:
+    """fp32, optimized ONNX export of ``small_multilabel_checkpoint`` (multi-label, sigmoid)."""
+    return export_small(
+        small_multilabel_checkpoint, tmp_path_factory.mktemp("onnx") / "small-ml.onnx"
+    )

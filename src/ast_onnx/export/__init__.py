@@ -1,0 +1,29 @@
+"""Export side: checkpoint -> optimized, verified ONNX file with ast-onnx metadata.
+
+Needs the ``export`` extra (torch, transformers, onnx) plus an onnxruntime wheel
+(``pip install "ast-onnx[export,cpu]"``). Importing this package does not import torch;
+the steps import it when they run.
+"""
+
+from __future__ import annotations
+
+from ast_onnx.export.api import PRECISIONS, ExportResult, export_model
+from ast_onnx.export.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    LoadedCheckpoint,
+    PthOptions,
+    load_checkpoint,
+)
+from ast_onnx.export.verify import DEFAULT_THRESHOLDS, parse_max_drift
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "DEFAULT_THRESHOLDS",
+    "PRECISIONS",
+    "ExportResult",
+    "LoadedCheckpoint",
+    "PthOptions",
+    "export_model",
+    "load_checkpoint",
+    "parse_max_drift",
+]

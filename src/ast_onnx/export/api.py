@@ -1,0 +1,263 @@
+"""``export_model``: checkpoint -> verified ONNX file with ast-onnx metadata."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ast_onnx.errors import ExportError, require
+from ast_onnx.export.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    LoadedCheckpoint,
+    PthOptions,
+    load_checkpoint,
+)
+from ast_onnx.export.onnx_export import MIN_OPSET, export_onnx, opset_of
+from ast_onnx.export.progress import StepTimer
+from ast_onnx.export.verify import resolve_thresholds, verify_export
+from ast_onnx.metadata import ModelMetadata
+
+logger = logging.getLogger(__name__)
+
+#: Accepted ``precision`` values; ``"int8"`` means static with ``calibrate``, else dynamic.
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote.
+
+    Attributes:
+        path: The ONNX file.
+        precision: ``"fp32"``, ``"fp16"``, ``"int8-dynamic"`` or ``"int8-static"``.
+        size_bytes: File size.
+        seconds: Wall time of the whole export.
+        verification: Drift record (see :mod:`ast_onnx.export.verify`).
+        metadata: The metadata written into the file.
+        fused_ops: Fused operator counts after optimization (empty without it).
+        step_seconds: Wall time per step (load, export, optimize, quantize, verify, write).
+    """
+
+    path: Path
+    precision: str
+    size_bytes: int
+    seconds: float
+    verification: dict[str, Any]
+    metadata: ModelMetadata
+    fused_ops: dict[str, int] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_precision(precision: str, calibrate: Any) -> str:
+    """Map the user's ``precision``/``calibrate`` pair to a metadata precision name."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if calibrate is not None and precision in ("fp32", "fp16", "int8-dynamic"):
+        raise ExportError(f"calibrate= applies to static int8 only, not to precision {precision!r}")
+    if precision == "int8":
+        return "int8-static" if calibrate is not None else "int8-dynamic"
+    if precision == "int8-static" and calibrate is None:
+        raise ExportError("static int8 needs calibration audio: pass calibrate=DIR or a file list")
+    return precision
+
+
+def check_output(output: str | Path, overwrite: bool) -> Path:
+    """Refuse an output path that exists (without ``overwrite``) or cannot be written."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise ExportError(f"output {str(path)!r} is a directory; name the .onnx file to write")
+    if path.exists() and not overwrite:
+        raise ExportError(f"output {str(path)!r} exists; pass overwrite=True (--overwrite)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"output directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"output directory {str(parent)!r} is not writable")
+    return path
+
+
+def export_model(
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    output: str | Path | None = None,
+    *,
+    precision: str = "fp32",
+    calibrate: str | Path | Sequence[str | Path] | None = None,
+    opset: int = MIN_OPSET,
+    optimize: bool = True,
+    max_length: int | None = None,
+    overwrite: bool = False,
+    labels: str | Path | list[str] | None = None,
+    activation: str | None = None,
+    thresholds: dict[str, float] | None = None,
+    verify: bool = True,
+    progress: bool = False,
+    pth: PthOptions | None = None,
+) -> ExportResult:
+    """Export an AST checkpoint to one verified ONNX file.
+
+    The file is written to a temporary name next to ``output`` and renamed into place
+    only after every step succeeded, so a failed export leaves no output behind.
+
+    Args:
+        checkpoint: ``"demo"``, a save_pretrained directory, an original AST ``.pth``
+            or a Hugging Face Hub id.
+        output: The ``.onnx`` file to write.
+        precision: ``"fp32"``, ``"fp16"``, ``"int8"`` (dynamic, or static when
+            ``calibrate`` is given), ``"int8-dynamic"`` or ``"int8-static"``. Dynamic
+            int8 makes an item's scores depend on its batch peers (one activation scale
+            per tensor over the batch, ~1e-2 on logits); static int8 is batch-invariant.
+        calibrate: Directory of audio files, or a list of files, for static int8.
+        opset: ONNX opset (>= 17).
+        optimize: Apply onnxruntime's transformer fusions (attention, layer norm, GELU).
+        max_length: Input frames (checked against the positional embedding).
+        overwrite: Replace an existing ``output``.
+        labels: Labels file (CSV/JSON) or list overriding the checkpoint's labels.
+        activation: ``"sigmoid"``/``"softmax"`` override (default rule in
+            :mod:`ast_onnx.export.labels`).
+        thresholds: Drift threshold overrides, e.g. ``{"abs": 1e-3, "top1": 0.9}``.
+        verify: Compare with PyTorch after export (recommended).
+        progress: Show a progress display on stderr.
+        pth: Architecture options for original ``.pth`` checkpoints.
+
+    Returns:
+        The :class:`ExportResult`.
+
+    Raises:
+        CheckpointError: The checkpoint is missing, corrupt or does not fit.
+        ExportError: Bad options, unwritable output, or a failing export step.
+        DriftError: The exported model drifts beyond the thresholds.
+    """
+    start = time.perf_counter()
+    if output is None:
+        raise ExportError("output= is required: the .onnx file to write")
+    final = resolve_precision(precision, calibrate)
+    gates = resolve_thresholds(final, thresholds)
+    path = check_output(output, overwrite)
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    timer = StepTimer(show=progress)
+    with timer.step("load", f"Loading checkpoint {checkpoint}"):
+        loaded = load_checkpoint(
+            checkpoint, labels=labels, activation=activation, max_length=max_length, pth=pth
+        )
+    with tempfile.TemporaryDirectory(prefix="ast-onnx-") as tmp:
+        work = Path(tmp)
+        built, fused = _build(loaded, work, final, calibrate, opset, optimize, timer)
+        record: dict[str, Any] = {"skipped": True}
+        if verify:
+            with timer.step("verify", "Verifying against PyTorch"):
+                record = verify_export(loaded.model, built, loaded.frontend, final, gates)
+        with timer.step("write", f"Writing {path}"):
+            metadata = _write(built, path, loaded, final, optimize, record, fused)
+    seconds = time.perf_counter() - start
+    return ExportResult(
+        path=path,
+        precision=final,
+        size_bytes=path.stat().st_size,
+        seconds=seconds,
+        verification=record,
+        metadata=metadata,
+        fused_ops=fused,
+        step_seconds=dict(timer.seconds),
+    )
+
+
+def _build(
+    loaded: LoadedCheckpoint,
+    work: Path,
+    precision: str,
+    calibrate: Any,
+    opset: int,
+    optimize: bool,
+    timer: StepTimer,
+) -> tuple[Path, dict[str, int]]:
+    """Export, optimize and convert precision in ``work``; return the model path."""
+    from ast_onnx.export import quantize
+    from ast_onnx.export.optimize import optimize_onnx
+
+    config = loaded.config
+    current = work / "exported.onnx"
+    with timer.step("export", f"Exporting to ONNX (opset {opset})"):
+        export_onnx(loaded.model, current, opset=opset)
+    fused: dict[str, int] = {}
+    if optimize:
+        with timer.step("optimize", "Fusing attention, layer norm and GELU"):
+            optimized = work / "optimized.onnx"
+            fused = optimize_onnx(
+                current,
+                optimized,
+                num_heads=int(config.num_attention_heads),
+                hidden_size=int(config.hidden_size),
+                num_layers=int(config.num_hidden_layers),
+            )
+            current = optimized
+    if precision == "fp32":
+        return current, fused
+    target = work / f"{precision}.onnx"
+    if precision == "fp16":
+        with timer.step("quantize", "Converting to fp16"):
+            quantize.convert_fp16(current, target)
+    elif precision == "int8-dynamic":
+        with timer.step("quantize", "Quantizing to int8 (dynamic)"):
+            quantize.quantize_int8_dynamic(current, target)
+    else:
+        with timer.step("calibrate", "Reading calibration audio"):
+            data = quantize.calibration_features(calibrate, loaded.frontend)
+        with timer.step("quantize", f"Quantizing to int8 (static, {len(data)} items)"):
+            quantize.quantize_int8_static(current, target, data)
+    return target, fused
+
+
+def _write(
+    built: Path,
+    path: Path,
+    loaded: LoadedCheckpoint,
+    precision: str,
+    optimized: bool,
+    record: dict[str, Any],
+    fused: dict[str, int],
+) -> ModelMetadata:
+    """Add metadata to ``built`` and move it to ``path`` atomically."""
+    import ast_onnx
+
+    onnx = require("onnx", "export", "ONNX export")
+    torch = require("torch", "export", "ONNX export")
+    model = onnx.load(str(built))
+    metadata = ModelMetadata(
+        labels=loaded.labels,
+        activation=loaded.activation,  # type: ignore[arg-type]
+        frontend=loaded.frontend,
+        precision=precision,  # type: ignore[arg-type]
+        optimized=optimized,
+        source=loaded.source,
+        package_version=ast_onnx.__version__,
+        opset=opset_of(model),
+        verification=record,
+        extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
+    )
+    props = metadata.to_props()
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save_model(model, str(tmp))
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ExportError(f"cannot write {str(path)!r}: {e}") from e
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    logger.info("wrote %s (%s, %.1f MB)", path, precision, path.stat().st_size / 1e6)
+    return metadata
+
+
+__all__ = ["PRECISIONS", "ExportResult", "export_model"]

@@ -1,0 +1,316 @@
+"""Load an AST checkpoint into transformers' ``ASTForAudioClassification`` (eval, fp32).
+
+Accepted sources (see :func:`resolve_source`):
+
+- ``"demo"``: the checkpoint bundled in ``ast_onnx/data/demo``;
+- a local directory written by ``save_pretrained`` (``config.json`` plus
+  ``model.safetensors`` or ``pytorch_model.bin``, optionally ``preprocessor_config.json``);
+- a ``.pth`` / ``.pt`` state dict of the original AST training code (see
+  :mod:`ast_onnx.export.original`);
+- a Hugging Face Hub id, loaded through transformers (needs network access or the
+  local Hub cache).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ast_onnx.errors import CheckpointError, require
+from ast_onnx.export.labels import labels_from_id2label, read_labels, resolve_activation
+
+logger = logging.getLogger(__name__)
+
+#: The checkpoint exported when none is named.
+DEFAULT_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
+#: Model type string of AST configs.
+AST_MODEL_TYPE = "audio-spectrogram-transformer"
+#: Suffixes treated as original AST training checkpoints.
+PTH_SUFFIXES = (".pth", ".pt")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_LOCAL_HINT = (
+    "pass a local checkpoint instead: a save_pretrained directory (config.json + "
+    "model.safetensors), an original AST FILE.pth, or 'demo' (CLI: --checkpoint DIR|FILE.pth|demo)"
+)
+
+
+@dataclass
+class PthOptions:
+    """Architecture of an original AST ``.pth`` checkpoint; ``None`` means infer from shapes."""
+
+    fstride: int | None = None
+    tstride: int | None = None
+    input_tdim: int | None = None
+    num_labels: int | None = None
+    num_heads: int | None = None
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint ready to export.
+
+    Attributes:
+        model: ``ASTForAudioClassification`` in eval mode, fp32, eager attention.
+        labels: Class names, index-aligned with the logits.
+        activation: ``"sigmoid"`` or ``"softmax"`` (rule in :mod:`ast_onnx.export.labels`).
+        frontend: ``FeatureExtractor.to_dict()`` matching the checkpoint.
+        source: What was loaded (as given by the user).
+    """
+
+    model: Any
+    labels: list[str]
+    activation: str
+    frontend: dict[str, Any]
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model.config.max_length)
+
+    @property
+    def num_mel_bins(self) -> int:
+        return int(self.model.config.num_mel_bins)
+
+
+def resolve_source(source: str | Path) -> tuple[str, Path | str]:
+    """Classify a checkpoint source.
+
+    Returns:
+        ``(kind, where)`` with kind ``"dir"``, ``"pth"`` or ``"hub"``.
+    """
+    text = str(source)
+    if text == "demo":
+        return "dir", demo_checkpoint_dir()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return "dir", path
+    if path.is_file():
+        if path.suffix.lower() in PTH_SUFFIXES:
+            return "pth", path
+        raise CheckpointError(
+            f"checkpoint file {text!r} is not an original AST state dict "
+            f"({'/'.join(PTH_SUFFIXES)}); for a transformers checkpoint pass its directory"
+        )
+    looks_like_path = (
+        path.suffix.lower() in PTH_SUFFIXES
+        or text.startswith((".", "/", "~"))
+        or text.count("/") > 1
+        or "\\" in text
+    )
+    if looks_like_path:
+        raise CheckpointError(f"checkpoint not found: {text!r} (no such file or directory)")
+    return "hub", text
+
+
+def demo_checkpoint_dir() -> Path:
+    """The bundled demo checkpoint directory (``ast_onnx/data/demo``)."""
+    root = resources.files("ast_onnx").joinpath("data", "demo")
+    path = Path(str(root))
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"the bundled demo checkpoint is missing ({path} has no config.json): reinstall "
+            "ast-onnx, or build it with the scripts in tools/"
+        )
+    return path
+
+
+def load_checkpoint(
+    source: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    labels: str | Path | list[str] | None = None,
+    activation: str | None = None,
+    max_length: int | None = None,
+    pth: PthOptions | None = None,
+) -> LoadedCheckpoint:
+    """Load a checkpoint for export.
+
+    Args:
+        source: ``"demo"``, a local directory, a ``.pth`` file or a Hub id.
+        labels: Labels file (CSV ``index,mid,display_name`` or JSON) or a list of
+            names; overrides ``config.id2label``.
+        activation: ``"sigmoid"``/``"softmax"`` override of the activation rule.
+        max_length: Input frames. Must give the same number of time patches as the
+            checkpoint's positional embedding (it is checked, never interpolated).
+        pth: Architecture options for original ``.pth`` checkpoints.
+
+    Returns:
+        The loaded model with its labels, activation and frontend parameters.
+    """
+    kind, where = resolve_source(source)
+    require("torch", "export", "Loading a checkpoint")
+    require("transformers", "export", "Loading a checkpoint")
+    preprocessor: dict[str, Any] = {}
+    if kind == "pth":
+        from ast_onnx.export.original import load_original
+
+        options = pth or PthOptions()
+        if max_length is not None and options.input_tdim not in (None, max_length):
+            raise CheckpointError(
+                f"max_length={max_length} and input_tdim={options.input_tdim} disagree: "
+                "they name the same thing; pass one"
+            )
+        if max_length is not None:
+            options = PthOptions(**{**options.__dict__, "input_tdim": max_length})
+        model = load_original(Path(where), options)
+        max_length = None
+    elif kind == "dir":
+        model = _load_pretrained(str(where), str(source))
+        preprocessor = _read_json(Path(where) / "preprocessor_config.json")
+    else:
+        model = _load_pretrained(where, str(source), hub=True)
+        preprocessor = _hub_preprocessor(where)
+    config = model.config
+    if max_length is not None:
+        _set_max_length(config, max_length)
+    num_labels = int(config.num_labels)
+    if labels is None:
+        label_list = labels_from_id2label(config.id2label, num_labels)
+    elif isinstance(labels, (list, tuple)):
+        label_list = [str(x) for x in labels]
+        if len(label_list) != num_labels:
+            raise CheckpointError(
+                f"{len(label_list)} labels given but the model has {num_labels} outputs"
+            )
+    else:
+        label_list = read_labels(labels, num_labels)
+    act = resolve_activation(getattr(config, "problem_type", None), num_labels, activation)
+    frontend = _frontend_dict(config, preprocessor)
+    return LoadedCheckpoint(model, label_list, act, frontend, str(source))
+
+
+def time_patches(max_length: int, patch_size: int, stride: int) -> int:
+    """Number of patches along time for ``max_length`` frames (AST's conv arithmetic)."""
+    return (max_length - patch_size) // stride + 1
+
+
+def max_length_range(patches: int, patch_size: int, stride: int) -> tuple[int, int]:
+    """The inclusive range of frame counts that give ``patches`` time patches."""
+    low = (patches - 1) * stride + patch_size
+    return low, low + stride - 1
+
+
+def _set_max_length(config: Any, max_length: int) -> None:
+    if not isinstance(max_length, int) or max_length < config.patch_size:
+        raise CheckpointError(
+            f"max_length must be an integer >= patch size {config.patch_size}, got {max_length!r}"
+        )
+    have = time_patches(config.max_length, config.patch_size, config.time_stride)
+    want = time_patches(max_length, config.patch_size, config.time_stride)
+    if have != want:
+        low, high = max_length_range(have, config.patch_size, config.time_stride)
+        raise CheckpointError(
+            f"max_length={max_length} gives {want} time patches but the checkpoint's positional "
+            f"embedding has {have} (max_length {low}..{high}); positional embeddings are not "
+            "interpolated"
+        )
+    config.max_length = max_length
+
+
+def _load_pretrained(where: str, source: str, hub: bool = False) -> Any:
+    from transformers import ASTForAudioClassification, AutoConfig
+
+    if not hub:
+        path = Path(where)
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"checkpoint directory {source!r} has no config.json")
+        if not any((path / name).is_file() for name in _WEIGHT_FILES):
+            raise CheckpointError(
+                f"checkpoint directory {source!r} has no weights (expected one of "
+                f"{', '.join(_WEIGHT_FILES)})"
+            )
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except OSError as e:
+        if hub:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"cannot load checkpoint {source!r} from the Hugging Face Hub ({reason}); "
+                f"{_LOCAL_HINT}"
+            ) from e
+        raise CheckpointError(f"cannot read the config of checkpoint {source!r}: {e}") from e
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {source!r} has an unusable config.json: {e}") from e
+    if getattr(config, "model_type", None) != AST_MODEL_TYPE:
+        raise CheckpointError(
+            f"checkpoint {source!r} is a {getattr(config, 'model_type', None)!r} model, "
+            f"expected an Audio Spectrogram Transformer ({AST_MODEL_TYPE!r})"
+        )
+    try:
+        model, info = ASTForAudioClassification.from_pretrained(
+            where, attn_implementation="eager", output_loading_info=True
+        )
+    except Exception as e:  # safetensors, pickle and shape errors come in many types
+        raise CheckpointError(
+            f"cannot load the weights of checkpoint {source!r}: {type(e).__name__}: {e}"
+        ) from e
+    missing = list(info.get("missing_keys") or [])
+    mismatched = list(info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        raise CheckpointError(
+            f"checkpoint {source!r} does not fit its config: missing weights {missing[:5]}, "
+            f"mismatched shapes {mismatched[:5]}"
+        )
+    if info.get("unexpected_keys"):
+        logger.warning("checkpoint %s: ignored weights %s", source, info["unexpected_keys"][:5])
+    return model.float().eval()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read {str(path)!r}: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{str(path)!r} is not a JSON object")
+    return data
+
+
+def _hub_preprocessor(repo_id: str) -> dict[str, Any]:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return _read_json(Path(hf_hub_download(repo_id, "preprocessor_config.json")))
+    except CheckpointError:
+        raise
+    except Exception as e:  # absent file or no network: the defaults apply
+        logger.warning("no preprocessor_config.json for %s (%s): frontend defaults", repo_id, e)
+        return {}
+
+
+def _frontend_dict(config: Any, preprocessor: dict[str, Any]) -> dict[str, Any]:
+    """``FeatureExtractor.to_dict()`` for the checkpoint (preprocessor config, else defaults)."""
+    from ast_onnx.frontend import FeatureExtractor
+
+    mel = int(config.num_mel_bins)
+    if "num_mel_bins" in preprocessor and int(preprocessor["num_mel_bins"]) != mel:
+        raise CheckpointError(
+            f"preprocessor_config.json has num_mel_bins={preprocessor['num_mel_bins']} but the "
+            f"model expects {mel}"
+        )
+    if "max_length" in preprocessor and int(preprocessor["max_length"]) != config.max_length:
+        logger.info(
+            "preprocessor max_length %s differs from the model's %s: using the model's",
+            preprocessor["max_length"],
+            config.max_length,
+        )
+    hf = {**preprocessor, "num_mel_bins": mel, "max_length": int(config.max_length)}
+    try:
+        return FeatureExtractor.from_hf_config(hf).to_dict()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"unusable frontend parameters {hf}: {e}") from e

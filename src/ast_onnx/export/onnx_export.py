@@ -1,0 +1,163 @@
+"""``torch.onnx.export`` of an AST classifier into one self-contained ONNX file.
+
+Export form, chosen so that onnxruntime's transformer optimizer fuses attention:
+
+- the dynamo exporter (``dynamo=True``, torch's default and maintained path) with a
+  dynamic ``batch`` dimension; it yields a clean graph (no mask plumbing);
+- attention written as ``Softmax(MatMul(Q, K^T) / sqrt(head_dim)) @ V`` by an attention
+  function registered with transformers' ``AttentionInterface``. onnxruntime's
+  ``FusionAttention`` recognises ``Softmax <- Div <- MatMul`` (its "no mask" path)
+  but not the ``Mul(scale)`` form of transformers' eager attention or the SDPA
+  decomposition, which is why a plain export fused LayerNorm and GELU but no attention.
+  The math is the eager attention's; only the scale is a division.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ast_onnx.errors import ExportError, require
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "input_values"
+OUTPUT_NAME = "logits"
+#: Name under which the fusion-friendly attention is registered with transformers.
+EXPORT_ATTENTION = "ast_onnx_export"
+MIN_OPSET = 17
+#: Protobuf limit: a single-file ONNX model must stay below 2 GiB.
+MAX_SINGLE_FILE_BYTES = 2**31 - 1
+
+
+def _export_attention(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """Eager attention with the scale as ``/ sqrt(head_dim)`` (the pattern ORT fuses)."""
+    import torch
+
+    head_dim = query.shape[-1]
+    if scaling is not None and not math.isclose(scaling, head_dim**-0.5, rel_tol=1e-6):
+        raise ExportError(f"attention scaling {scaling} is not 1/sqrt(head_dim={head_dim})")
+    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(head_dim)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+@contextlib.contextmanager
+def export_attention(model: Any) -> Iterator[bool]:
+    """Switch ``model`` to the fusion-friendly attention for the duration of the block.
+
+    Yields:
+        Whether the switch happened (transformers without ``AttentionInterface``
+        keep the model's own attention, which exports correctly but does not fuse).
+    """
+    try:
+        from transformers import AttentionInterface
+    except ImportError:
+        logger.warning("transformers has no AttentionInterface: attention will not be fused")
+        yield False
+        return
+    AttentionInterface.register(EXPORT_ATTENTION, _export_attention)
+    before = model.config._attn_implementation
+    model.set_attn_implementation(EXPORT_ATTENTION)
+    try:
+        yield True
+    finally:
+        model.set_attn_implementation(before)
+
+
+def _logits_module(model: Any) -> Any:
+    """Wrap ``model`` in an ``nn.Module`` whose forward returns only the logits tensor."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+            return self.inner(input_values=input_values).logits
+
+    return LogitsOnly(model).eval()
+
+
+def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path:
+    """Export ``model`` (an ``ASTForAudioClassification``) to ``path`` as one file.
+
+    Args:
+        model: The model in eval mode, fp32.
+        path: Destination ``.onnx`` file (weights stored inside it).
+        opset: ONNX opset of the default domain (>= 17, for LayerNormalization).
+
+    Returns:
+        The written path.
+    """
+    torch = require("torch", "export", "ONNX export")
+    onnx = require("onnx", "export", "ONNX export")
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    config = model.config
+    example = torch.zeros(2, int(config.max_length), int(config.num_mel_bins))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with export_attention(model), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            program = torch.onnx.export(
+                _logits_module(model),
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes={"input_values": {0: batch}},
+                optimize=True,
+                verbose=False,
+            )
+        except Exception as e:  # the exporter raises many types; say which step failed
+            raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
+    for w in caught:
+        logger.debug("torch.onnx.export: %s", w.message)
+    proto = program.model_proto
+    _check_io(proto, int(config.num_labels))
+    size = proto.ByteSize()
+    if size > MAX_SINGLE_FILE_BYTES:
+        raise ExportError(
+            f"the model is {size / 2**30:.2f} GiB: above the 2 GiB limit of a single ONNX file"
+        )
+    path = Path(path)
+    onnx.save_model(proto, str(path))
+    logger.info("exported %s (opset %d, %.1f MB)", path, opset, size / 1e6)
+    return path
+
+
+def _check_io(proto: Any, num_labels: int) -> None:
+    inputs = [i.name for i in proto.graph.input]
+    outputs = [o.name for o in proto.graph.output]
+    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+        raise ExportError(f"unexpected graph I/O: inputs {inputs}, outputs {outputs}")
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != 2 or (dims[1].HasField("dim_value") and dims[1].dim_value != num_labels):
+        raise ExportError(f"output {OUTPUT_NAME!r} does not have shape [batch, {num_labels}]")
+
+
+def opset_of(proto: Any) -> int:
+    """Opset version of the default ONNX domain of ``proto``."""
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ExportError("the model imports no default-domain opset")

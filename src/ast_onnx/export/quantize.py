@@ -1,0 +1,189 @@
+"""Reduced precision: fp16 conversion and int8 quantization with onnxruntime's tools.
+
+- **fp16** (:func:`convert_fp16`): weights and compute in float16, graph inputs and
+  outputs kept float32 (``keep_io_types``). Numerically sensitive operators stay in
+  float32 (:data:`FP16_KEEP_FP32`: normalization, softmax, mean/power reductions), so
+  loud inputs cannot overflow float16 into inf/NaN inside a LayerNorm.
+- **int8 dynamic** (:func:`quantize_int8_dynamic`): int8 weights; activations are
+  quantized at run time with **one scale per tensor computed over the whole batch**.
+  An item's scores therefore depend on its batch peers (about 1e-2 on logits between
+  a batch of 1 and a batch of several). Run items one at a time, or use static int8,
+  when scores must not depend on batching. CPU only in practice.
+- **int8 static** (:func:`quantize_int8_static`): QDQ format, per-channel int8 weights,
+  activation scales fixed by calibration on real audio. Batch-invariant: an item's
+  scores do not depend on what it is batched with. The format CUDA / TensorRT run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ast_onnx.errors import AstOnnxError, ExportError, require
+
+logger = logging.getLogger(__name__)
+
+#: Operators kept in float32 inside an fp16 model.
+FP16_KEEP_FP32 = (
+    "LayerNormalization",
+    "SkipLayerNormalization",
+    "SimplifiedLayerNormalization",
+    "Softmax",
+    "ReduceMean",
+    "Pow",
+)
+#: Operators quantized to int8 (the projections: nearly all of AST's compute).
+INT8_OP_TYPES = ("MatMul", "Attention", "Gemm")
+#: Calibration items used at most (one per audio file).
+MAX_CALIBRATION_ITEMS = 256
+
+
+def convert_fp16(src: str | Path, dst: str | Path) -> None:
+    """Convert an fp32 ONNX model to fp16 weights and compute, fp32 I/O."""
+    onnx = require("onnx", "export", "fp16 conversion")
+    require("onnxruntime", "cpu", "fp16 conversion")
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(src)))
+    try:
+        model.convert_float_to_float16(keep_io_types=True, op_block_list=list(FP16_KEEP_FP32))
+    except Exception as e:  # the converter raises what onnx raises
+        raise ExportError(f"fp16 conversion failed: {type(e).__name__}: {e}") from e
+    model.save_model_to_file(str(dst), use_external_data_format=False)
+
+
+def quantize_int8_dynamic(src: str | Path, dst: str | Path) -> None:
+    """Dynamic int8 quantization (int8 weights, per-batch activation scales).
+
+    Scores of an item depend on the other items of its batch: see the module docstring.
+    """
+    onnx = require("onnx", "export", "int8 quantization")
+    require("onnxruntime", "cpu", "int8 quantization")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            # Fused contrib ops have no registered output types; without a default the
+            # quantizer fails with "Unable to find data type for weight_name".
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    except Exception as e:  # the quantizer raises many types
+        raise ExportError(f"int8 dynamic quantization failed: {type(e).__name__}: {e}") from e
+
+
+def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarray) -> None:
+    """Static int8 QDQ quantization calibrated on ``calibration`` features.
+
+    Args:
+        src: fp32 ONNX model.
+        dst: Output path.
+        calibration: ``input_values`` float32 ``[items, max_length, mel]``.
+    """
+    onnx = require("onnx", "export", "int8 quantization")
+    require("onnxruntime", "cpu", "int8 quantization")
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, data: np.ndarray) -> None:
+            self._items = iter([{"input_values": data[i : i + 1]} for i in range(len(data))])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    try:
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(np.ascontiguousarray(calibration, dtype=np.float32)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    except Exception as e:  # the quantizer raises many types
+        raise ExportError(f"int8 static quantization failed: {type(e).__name__}: {e}") from e
+
+
+def audio_files(calibrate: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Audio files named by ``calibrate``: a directory (searched recursively) or a list."""
+    from ast_onnx.frontend import AUDIO_EXTENSIONS
+
+    if isinstance(calibrate, (str, Path)):
+        root = Path(calibrate)
+        if not root.exists():
+            raise ExportError(f"calibration path not found: {str(root)!r}")
+        if root.is_dir():
+            files = sorted(
+                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+            )
+            if not files:
+                raise ExportError(
+                    f"calibration directory {str(root)!r} holds no audio files "
+                    f"({', '.join(AUDIO_EXTENSIONS)})"
+                )
+            return files
+        return [root]
+    files = [Path(p) for p in calibrate]
+    if not files:
+        raise ExportError("the calibration file list is empty")
+    return files
+
+
+def calibration_features(
+    calibrate: str | Path | Sequence[str | Path], frontend: dict[str, Any]
+) -> np.ndarray:
+    """Features of the calibration audio, one item per file (its first window).
+
+    Args:
+        calibrate: Directory of audio files or a list of audio paths.
+        frontend: ``FeatureExtractor.to_dict()`` of the model.
+
+    Returns:
+        float32 ``[items, max_length, mel]``.
+    """
+    from ast_onnx.frontend import FeatureExtractor, load_audio
+
+    extractor = FeatureExtractor.from_dict(frontend)
+    files = audio_files(calibrate)
+    if len(files) > MAX_CALIBRATION_ITEMS:
+        logger.info("calibrating on the first %d of %d files", MAX_CALIBRATION_ITEMS, len(files))
+        files = files[:MAX_CALIBRATION_ITEMS]
+    waves, failures = [], []
+    for path in files:
+        try:
+            waves.append(load_audio(path, extractor.sample_rate))
+        except AstOnnxError as e:
+            failures.append(f"{path.name}: {e}")
+    for failure in failures:
+        logger.warning("calibration: skipped unreadable audio %s", failure)
+    if not waves:
+        detail = "; ".join(failures[:3])
+        raise ExportError(f"no readable calibration audio among {len(files)} file(s) ({detail})")
+    features = extractor(waves)
+    if features.truncated.any():
+        logger.info(
+            "calibration: %d of %d files are longer than one %d-frame window; their first "
+            "window is used",
+            int(features.truncated.sum()),
+            len(waves),
+            extractor.max_length,
+        )
+    logger.info("calibrating int8 scales on %d audio files", len(waves))
+    return features.input_values
