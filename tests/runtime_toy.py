@@ -72,3 +72,62 @@ def toy_logits(path: Path, input_values: np.ndarray) -> np.ndarray:
     model = onnx.load(path)
     w = numpy_helper.to_array(model.graph.initializer[0]).astype(np.float64)
     return input_values.astype(np.float64).mean(axis=1) @ w
+
+
+def small_ast_onnx(request, fixture: str, checkpoint_fixture: str) -> Path:
+    """The export helper's ``small_onnx``-style fixture, or (until it exists) a plain
+    torch.onnx.export of the checkpoint with ast-onnx metadata."""
+    import pytest
+
+    try:
+        value = request.getfixturevalue(fixture)
+        return Path(getattr(value, "path", value))
+    except pytest.FixtureLookupError:
+        pass
+    ckpt = request.getfixturevalue(checkpoint_fixture)
+    out = request.getfixturevalue("tmp_path_factory").mktemp("onnx") / f"{fixture}.onnx"
+    return _torch_export(ckpt, out)
+
+
+def _torch_export(ckpt: Path, out: Path) -> Path:
+    import onnx
+    import torch
+    from transformers import ASTForAudioClassification
+
+    from ast_onnx.frontend import FeatureExtractor
+    from ast_onnx.metadata import ModelMetadata
+
+    model = ASTForAudioClassification.from_pretrained(ckpt).eval()
+    cfg = model.config
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(input_values=x).logits
+
+    x = torch.zeros(2, cfg.max_length, cfg.num_mel_bins)
+    torch.onnx.export(
+        Logits(model),
+        (x,),
+        str(out),
+        input_names=["input_values"],
+        output_names=["logits"],
+        dynamic_axes={"input_values": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    proto = onnx.load(out)
+    multi = cfg.problem_type == "multi_label_classification"
+    meta = ModelMetadata(
+        labels=[cfg.id2label[i] for i in range(cfg.num_labels)],
+        activation="sigmoid" if multi else "softmax",
+        frontend=FeatureExtractor(max_length=cfg.max_length).to_dict(),
+    )
+    for k, v in meta.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(proto, out)
+    return out

@@ -1,0 +1,135 @@
+"""Runtime.classify against transformers (ASTFeatureExtractor + ASTForAudioClassification).
+
+The reference applies the activation by hand to the torch logits; long audio is
+windowed by hand in the test (window and hop from the Kaldi framing formula), run
+through the reference per window, and aggregated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SIGNALS
+from runtime_toy import small_ast_onnx
+
+from ast_onnx.runtime import Runtime
+
+SR = 16000
+TOL = 1e-4  # fp32: max abs difference of scores
+
+
+@pytest.fixture(scope="module")
+def single_label(request):
+    """(onnx path, checkpoint dir) of the tiny softmax model."""
+    path = small_ast_onnx(request, "small_onnx", "small_checkpoint")
+    return path, request.getfixturevalue("small_checkpoint")
+
+
+@pytest.fixture(scope="module")
+def multi_label(request):
+    """(onnx path, checkpoint dir) of the tiny sigmoid model."""
+    path = small_ast_onnx(request, "small_multilabel_onnx", "small_multilabel_checkpoint")
+    return path, request.getfixturevalue("small_multilabel_checkpoint")
+
+
+@pytest.fixture(params=["single_label", "multi_label"])
+def model(request):
+    return request.getfixturevalue(request.param)
+
+
+class Reference:
+    """transformers on the same checkpoint; activation applied by hand."""
+
+    def __init__(self, ckpt):
+        import torch
+        from transformers import ASTFeatureExtractor, ASTForAudioClassification
+
+        self.torch = torch
+        self.fe = ASTFeatureExtractor.from_pretrained(ckpt)
+        self.model = ASTForAudioClassification.from_pretrained(ckpt).eval()
+        multi = self.model.config.problem_type == "multi_label_classification"
+        self.activation = torch.sigmoid if multi else (lambda x: torch.softmax(x, dim=-1))
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    def scores(self, waves: list[np.ndarray]) -> np.ndarray:
+        inputs = self.fe(waves, sampling_rate=SR, return_tensors="pt")
+        with self.torch.no_grad():
+            logits = self.model(**inputs).logits
+        return self.activation(logits.double()).numpy()
+
+    def window_and_hop(self) -> tuple[int, int]:
+        # Kaldi framing (25 ms / 10 ms, snip_edges): n frames need 400 + (n - 1) * 160 samples.
+        n = self.fe.max_length
+        return 400 + (n - 1) * 160, (n // 2) * 160
+
+    def windowed(self, wave: np.ndarray, how: str = "mean"):
+        window, hop = self.window_and_hop()
+        starts, s = [], 0
+        while s + window < len(wave):  # full windows every hop, then one ending at the end
+            starts.append(s)
+            s += hop
+        starts.append(len(wave) - window)
+        per_window = self.scores([wave[s : s + window] for s in starts])
+        agg = per_window.mean(axis=0) if how == "mean" else per_window.max(axis=0)
+        return agg, per_window, starts
+
+
+def assert_same(result, ref_scores: np.ndarray, labels: list[str], k: int = 5):
+    np.testing.assert_array_less(np.abs(result.scores - ref_scores), TOL)
+    want = np.argsort(-ref_scores, kind="stable")[:k]
+    assert [p.index for p in result.labels] == list(want)
+    assert [p.label for p in result.labels] == [labels[i] for i in want]
+    np.testing.assert_allclose([p.score for p in result.labels], ref_scores[want], atol=TOL)
+
+
+@pytest.mark.parametrize("name", ["speech", "noise", "tone", "short_0.5s"])
+def test_single_inputs_match_transformers(model, name):
+    path, ckpt = model
+    rt, ref = Runtime(path, providers="cpu"), Reference(ckpt)
+    wave = SIGNALS[name]()[: ref.window_and_hop()[0]]  # one window: no windowing involved
+    result = rt.classify(wave, top_k=5)
+    assert_same(result, ref.scores([wave])[0], ref.labels)
+    assert result.duration == pytest.approx(len(wave) / SR)
+    assert len(result.windows) == 1
+
+
+def test_lists_are_batched_and_match_transformers(model, monkeypatch):
+    path, ckpt = model
+    rt, ref = Runtime(path, providers="cpu", batch_size=3), Reference(ckpt)
+    window = ref.window_and_hop()[0]
+    waves = [SIGNALS[n]()[:window] for n in ("speech", "noise", "tone", "silence")]
+    waves.append(SIGNALS["short_0.5s"]())
+    calls = []
+    run = rt._session.run
+    monkeypatch.setattr(rt._session, "run", lambda *a: calls.append(a) or run(*a), raising=False)
+    results = rt.classify(waves)
+    assert isinstance(results, list) and len(results) == 5
+    assert len(calls) == 2  # ceil(5 / 3) session.run calls
+    for result, ref_scores in zip(results, ref.scores(waves), strict=True):
+        assert_same(result, ref_scores, ref.labels)
+
+
+@pytest.mark.parametrize("how", ["mean", "max"])
+def test_long_audio_is_windowed_like_the_hand_made_reference(model, how):
+    path, ckpt = model
+    rt, ref = Runtime(path, providers="cpu", aggregate=how), Reference(ckpt)
+    wave = SIGNALS["speech"]()[: int(2.7 * SR)]  # the tiny model sees ~1 s: 5 windows
+    agg, per_window, starts = ref.windowed(wave, how)
+    result = rt.classify(wave)
+    assert_same(result, agg, ref.labels)
+    assert [w.start for w in result.windows] == pytest.approx([s / SR for s in starts])
+    assert result.windows[-1].end == pytest.approx(len(wave) / SR)  # no tail dropped
+    for w, ref_scores in zip(result.windows, per_window, strict=True):
+        np.testing.assert_array_less(np.abs(w.scores - ref_scores), TOL)
+
+
+def test_long_inputs_in_a_list_with_short_ones(multi_label):
+    path, ckpt = multi_label
+    rt, ref = Runtime(path, providers="cpu", batch_size=4), Reference(ckpt)
+    long_wave = SIGNALS["long_15s"]()[: 4 * SR]
+    short = SIGNALS["short_0.5s"]()
+    results = rt.classify([short, long_wave, short])
+    assert [len(r.windows) for r in results] == [1, len(ref.windowed(long_wave)[2]), 1]
+    assert_same(results[0], ref.scores([short])[0], ref.labels)
+    assert_same(results[1], ref.windowed(long_wave)[0], ref.labels)
+    np.testing.assert_allclose(results[2].scores, results[0].scores, atol=1e-6)
