@@ -8,7 +8,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from conftest import SIGNALS
-from runtime_toy import small_ast_onnx
 
 from ast_onnx.errors import ProviderError
 from ast_onnx.runtime import Runtime
@@ -32,8 +31,8 @@ def _require(provider: str, short: str, model) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(request):
-    return small_ast_onnx(request, "small_onnx", "small_checkpoint")
+def model(small_onnx):
+    return small_onnx
 
 
 def waves():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import SIGNALS
-from runtime_toy import small_ast_onnx
 
 from ast_onnx.runtime import Runtime
 
@@ -19,17 +18,15 @@ TOL = 1e-4  # fp32: max abs difference of scores
 
 
 @pytest.fixture(scope="module")
-def single_label(request):
+def single_label(small_onnx, small_checkpoint):
     """(onnx path, checkpoint dir) of the tiny softmax model."""
-    path = small_ast_onnx(request, "small_onnx", "small_checkpoint")
-    return path, request.getfixturevalue("small_checkpoint")
+    return small_onnx, small_checkpoint
 
 
 @pytest.fixture(scope="module")
-def multi_label(request):
+def multi_label(small_multilabel_onnx, small_multilabel_checkpoint):
     """(onnx path, checkpoint dir) of the tiny sigmoid model."""
-    path = small_ast_onnx(request, "small_multilabel_onnx", "small_multilabel_checkpoint")
-    return path, request.getfixturevalue("small_multilabel_checkpoint")
+    return small_multilabel_onnx, small_multilabel_checkpoint
 
 
 @pytest.fixture(params=["single_label", "multi_label"])

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from conftest import SIGNALS
-from runtime_toy import small_ast_onnx
 
 from ast_onnx.runtime import Runtime
 
@@ -15,8 +14,8 @@ THREADS, CALLS = 4, 3
 
 
 @pytest.fixture(scope="module")
-def runtime(request):
-    return Runtime(small_ast_onnx(request, "small_onnx", "small_checkpoint"), providers="cpu")
+def runtime(small_onnx):
+    return Runtime(small_onnx, providers="cpu")
 
 
 def test_concurrent_classify_equals_sequential(runtime):
