@@ -82,6 +82,8 @@ def to_mono_float(audio: Any) -> np.ndarray:
             f"audio dtype {arr.dtype} is not supported: pass float samples in [-1, 1] or "
             "int16/int32 PCM"
         )
+    if arr.size == 0:
+        raise InvalidAudioError(f"audio is empty (shape {arr.shape})")
     if arr.ndim == 2:
         if arr.shape[1] > arr.shape[0]:
             raise InvalidAudioError(
@@ -93,8 +95,6 @@ def to_mono_float(audio: Any) -> np.ndarray:
         raise InvalidAudioError(
             f"audio must be 1-D (samples) or 2-D (samples, channels), got shape {arr.shape}"
         )
-    if arr.size == 0:
-        raise InvalidAudioError("audio is empty (0 samples)")
     finite = np.isfinite(arr)
     if not finite.all():
         bad = np.flatnonzero(~finite)
