@@ -139,6 +139,10 @@ def export_model(
     final = resolve_precision(precision, calibrate)
     gates = resolve_thresholds(final, thresholds)
     path = check_output(output, overwrite)
+    if final == "int8-static":
+        from ast_onnx.export.quantize import audio_files
+
+        audio_files(calibrate)  # a missing path or a directory without audio fails now
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
     timer = StepTimer(show=progress)
@@ -146,9 +150,16 @@ def export_model(
         loaded = load_checkpoint(
             checkpoint, labels=labels, activation=activation, max_length=max_length, pth=pth
         )
+    calibration = None
+    if final == "int8-static":
+        # Before the slow steps, so unusable calibration audio fails fast.
+        from ast_onnx.export.quantize import calibration_features
+
+        with timer.step("calibrate", "Reading calibration audio"):
+            calibration = calibration_features(calibrate, loaded.frontend)
     with tempfile.TemporaryDirectory(prefix="ast-onnx-") as tmp:
         work = Path(tmp)
-        built, fused = _build(loaded, work, final, calibrate, opset, optimize, timer)
+        built, fused = _build(loaded, work, final, calibration, opset, optimize, timer)
         record: dict[str, Any] = {"skipped": True}
         if verify:
             with timer.step("verify", "Verifying against PyTorch"):
@@ -172,7 +183,7 @@ def _build(
     loaded: LoadedCheckpoint,
     work: Path,
     precision: str,
-    calibrate: Any,
+    calibration: Any,
     opset: int,
     optimize: bool,
     timer: StepTimer,
@@ -207,10 +218,8 @@ def _build(
         with timer.step("quantize", "Quantizing to int8 (dynamic)"):
             quantize.quantize_int8_dynamic(current, target)
     else:
-        with timer.step("calibrate", "Reading calibration audio"):
-            data = quantize.calibration_features(calibrate, loaded.frontend)
-        with timer.step("quantize", f"Quantizing to int8 (static, {len(data)} items)"):
-            quantize.quantize_int8_static(current, target, data)
+        with timer.step("quantize", f"Quantizing to int8 (static, {len(calibration)} items)"):
+            quantize.quantize_int8_static(current, target, calibration)
     return target, fused
 
 

@@ -168,10 +168,10 @@ def load_checkpoint(
         model = load_original(Path(where), options)
         max_length = None
     elif kind == "dir":
-        model = _load_pretrained(str(where), str(source))
+        model = load_pretrained(str(where), str(source))
         preprocessor = _read_json(Path(where) / "preprocessor_config.json")
     else:
-        model = _load_pretrained(where, str(source), hub=True)
+        model = load_pretrained(where, str(source), hub=True)
         preprocessor = _hub_preprocessor(where)
     config = model.config
     if max_length is not None:
@@ -220,7 +220,14 @@ def _set_max_length(config: Any, max_length: int) -> None:
     config.max_length = max_length
 
 
-def _load_pretrained(where: str, source: str, hub: bool = False) -> Any:
+def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
+    """``ASTForAudioClassification.from_pretrained`` with every weight checked.
+
+    Args:
+        where: Local directory or Hub id.
+        source: The name to use in error messages.
+        hub: ``where`` is a Hub id (offline failures get a hint to pass a local checkpoint).
+    """
     from transformers import ASTForAudioClassification, AutoConfig
 
     if not hub:
