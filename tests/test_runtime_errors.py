@@ -204,3 +204,15 @@ def test_classify_files_keeps_going_past_bad_files(rt, tmp_path):
     assert isinstance(out[1][1], AudioFileError) and isinstance(out[2][1], AudioFileError)
     np.testing.assert_allclose(out[0][1].scores, rt.classify(good).scores, atol=1e-5)
     assert out[3][1].path == str(good)
+
+
+def test_waveform_input_models_are_refused_clearly(tmp_path):
+    import onnx
+
+    path = toy_model(tmp_path / "w.onnx")
+    model = onnx.load(path)
+    data = json.loads(model.metadata_props[0].value)
+    model.metadata_props[0].value = json.dumps({**data, "input_kind": "waveform"})
+    onnx.save(model, path)
+    with pytest.raises(ModelError, match="'waveform' input"):
+        Runtime(path)

@@ -130,3 +130,19 @@ def test_long_inputs_in_a_list_with_short_ones(multi_label):
     assert_same(results[0], ref.scores([short])[0], ref.labels)
     assert_same(results[1], ref.windowed(long_wave)[0], ref.labels)
     np.testing.assert_allclose(results[2].scores, results[0].scores, atol=1e-6)
+
+
+def test_dynamic_int8_batch_dependence_is_bounded_and_avoidable(
+    small_multilabel_checkpoint, tmp_path
+):
+    """Dynamic int8 quantizes activations per batch: scores move with batch peers (stated
+    tolerance 5e-2); batch_size=1 makes them batch-invariant."""
+    from conftest import export_small
+
+    path = export_small(small_multilabel_checkpoint, tmp_path / "int8.onnx", precision="int8")
+    waves = [SIGNALS[n]()[:16000] for n in ("speech", "noise", "tone", "silence")]
+    alone = Runtime(path, providers="cpu").classify(waves[0])
+    batched = Runtime(path, providers="cpu", batch_size=4).classify(waves)[0]
+    invariant = Runtime(path, providers="cpu", batch_size=1).classify(waves)[0]
+    np.testing.assert_array_less(np.abs(batched.scores - alone.scores), 5e-2)
+    np.testing.assert_array_equal(invariant.scores, alone.scores)

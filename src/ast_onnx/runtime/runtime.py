@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError, MetadataError, ModelError
-from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.errors import AstOnnxError, InvalidAudioError
+from ast_onnx.frontend import prepare_audio
 from ast_onnx.metadata import ACTIVATIONS, ModelMetadata
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
@@ -26,7 +26,14 @@ from ast_onnx.runtime.providers import (
     short_name,
 )
 from ast_onnx.runtime.results import Classification, WindowScore, activate, top_k
-from ast_onnx.runtime.session import create_session, inspect_io, load_labels, read_metadata
+from ast_onnx.runtime.session import (
+    create_session,
+    inspect_io,
+    make_frontend,
+    probe_trt_settings,
+    read_metadata,
+    resolve_labels,
+)
 from ast_onnx.runtime.windows import AGGREGATIONS, aggregate, plan_windows
 
 logger = logging.getLogger(__name__)
@@ -120,7 +127,7 @@ class Runtime:
             gpu_mem_limit=gpu_mem_limit,
         )
         if PROVIDER_NAMES["tensorrt"] in plan.chain:
-            settings = self._trt_settings(ort, settings)
+            settings = probe_trt_settings(ort, path, settings)
         chain = build_provider_list(plan, settings, ort.__version__)
         session = create_session(ort, path, options, chain, fallback=fallback)
         self.provider = short_name(
@@ -129,8 +136,8 @@ class Runtime:
         self._session = session
         self.metadata: ModelMetadata | None = read_metadata(session, path)
         self._io = inspect_io(session, path, self.metadata)
-        self.frontend = self._make_frontend()
-        self.labels = self._resolve_labels(labels)
+        self.frontend = make_frontend(self.metadata, self._io, path)
+        self.labels = resolve_labels(labels, self.metadata, self._io, path)
         self.activation = activation or (self.metadata.activation if self.metadata else "sigmoid")
         if self.metadata is None:
             logger.warning(
@@ -148,67 +155,6 @@ class Runtime:
         logger.info("loaded %s on %s (%s)", self.path, self.provider, session.get_providers())
 
     # ----- construction helpers -----
-
-    def _trt_settings(self, ort, settings: ProviderSettings) -> ProviderSettings:
-        # TensorRT options depend on the model (fp16, input shape): read them from a
-        # light CPU session first (no graph optimization).
-        probe_options = ort.SessionOptions()
-        probe_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        probe = create_session(ort, self.path, probe_options, ["CPUExecutionProvider"])
-        meta = read_metadata(probe, self.path)
-        io = inspect_io(probe, self.path, meta)
-        frames = io.input_shape[0] or (meta.frontend.get("max_length", 1024) if meta else 1024)
-        mel = io.input_shape[1] or (meta.frontend.get("num_mel_bins", 128) if meta else 128)
-        del probe
-        return ProviderSettings(
-            device_id=settings.device_id,
-            input_name=io.input_name,
-            frame_shape=(int(frames), int(mel)),
-            batch_size=settings.batch_size,
-            fp16=bool(meta and meta.precision == "fp16"),
-            cache_dir=settings.cache_dir,
-            gpu_mem_limit=settings.gpu_mem_limit,
-        )
-
-    def _make_frontend(self) -> FeatureExtractor:
-        frames, mel = self._io.input_shape
-        if self.metadata is not None:
-            try:
-                fe = FeatureExtractor.from_dict(self.metadata.frontend)
-            except (AstOnnxError, TypeError) as e:
-                raise MetadataError(
-                    f"model {self.path!r}: its metadata's frontend parameters are invalid: {e}"
-                ) from e
-            got = (fe.max_length, fe.num_mel_bins)
-            if (frames is not None and frames != got[0]) or (mel is not None and mel != got[1]):
-                raise ModelError(
-                    f"model {self.path!r}: input shape [batch, {frames}, {mel}] does not match "
-                    f"its metadata's frontend (max_length={got[0]}, num_mel_bins={got[1]})"
-                )
-            return fe
-        if frames is None or mel is None:
-            raise ModelError(
-                f"model {self.path!r} has no ast-onnx metadata and a symbolic input shape "
-                f"[batch, {frames}, {mel}]: cannot tell the frames and mel bins it expects"
-            )
-        return FeatureExtractor(max_length=frames, num_mel_bins=mel)
-
-    def _resolve_labels(self, labels) -> list[str]:
-        n = self._io.num_outputs
-        if labels is not None:
-            names = load_labels(labels)
-        elif self.metadata is not None:
-            names = list(self.metadata.labels)
-        elif n is not None:
-            names = [f"LABEL_{i}" for i in range(n)]
-        else:
-            raise ModelError(
-                f"model {self.path!r} has no ast-onnx metadata and a symbolic label axis: "
-                "pass labels="
-            )
-        if n is not None and len(names) != n:
-            raise ModelError(f"model {self.path!r} outputs {n} scores but got {len(names)} labels")
-        return names
 
     def _hop_samples(self, window_hop: float | None) -> int:
         fe = self.frontend

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import MetadataError, ModelError, ProviderError
+from ast_onnx.errors import AstOnnxError, MetadataError, ModelError, ProviderError
+from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.metadata import ModelMetadata, has_metadata
+from ast_onnx.runtime.providers import ProviderSettings
 
 logger = logging.getLogger(__name__)
 
@@ -153,3 +155,71 @@ def load_labels(labels: Any) -> list[str]:
     if isinstance(labels, (list, tuple)) and all(isinstance(x, str) for x in labels):
         return list(labels)
     raise ModelError(f"labels must be a list of strings or a file path, got {type(labels)}")
+
+
+def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSettings:
+    """Fill the model-dependent TensorRT settings (fp16, input name and shape).
+
+    They are read from a light CPU session (no graph optimization) before the real one.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    probe = create_session(ort, path, options, [CPU])
+    meta = read_metadata(probe, path)
+    io = inspect_io(probe, path, meta)
+    frontend = meta.frontend if meta else {}
+    frames = io.input_shape[0] or frontend.get("max_length", 1024)
+    mel = io.input_shape[1] or frontend.get("num_mel_bins", 128)
+    return replace(
+        settings,
+        input_name=io.input_name,
+        frame_shape=(int(frames), int(mel)),
+        fp16=bool(meta and meta.precision == "fp16"),
+    )
+
+
+def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureExtractor:
+    """The model's frontend: from its metadata, else AST defaults sized by the input shape."""
+    frames, mel = io.input_shape
+    where = f"model {str(path)!r}"
+    if metadata is None:
+        if frames is None or mel is None:
+            raise ModelError(
+                f"{where} has no ast-onnx metadata and a symbolic input shape "
+                f"[batch, {frames}, {mel}]: cannot tell the frames and mel bins it expects"
+            )
+        return FeatureExtractor(max_length=frames, num_mel_bins=mel)
+    if metadata.input_kind != "features":
+        raise ModelError(
+            f"{where} takes {metadata.input_kind!r} input; this runtime feeds features"
+        )
+    try:
+        fe = FeatureExtractor.from_dict(metadata.frontend)
+    except (AstOnnxError, TypeError) as e:
+        raise MetadataError(f"{where}: its metadata's frontend parameters are invalid: {e}") from e
+    if (frames is not None and frames != fe.max_length) or (
+        mel is not None and mel != fe.num_mel_bins
+    ):
+        raise ModelError(
+            f"{where}: input shape [batch, {frames}, {mel}] does not match its metadata's "
+            f"frontend (max_length={fe.max_length}, num_mel_bins={fe.num_mel_bins})"
+        )
+    return fe
+
+
+def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, path) -> list[str]:
+    """The caller's labels, else the metadata's, else ``LABEL_i``; checked against the output."""
+    n = io.num_outputs
+    if labels is not None:
+        names = load_labels(labels)
+    elif metadata is not None:
+        names = list(metadata.labels)
+    elif n is not None:
+        names = [f"LABEL_{i}" for i in range(n)]
+    else:
+        raise ModelError(
+            f"model {str(path)!r} has no ast-onnx metadata and a symbolic label axis: pass labels="
+        )
+    if n is not None and len(names) != n:
+        raise ModelError(f"model {str(path)!r} outputs {n} scores but got {len(names)} labels")
+    return names

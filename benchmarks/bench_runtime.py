@@ -1,0 +1,253 @@
+"""Runtime speed on the full AST-base architecture, against transformers' pipeline.
+
+Opt-in and slow (minutes; not collected by a plain ``pytest``):
+
+    .venv/bin/python -m pytest benchmarks/bench_runtime.py --benchmark-only
+
+What is timed, all on the same random AST-base weights (ASTConfig defaults, 527
+labels; speed does not depend on trained weights):
+
+- classify of one 10 s clip and of a batch of 8: ast-onnx fp32 (optimized) and
+  int8 (dynamic) vs ``transformers.pipeline("audio-classification")``;
+- cold start, each in a fresh subprocess: interpreter + import + load + first result;
+- runtime overhead for batch 1: ``Runtime.scores`` / ``Runtime.classify`` over a bare
+  ``session.run`` on the same session and the same features, interleaved.
+
+The checkpoint and its exports are cached in ``.cache/bench`` (``AST_ONNX_BENCH_CACHE``);
+delete it after changing the exporter. One AST-base clip takes ~1.5 s on 2 cores, so
+rounds are few (``AST_BENCH_ROUNDS``, default 3) and medians are reported: the median
+resists the occasional slow round that other processes on a shared machine cause,
+where the mean would not. A summary with ratios is printed at the end and written to
+``.cache/bench/runtime_summary.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("AST_ONNX_BENCH_CACHE", ROOT / ".cache" / "bench"))
+ROUNDS = int(os.environ.get("AST_BENCH_ROUNDS", "3"))
+SR = 16000
+BATCH = 8
+MEDIANS: dict[str, float] = {}
+
+
+# ----- models and inputs -----
+
+
+def _checkpoint() -> Path:
+    """Random-weight AST-base (ASTConfig defaults, 527 labels), saved with save_pretrained."""
+    path = CACHE / "ast-base-random"
+    if (path / "model.safetensors").exists():
+        return path
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    torch.manual_seed(0)
+    labels = [f"label_{i}" for i in range(527)]
+    config = ASTConfig(
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        problem_type="multi_label_classification",
+    )
+    ASTForAudioClassification(config).eval().save_pretrained(path)
+    ASTFeatureExtractor().save_pretrained(path)
+    return path
+
+
+def _export(ckpt: Path, precision: str) -> Path:
+    from ast_onnx.export import export_model
+
+    out = CACHE / f"ast-base-{precision}.onnx"
+    if not out.exists():
+        # verify=False: drift is the export suite's business; random weights only time here.
+        export_model(ckpt, out, precision=precision, optimize=True, verify=False)
+    return out
+
+
+def _clips() -> list[np.ndarray]:
+    import soundfile as sf
+
+    speech, _ = sf.read(ROOT / "tests" / "fixtures" / "speech_10s.flac", dtype="float32")
+    rng = np.random.default_rng(0)
+    clips = [speech[: 10 * SR]]
+    clips += [(0.1 * rng.standard_normal(10 * SR)).astype(np.float32) for _ in range(BATCH - 1)]
+    return clips
+
+
+@pytest.fixture(scope="module")
+def models():
+    CACHE.mkdir(parents=True, exist_ok=True)
+    ckpt = _checkpoint()
+    clips = _clips()
+    np.save(CACHE / "clip.npy", clips[0])
+    return {"ckpt": ckpt, "fp32": _export(ckpt, "fp32"), "int8": _export(ckpt, "int8-dynamic")}
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return _clips()
+
+
+@pytest.fixture(scope="module")
+def ours(models):
+    from ast_onnx.runtime import Runtime
+
+    return {p: Runtime(models[p], providers="cpu", batch_size=BATCH) for p in ("fp32", "int8")}
+
+
+@pytest.fixture(scope="module")
+def hf_pipeline(models):
+    from transformers import pipeline
+
+    return pipeline(
+        "audio-classification",
+        model=str(models["ckpt"]),
+        feature_extractor=str(models["ckpt"]),
+        device="cpu",
+        function_to_apply="sigmoid",  # multi-label (the pipeline's default softmax is wrong)
+    )
+
+
+def _time(benchmark, key: str, fn, *args, rounds: int = ROUNDS) -> None:
+    benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=1)
+    MEDIANS[key] = benchmark.stats.stats.median
+
+
+# ----- warm: one clip and a batch of 8 -----
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_clip_ours(benchmark, ours, clips, precision):
+    _time(benchmark, f"clip ours {precision}", ours[precision].classify, clips[0])
+
+
+def test_clip_transformers(benchmark, hf_pipeline, clips):
+    _time(benchmark, "clip transformers", hf_pipeline, clips[0])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_batch8_ours(benchmark, ours, clips, precision):
+    _time(benchmark, f"batch8 ours {precision}", ours[precision].classify, clips)
+
+
+def test_batch8_transformers(benchmark, hf_pipeline, clips):
+    _time(benchmark, "batch8 transformers", lambda c: hf_pipeline(c, batch_size=BATCH), clips)
+
+
+# ----- cold start: fresh interpreter, import, load, first result -----
+
+COLD_OURS = """
+import numpy as np
+from ast_onnx import Runtime
+print(Runtime({model!r}, providers="cpu").classify(np.load({clip!r})).labels[0])
+"""
+COLD_TRANSFORMERS = """
+import numpy as np
+from transformers import pipeline
+p = pipeline("audio-classification", model={ckpt!r}, feature_extractor={ckpt!r}, device="cpu",
+             function_to_apply="sigmoid")
+print(p(np.load({clip!r}))[0])
+"""
+
+
+def _subprocess(code: str) -> None:
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
+
+
+def test_cold_start_ours(benchmark, models):
+    code = COLD_OURS.format(model=str(models["fp32"]), clip=str(CACHE / "clip.npy"))
+    _time(benchmark, "cold ours fp32", _subprocess, code)
+
+
+def test_cold_start_transformers(benchmark, models):
+    code = COLD_TRANSFORMERS.format(ckpt=str(models["ckpt"]), clip=str(CACHE / "clip.npy"))
+    _time(benchmark, "cold transformers", _subprocess, code)
+
+
+# ----- runtime overhead over a bare session.run, batch 1 -----
+
+
+def test_overhead_over_session_run(benchmark, ours, clips):
+    rt = ours["fp32"]
+    feats = rt.features(clips[0])
+    session, name = rt._session, rt._io.input_name
+    calls = {
+        "bare session.run": lambda: session.run(None, {name: feats}),
+        "Runtime.scores": lambda: rt.scores(feats),
+        "Runtime.classify": lambda: rt.classify(clips[0]),
+    }
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for fn in calls.values():
+        fn()  # warm-up
+    # Interleaved so that load from other processes hits the three alike.
+    for _ in range(max(ROUNDS, 5)):
+        for key, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    for key, values in times.items():
+        MEDIANS[f"overhead {key}"] = statistics.median(values)
+    _time(benchmark, "overhead bare session.run (benchmark)", calls["bare session.run"])
+
+
+# ----- summary -----
+
+
+def _ratio(slow: str, fast: str) -> str:
+    if slow in MEDIANS and fast in MEDIANS:
+        return f"{MEDIANS[slow] / MEDIANS[fast]:.2f}x"
+    return "n/a"
+
+
+def summary() -> str:
+    rows = [f"| {k} | {v * 1000:.1f} |" for k, v in MEDIANS.items()]
+    bare = MEDIANS.get("overhead bare session.run")
+
+    def over(key: str) -> str:
+        value = MEDIANS.get(f"overhead {key}")
+        return f"{(value / bare - 1) * 100:+.2f} %" if value and bare else "n/a"
+
+    lines = [
+        "| measurement | median ms |",
+        "|---|---|",
+        *rows,
+        "",
+        "| ratio | value | goal |",
+        "|---|---|---|",
+        f"| clip: transformers / ours fp32 | {_ratio('clip transformers', 'clip ours fp32')}"
+        " | >= 1.1x |",
+        f"| clip: transformers / ours int8 | {_ratio('clip transformers', 'clip ours int8')}"
+        " | >= 2.3x |",
+        "| batch 8: transformers / ours fp32 | "
+        f"{_ratio('batch8 transformers', 'batch8 ours fp32')} | >= 1.1x |",
+        "| batch 8: transformers / ours int8 | "
+        f"{_ratio('batch8 transformers', 'batch8 ours int8')} | >= 2.3x |",
+        f"| cold start: transformers / ours | {_ratio('cold transformers', 'cold ours fp32')}"
+        " | >= 3x |",
+        f"| overhead Runtime.scores vs bare session.run | {over('Runtime.scores')} | <= 3 % |",
+        f"| overhead Runtime.classify (incl. fbank) vs bare | {over('Runtime.classify')} | |",
+    ]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report(request):
+    yield
+    if not MEDIANS:
+        return
+    text = summary()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "runtime_summary.md").write_text(text + "\n")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("\n" + text)
