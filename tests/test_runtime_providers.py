@@ -171,6 +171,14 @@ def test_hard_provider_failure_is_a_provider_error(monkeypatch, toy, caplog):
     assert rt.provider == "cpu"
 
 
+def test_auto_survives_a_hard_gpu_failure(monkeypatch, toy, caplog):
+    FakeOrt(monkeypatch, available=[CUDA, CPU], fail_on=[CUDA])
+    with caplog.at_level(logging.WARNING):
+        rt = Runtime(toy)
+    assert rt.provider == "cpu"
+    assert "falling back to CPU" in caplog.text
+
+
 def test_cuda_options(monkeypatch, toy):
     fake = FakeOrt(monkeypatch, available=[CUDA, CPU])
     rt = Runtime(toy, providers="cuda", device_id=1, gpu_mem_limit=2**30)

@@ -129,7 +129,7 @@ class Runtime:
         if PROVIDER_NAMES["tensorrt"] in plan.chain:
             settings = probe_trt_settings(ort, path, settings)
         chain = build_provider_list(plan, settings, ort.__version__)
-        session = create_session(ort, path, options, chain, fallback=fallback)
+        session = create_session(ort, path, options, chain, fallback=fallback or not plan.explicit)
         self.provider = short_name(
             check_session_providers(plan, session.get_providers(), fallback=fallback)
         )
