@@ -245,3 +245,13 @@ def test_options_round_trip_and_validation():
 def test_bad_input_raises(wave, match):
     with pytest.raises(InvalidAudioError, match=match):
         fbank(wave)
+
+
+def test_out_parameter():
+    wave = white_noise(1.0)
+    fb = KaldiFbank()
+    out = np.full((2, 98, 128), np.nan, np.float32)
+    assert fb(np.stack([wave, wave]), out=out) is out
+    np.testing.assert_array_equal(out[1], fb(wave))
+    with pytest.raises(FbankOptionsError, match="out must be"):
+        fb(wave, out=np.empty((97, 128), np.float32))

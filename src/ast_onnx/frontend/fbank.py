@@ -247,7 +247,9 @@ class KaldiFbank:
         """Frames produced for ``num_samples`` samples."""
         return self.options.num_frames(num_samples)
 
-    def __call__(self, waveform: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+    def __call__(
+        self, waveform: np.ndarray, *, workers: int | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Compute the filterbank.
 
         Args:
@@ -255,6 +257,7 @@ class KaldiFbank:
                 ``[batch, samples]``, at ``options.sample_frequency``, used unscaled
                 (ast-onnx passes [-1, 1]). Computed in float32.
             workers: Threads for the FFT (scipy.fft ``workers``); None means 1.
+            out: Optional C-contiguous float32 array of the result's shape to write into.
 
         Returns:
             float32 ``[frames, num_mel_bins]`` (or ``[batch, frames, num_mel_bins]``).
@@ -274,7 +277,15 @@ class KaldiFbank:
                 f"{opts.sample_frequency:g} Hz with snip_edges={opts.snip_edges})"
             )
         batch = self._pad_edges(wave.reshape(-1, num_samples), num_frames)
-        out = np.empty((batch.shape[0], num_frames, opts.num_mel_bins), dtype=np.float32)
+        shape = (*wave.shape[:-1], num_frames, opts.num_mel_bins)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise FbankOptionsError(
+                f"out must be a C-contiguous float32 array of shape {shape}, got "
+                f"{out.dtype} {out.shape}"
+            )
+        result, out = out, out.reshape(batch.shape[0], num_frames, opts.num_mel_bins)
         # Work in chunks of frames: temporaries stay small (cache-resident, reused by
         # the allocator) instead of megabytes of fresh pages per call.
         step = min(self.chunk_frames, num_frames)
@@ -301,7 +312,7 @@ class KaldiFbank:
         if opts.use_log_fbank:
             np.maximum(out, LOG_FLOOR, out=out)
             np.log(out, out=out)
-        return out.reshape(*wave.shape[:-1], num_frames, opts.num_mel_bins)
+        return result
 
     def _pad_edges(self, batch: np.ndarray, num_frames: int) -> np.ndarray:
         """Without snip_edges, mirror the signal at both ends as Kaldi does."""

@@ -144,24 +144,23 @@ class FeatureExtractor:
         )
         num_frames = np.array([opts.num_frames(w.shape[0]) for w in waves], dtype=np.int64)
         needed = self._samples_needed()
-        lengths = {w.shape[0] for w in waves}
-        if len(lengths) == 1 and num_frames[0] > 0:
-            stacked = np.stack([w[:needed] for w in waves])
-            fb = self.fbank(stacked)[:, : self.max_length]
-            out[:, : fb.shape[1]] = fb
-        else:
-            for i, w in enumerate(waves):
-                if num_frames[i] == 0:
-                    logger.warning(
-                        "item %d: %d samples is shorter than one frame (%d samples): "
-                        "0 real frames, all padding",
-                        i,
-                        w.shape[0],
-                        opts.window_size,
-                    )
-                    continue
-                fb = self.fbank(w[:needed])[: self.max_length]
-                out[i, : fb.shape[0]] = fb
+        for i, w in enumerate(waves):
+            if num_frames[i] == 0:
+                logger.warning(
+                    "item %d: %d samples is shorter than one frame (%d samples): "
+                    "0 real frames, all padding",
+                    i,
+                    w.shape[0],
+                    opts.window_size,
+                )
+                continue
+            # Only the samples the first max_length frames use; written in place.
+            cut = w[:needed]
+            frames = opts.num_frames(cut.shape[0])
+            if frames <= self.max_length:
+                self.fbank(cut, out=out[i, :frames])
+            else:  # snip_edges=False: the cut keeps one frame more than needed
+                out[i] = self.fbank(cut)[: self.max_length]
         truncated = num_frames > self.max_length
         if truncated.any():
             logger.debug("frames cut to max_length=%d for items %s", self.max_length, truncated)

@@ -1,0 +1,222 @@
+"""Benchmark report: the numbers, and their Markdown / JSON / terminal renderings.
+
+Reports are written atomically (temporary file, then rename), so an interrupted
+run never leaves a half-written report behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LatencyRow:
+    """One (model, provider, batch size) latency measurement."""
+
+    name: str
+    precision: str
+    provider: str
+    batch_size: int
+    model_ms: dict[str, float]
+    frontend_ms: float | None
+    clips_per_s: float
+    x_realtime: float
+    peak_rss_mb: float
+    file_mb: float | None
+    speedup_vs_eager: float | None = None
+
+
+@dataclass
+class DriftRow:
+    """Accuracy drift of one model against the reference."""
+
+    name: str
+    precision: str
+    provider: str
+    reference: str
+    max_abs: float
+    max_rel: float
+    top1_agreement: float
+    top5_agreement: float
+    num_inputs: int
+    metric_name: str | None = None
+    metric: float | None = None
+    metric_drop: float | None = None
+
+
+@dataclass
+class BenchReport:
+    """All results of one ``ast-bench`` run."""
+
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    latency: list[LatencyRow] = field(default_factory=list)
+    drift: list[DriftRow] = field(default_factory=list)
+    gate: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    def to_markdown(self) -> str:
+        lines = ["# ast-bench report", "", "## Environment", ""]
+        lines += [f"- **{k}**: {_fmt(v)}" for k, v in self.environment.items()]
+        lines += ["", "## Settings", ""]
+        lines += [f"- **{k}**: {_fmt(v)}" for k, v in self.settings.items()]
+        lines += ["", "## Latency", ""]
+        lines += _md_table(LATENCY_COLUMNS, [latency_cells(r) for r in self.latency])
+        lines += ["", "## Accuracy drift", ""]
+        lines += _md_table(DRIFT_COLUMNS, [drift_cells(r) for r in self.drift])
+        if self.gate is not None:
+            lines += ["", "## Drift gate", ""]
+            verdict = "PASSED" if self.gate["passed"] else "FAILED"
+            lines.append(f"- limits: {_fmt(self.gate['limits'])}")
+            lines.append(f"- result: **{verdict}**")
+            lines += [f"- {v}" for v in self.gate["violations"]]
+        return "\n".join(lines) + "\n"
+
+
+LATENCY_COLUMNS = [
+    "model",
+    "precision",
+    "provider",
+    "batch",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean ms",
+    "frontend ms",
+    "clips/s",
+    "x real-time",
+    "peak RSS MB",
+    "file MB",
+    "speed-up vs eager",
+]
+DRIFT_COLUMNS = [
+    "model",
+    "precision",
+    "provider",
+    "reference",
+    "max abs",
+    "max rel",
+    "top-1 agree",
+    "top-5 agree",
+    "inputs",
+    "metric",
+    "value",
+    "drop",
+]
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _sci(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}"
+
+
+def latency_cells(r: LatencyRow) -> list[str]:
+    m = r.model_ms
+    speedup = None if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x"
+    return [
+        r.name,
+        r.precision,
+        r.provider,
+        str(r.batch_size),
+        _num(m["p50"], 1),
+        _num(m["p90"], 1),
+        _num(m["p99"], 1),
+        _num(m["mean"], 1),
+        _num(r.frontend_ms, 1),
+        _num(r.clips_per_s),
+        _num(r.x_realtime, 1),
+        _num(r.peak_rss_mb, 0),
+        _num(r.file_mb),
+        speedup or "-",
+    ]
+
+
+def drift_cells(r: DriftRow) -> list[str]:
+    return [
+        r.name,
+        r.precision,
+        r.provider,
+        r.reference,
+        _sci(r.max_abs),
+        _sci(r.max_rel),
+        _num(r.top1_agreement, 4),
+        _num(r.top5_agreement, 4),
+        str(r.num_inputs),
+        r.metric_name or "-",
+        _num(r.metric, 4),
+        _num(r.metric_drop, 4),
+    ]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return "-" if value is None else str(value)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def print_tables(report: BenchReport, console: Any = None) -> None:
+    """Render the report's tables on the terminal with rich (plain text without it)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(report.to_markdown())
+        return
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # pipes and CI logs: don't squeeze the columns
+            console = Console(width=200)
+    for title, columns, rows in (
+        ("Latency", LATENCY_COLUMNS, [latency_cells(r) for r in report.latency]),
+        ("Accuracy drift", DRIFT_COLUMNS, [drift_cells(r) for r in report.drift]),
+    ):
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, justify="left" if col in ("model", "precision") else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if report.gate is not None:
+        style = "green" if report.gate["passed"] else "bold red"
+        verdict = "passed" if report.gate["passed"] else "FAILED"
+        console.print(f"[{style}]drift gate {verdict}[/] {_fmt(report.gate['limits'])}")
+        for v in report.gate["violations"]:
+            console.print(f"  [red]{v}[/]")

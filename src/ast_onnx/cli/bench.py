@@ -1,0 +1,126 @@
+"""``ast-bench``: latency and accuracy-drift report of AST ONNX models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _csv(kind: type = str):
+    def parse(text: str) -> list:
+        try:
+            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list, got {text!r}"
+            ) from e
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ast-bench",
+        description="Benchmark AST ONNX models: latency per precision/provider/batch size "
+        "against PyTorch eager, and accuracy drift; writes Markdown/JSON reports.",
+    )
+    p.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="a checkpoint (HF dir, hub id, .pth or 'demo': each precision is exported "
+        "into a cache directory) or one or more .onnx files",
+    )
+    p.add_argument(
+        "--precisions",
+        type=_csv(),
+        default=None,
+        help="comma-separated: fp32, fp32-noopt, fp16, int8, int8-static (default fp32,int8)",
+    )
+    p.add_argument("--providers", type=_csv(), default=["cpu"], help="cpu,cuda,tensorrt")
+    p.add_argument("--batch-sizes", type=_csv(int), default=None, help="default 1,8")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs per row (default 1)")
+    p.add_argument("--iterations", type=int, default=None, help="timed runs per row (default 5)")
+    p.add_argument("--eval", dest="eval_dir", help="labelled eval directory (audio + labels.csv)")
+    p.add_argument("--report", help="write the Markdown report here")
+    p.add_argument("--json", dest="json_path", help="write the JSON report here")
+    p.add_argument(
+        "--quick", action="store_true", help="CI mode: batch 1, 3 iterations, 4 drift inputs"
+    )
+    p.add_argument(
+        "--max-drift",
+        help="fail (exit 3) past these limits, e.g. 'top1=0.99,abs=0.05' "
+        "(keys: abs, rel, top1, top5, drop)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    p.add_argument("--cache-dir", help="where exported models are cached")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager baseline")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    from ast_onnx.bench import BenchOptions, parse_gate, print_tables, write_atomic
+    from ast_onnx.bench.runner import QUICK
+    from ast_onnx.errors import AstOnnxError
+
+    def pick(value, key, default):
+        if value is not None:
+            return value
+        return QUICK[key] if args.quick else default
+
+    try:
+        options = BenchOptions(
+            targets=args.targets,
+            precisions=args.precisions or ["fp32", "int8"],
+            providers=args.providers,
+            batch_sizes=pick(args.batch_sizes, "batch_sizes", [1, 8]),
+            warmup=pick(args.warmup, "warmup", 1),
+            iterations=pick(args.iterations, "iterations", 5),
+            drift_inputs=QUICK["drift_inputs"] if args.quick else 16,
+            eval_dir=args.eval_dir,
+            cache_dir=args.cache_dir,
+            threads=args.threads,
+            torch_baseline=not args.no_torch,
+            max_drift=parse_gate(args.max_drift) if args.max_drift else None,
+        )
+        report = _run_with_progress(options)
+    except KeyboardInterrupt:
+        print("ast-bench: interrupted; no report written", file=sys.stderr)
+        return 130
+    except AstOnnxError as e:
+        print(f"ast-bench: error: {e}", file=sys.stderr)
+        return 2
+    print_tables(report)
+    if args.report:
+        write_atomic(args.report, report.to_markdown())
+    if args.json_path:
+        write_atomic(args.json_path, report.to_json())
+    if report.gate is not None and not report.gate["passed"]:
+        print("ast-bench: drift gate failed:", file=sys.stderr)
+        for violation in report.gate["violations"]:
+            print(f"  {violation}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _run_with_progress(options):
+    from ast_onnx.bench import run_bench
+
+    try:
+        from rich.console import Console
+    except ImportError:
+        return run_bench(options)
+    console = Console(stderr=True)
+    with console.status("ast-bench: starting") as status:
+        return run_bench(options, progress=lambda msg: status.update(f"ast-bench: {msg}"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
