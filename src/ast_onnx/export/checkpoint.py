@@ -151,6 +151,9 @@ def load_checkpoint(
         The loaded model with its labels, activation and frontend parameters.
     """
     kind, where = resolve_source(source)
+    if kind != "pth" and pth is not None and any(v is not None for v in vars(pth).values()):
+        given = sorted(k for k, v in vars(pth).items() if v is not None)
+        raise CheckpointError(f"{given} apply to original .pth checkpoints only, not to {source!r}")
     require("torch", "export", "Loading a checkpoint")
     require("transformers", "export", "Loading a checkpoint")
     preprocessor: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import ExportError, require
+from ast_onnx.export.progress import quiet_logs
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,13 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
     config = model.config
     example = torch.zeros(2, int(config.max_length), int(config.num_mel_bins))
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with export_attention(model), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+    with (
+        export_attention(model),
+        torch.no_grad(),
+        # Expected: the dynamo exporter builds opset 18 and converts down to 17.
+        quiet_logs(("torch.onnx", "onnxscript", "onnx_ir")),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         try:
             program = torch.onnx.export(

@@ -51,3 +51,38 @@ class StepTimer:
                 mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
                 self._console.print(f"{mark} {description} [dim]({elapsed:.1f} s)[/dim]")
             logger.info("%s: %s in %.1f s", description, "done" if ok else "failed", elapsed)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+@contextlib.contextmanager
+def quiet_logs(loggers: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Iterator[None]:
+    """Silence expected third-party chatter during a step (kept when ast_onnx logs DEBUG).
+
+    Args:
+        loggers: Logger names raised to ERROR for the block.
+        drop: Message prefixes dropped from the root logger's records for the block.
+    """
+    if logging.getLogger("ast_onnx").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    root = logging.getLogger()
+    dropper = _DropMessages(drop)
+    if drop:
+        root.addFilter(dropper)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        root.removeFilter(dropper)

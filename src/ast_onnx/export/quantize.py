@@ -24,6 +24,10 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ExportError, require
+from ast_onnx.export.progress import quiet_logs
+
+#: The quantizer's advice to run its pre-processing, which would undo the fusions.
+_PREPROCESS_HINT = ("Please consider to run pre-processing",)
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +70,16 @@ def quantize_int8_dynamic(src: str | Path, dst: str | Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(INT8_OP_TYPES),
-            # Fused contrib ops have no registered output types; without a default the
-            # quantizer fails with "Unable to find data type for weight_name".
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        with quiet_logs(drop=_PREPROCESS_HINT):
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(INT8_OP_TYPES),
+                # Fused contrib ops have no registered output types; without a default the
+                # quantizer fails with "Unable to find data type for weight_name".
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
     except Exception as e:  # the quantizer raises many types
         raise ExportError(f"int8 dynamic quantization failed: {type(e).__name__}: {e}") from e
 
@@ -105,18 +110,19 @@ def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarr
             return next(self._items, None)
 
     try:
-        quantize_static(
-            str(src),
-            str(dst),
-            Reader(np.ascontiguousarray(calibration, dtype=np.float32)),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(INT8_OP_TYPES),
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        with quiet_logs(drop=_PREPROCESS_HINT):
+            quantize_static(
+                str(src),
+                str(dst),
+                Reader(np.ascontiguousarray(calibration, dtype=np.float32)),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(INT8_OP_TYPES),
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
     except Exception as e:  # the quantizer raises many types
         raise ExportError(f"int8 static quantization failed: {type(e).__name__}: {e}") from e
 

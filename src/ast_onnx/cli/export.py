@@ -1,0 +1,151 @@
+"""``ast-export``: export an AST checkpoint to a verified ONNX file.
+
+Only parses arguments and calls :func:`ast_onnx.export.export_model`. Exit status:
+0 written; 1 the export failed (a one-line error, no output file left behind);
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from ast_onnx.errors import AstOnnxError
+from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ast-export",
+        description="Export an Audio Spectrogram Transformer checkpoint to one ONNX file "
+        "(optimized, optionally fp16 or int8), verified against PyTorch.",
+    )
+    p.add_argument("output", metavar="OUTPUT.onnx", help="the ONNX file to write")
+    p.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        metavar="DIR|ID|FILE.pth|demo",
+        help=f"save_pretrained directory, Hub id, original AST .pth, or 'demo' "
+        f"(default {DEFAULT_CHECKPOINT})",
+    )
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="fp16 weights and compute")
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8: dynamic (scores depend on batch peers), or static with --calibrate",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="append",
+        metavar="PATH",
+        help="static int8: a directory of audio files, or an audio file (repeatable; needs --int8)",
+    )
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    p.add_argument("--no-optimize", action="store_true", help="skip onnxruntime fusions")
+    p.add_argument("--max-length", type=int, help="input frames (default: the checkpoint's)")
+    p.add_argument("--labels", metavar="FILE", help="labels CSV (index,mid,display_name) or JSON")
+    p.add_argument("--activation", choices=["sigmoid", "softmax"], help="override the activation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument(
+        "--max-drift",
+        metavar="NAME=VALUE,...",
+        help="drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5)",
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip the PyTorch comparison")
+    pth = p.add_argument_group("original AST .pth checkpoints (inferred from shapes if omitted)")
+    pth.add_argument("--fstride", type=int, help="frequency stride of the patch embedding")
+    pth.add_argument("--tstride", type=int, help="time stride of the patch embedding")
+    pth.add_argument("--input-tdim", type=int, help="input frames the model was trained with")
+    pth.add_argument("--num-labels", type=int, help="number of classes (checked)")
+    pth.add_argument("--num-heads", type=int, help="attention heads (default hidden/64)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    package = logging.getLogger("ast_onnx")
+    if not any(getattr(h, "_ast_export", False) for h in package.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._ast_export = True  # type: ignore[attr-defined]
+        package.addHandler(handler)
+    package.setLevel(logging.INFO if verbose else logging.WARNING)
+    package.propagate = False
+    if not verbose:
+        # transformers' per-weight loading bar and load reports.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _summary(result) -> str:
+    v = result.verification
+    if v.get("skipped"):
+        drift = "not verified"
+    else:
+        drift = (
+            f"max abs {v['max_abs']:.2g}, top-1 {v['top1']:.0%}, top-5 {v['top5']:.0%} "
+            f"vs PyTorch fp32"
+        )
+    fused = ", ".join(f"{k} {n}" for k, n in result.fused_ops.items()) or "none"
+    return (
+        f"wrote {result.path}\n"
+        f"  precision  {result.precision}\n"
+        f"  size       {result.size_bytes / 1e6:.1f} MB\n"
+        f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
+        f"  fused ops  {fused}\n"
+        f"  drift      {drift}\n"
+        f"  time       {result.seconds:.1f} s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.calibrate and not args.int8:
+        parser.error("--calibrate needs --int8 (static int8 quantization)")
+    _setup_logging(args.verbose)
+    try:
+        from ast_onnx.export import PthOptions, export_model, parse_max_drift
+
+        calibrate = None
+        if args.calibrate:
+            calibrate = args.calibrate[0] if len(args.calibrate) == 1 else list(args.calibrate)
+        result = export_model(
+            args.checkpoint,
+            args.output,
+            precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32",
+            calibrate=calibrate,
+            opset=args.opset,
+            optimize=not args.no_optimize,
+            max_length=args.max_length,
+            overwrite=args.overwrite,
+            labels=args.labels,
+            activation=args.activation,
+            thresholds=parse_max_drift(args.max_drift) if args.max_drift else None,
+            verify=not args.no_verify,
+            progress=not args.quiet,
+            pth=PthOptions(
+                fstride=args.fstride,
+                tstride=args.tstride,
+                input_tdim=args.input_tdim,
+                num_labels=args.num_labels,
+                num_heads=args.num_heads,
+            ),
+        )
+    except AstOnnxError as e:
+        print(f"ast-export: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ast-export: interrupted (no output written)", file=sys.stderr)
+        return 130
+    print(_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
