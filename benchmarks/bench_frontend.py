@@ -42,21 +42,21 @@ BATCH = 32
 
 def _set_blas_threads(n: int) -> list[tuple[ctypes.CDLL, str, int]]:
     """Set the thread count of every loaded OpenBLAS (numpy's and scipy's); return olds."""
+    names = [
+        (f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}")
+        for prefix in ("scipy_openblas", "openblas")
+        for suffix in ("64_", "", "_64_")
+    ]
     changed = []
     libs = set(re.findall(r"(/\S*openblas\S*\.so\S*)", Path("/proc/self/maps").read_text()))
     for path in sorted(libs):
         lib = ctypes.CDLL(path)
-        for suffix in ("64_", "", "_64_"):
-            for prefix in ("scipy_openblas", "openblas"):
-                setter, getter = f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}"
-                if hasattr(lib, setter) and hasattr(lib, getter):
-                    old = getattr(lib, getter)()
-                    getattr(lib, setter)(n)
-                    changed.append((lib, setter, old))
-                    break
-            else:
-                continue
-            break
+        for setter, getter in names:
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                old = getattr(lib, getter)()
+                getattr(lib, setter)(n)
+                changed.append((lib, setter, old))
+                break
     return changed
 
 
