@@ -57,6 +57,7 @@ def test_corrupt_model_file(tmp_path):
         ({"input_name": "pixel_values"}, "input_values"),
         ({"input_shape": ["batch", 100, 64], "metadata": True}, "does not match"),
         ({"input_shape": ["batch", "frames", 128], "metadata": False}, "symbolic"),
+        ({"input_shape": ["batch", 1024, 8], "metadata": False}, "too small for AST"),
     ],
 )
 def test_models_that_do_not_look_like_ast(tmp_path, kwargs, match):

@@ -25,6 +25,7 @@ from ast_onnx.runtime.providers import ProviderSettings
 logger = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
+AST_PATCH = 16  # AST splits the spectrogram into 16x16 patches
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
@@ -187,6 +188,11 @@ def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureE
             raise ModelError(
                 f"{where} has no ast-onnx metadata and a symbolic input shape "
                 f"[batch, {frames}, {mel}]: cannot tell the frames and mel bins it expects"
+            )
+        if frames < AST_PATCH or mel < AST_PATCH:
+            raise ModelError(
+                f"{where}: input shape [batch, {frames}, {mel}] is too small for AST "
+                f"({AST_PATCH}x{AST_PATCH} patches over [frames, mel])"
             )
         return FeatureExtractor(max_length=frames, num_mel_bins=mel)
     if metadata.input_kind != "features":
