@@ -8,7 +8,8 @@ Scale convention: both kaldi-native-fbank's Python API and ours use the samples 
 given (no 32768 factor); ast-onnx feeds [-1, 1] floats, as transformers does.
 Measured (float32 here, float32 in kaldi-native-fbank): <= 1.7e-3 max abs log-mel
 difference on the reference signals, most of it kaldi-native-fbank's own float32
-round-off in near-empty bands; ours is within 7e-4 of a float64 computation.
+round-off in near-empty bands (against transformers' float64-framed numpy path, ours
+is within 9e-4, kaldi-native-fbank within 1.4e-3).
 """
 
 from __future__ import annotations
