@@ -96,7 +96,8 @@ class FbankOptions:
             raise FbankOptionsError(
                 f"window_type must be one of {WINDOW_TYPES}, got {self.window_type!r}"
             )
-        if int(self.num_mel_bins) != self.num_mel_bins or self.num_mel_bins < 3:
+        bins = self.num_mel_bins
+        if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 3:
             raise FbankOptionsError(
                 f"num_mel_bins must be an integer >= 3, got {self.num_mel_bins}"
             )
@@ -238,6 +239,8 @@ class KaldiFbank:
         lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
         self._bins = slice(lo, hi)  # FFT bins some bank covers
         self._mel_blocks = _mel_blocks(self.mel_banks, lo)
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+            raise FbankOptionsError(f"chunk_frames must be a positive int, got {chunk_frames!r}")
         self.chunk_frames = chunk_frames
 
     def __repr__(self) -> str:
