@@ -98,6 +98,7 @@ def export_model(
     verify: bool = True,
     progress: bool = False,
     pth: PthOptions | None = None,
+    with_frontend: bool = False,
 ) -> ExportResult:
     """Export an AST checkpoint to one verified ONNX file.
 
@@ -124,6 +125,11 @@ def export_model(
         verify: Compare with PyTorch after export (recommended).
         progress: Show a progress display on stderr.
         pth: Architecture options for original ``.pth`` checkpoints.
+        with_frontend: Write a wave-in model: input ``waveform`` float32 [batch, samples]
+            with the Kaldi fbank inside the graph (always fp32, in front of the
+            ``precision`` model), outputs ``logits`` and ``scores``. Verification then also
+            compares it with the numpy frontend + the feature-input model
+            (see :mod:`ast_onnx.export.wavein`).
 
     Returns:
         The :class:`ExportResult`.
@@ -164,8 +170,13 @@ def export_model(
         if verify:
             with timer.step("verify", "Verifying against PyTorch"):
                 record = verify_export(loaded.model, built, loaded.frontend, final, gates)
+        if with_frontend:
+            from ast_onnx.export.wavein import add_frontend
+
+            with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
+                built = add_frontend(built, work, loaded, gates["abs"] if verify else None, record)
         with timer.step("write", f"Writing {path}"):
-            metadata = _write(built, path, loaded, final, optimize, record, fused)
+            metadata = _write(built, path, loaded, final, optimize, record, fused, with_frontend)
     seconds = time.perf_counter() - start
     return ExportResult(
         path=path,
@@ -231,6 +242,7 @@ def _write(
     optimized: bool,
     record: dict[str, Any],
     fused: dict[str, int],
+    wave_in: bool = False,
 ) -> ModelMetadata:
     """Add metadata to ``built`` and move it to ``path`` atomically."""
     import ast_onnx
@@ -250,6 +262,10 @@ def _write(
         verification=record,
         extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
     )
+    if wave_in:
+        from ast_onnx.export.wavein import wavein_metadata
+
+        metadata = wavein_metadata(metadata)
     props = metadata.to_props()
     kept = [p for p in model.metadata_props if p.key not in props]
     del model.metadata_props[:]

@@ -1,0 +1,263 @@
+"""AST's frontend as an ONNX graph: ``waveform`` [batch, samples] -> ``input_values``.
+
+The graph computes what :class:`~ast_onnx.frontend.FeatureExtractor` computes, from the
+same constants (window, mel banks and options come from the numpy frontend, the one
+source of truth), with operators that onnxruntime runs on CPU, CUDA and TensorRT alike:
+no ``DFT``/``STFT``/``MelWeightMatrix`` (CPU-only in onnxruntime, missing in older
+TensorRT; and ``MelWeightMatrix`` is not Kaldi's filter bank).
+
+Per batch of equal-length waves (float32 [batch, samples], dynamic batch and length):
+
+1. ``Slice``: keep the samples the first ``max_length`` frames use (the numpy cut).
+2. frames: ``F = max(samples - window_size + window_shift, 0) // window_shift`` frames
+   (Kaldi's snip_edges rule: 0 frames below one window), gathered with ``Gather`` on
+   an index grid built from ``Range`` -> [batch, F, window_size].
+3. DC removal: ``Sub(frames, ReduceMean(frames))``, explicitly, before the transform:
+   folding it into the bases too would let a DC offset's rounding error reach the
+   spectrum.
+4. spectrum: one ``MatMul`` against a constant [window_size, 2 * bins] matrix holding the
+   cosine and sine DFT bases (real DFT of the zero-padded frame, onesided) with the
+   pre-emphasis ``x[i] - c * x[i-1]`` (``x[-1] = x[0]``) and the window folded in (all
+   linear); only the FFT bins some mel bank covers are computed. Power =
+   ``re * re + im * im`` (``Sqrt`` for ``use_power=False``). An all-zero frame gives an
+   exactly zero power, so silence hits the log floor as in numpy.
+5. mel: ``MatMul`` with the Kaldi mel matrix; ``Log(Max(mel, float32 eps))``.
+6. ``Pad`` with ``padding_value`` up to ``max_length`` frames, then
+   ``(x - mean) / (2 * std)`` (``Sub``, ``Div``), padded rows included, as in numpy.
+
+Only ``snip_edges=True`` (AST's setting) is supported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ast_onnx.errors import ExportError, require
+from ast_onnx.frontend import FbankOptions, FeatureExtractor, KaldiFbank
+from ast_onnx.frontend.fbank import LOG_FLOOR
+
+logger = logging.getLogger(__name__)
+
+FRONTEND_INPUT = "waveform"
+FRONTEND_OUTPUT = "input_values"
+#: Prefix of every name the frontend adds to a graph (besides its input and output).
+PREFIX = "frontend/"
+MIN_OPSET = 17
+
+
+@dataclass(frozen=True)
+class FrontendBases:
+    """Constant matrices of the in-graph fbank.
+
+    Attributes:
+        dft: float32 [window_size, 2 * bins]: ``[cos | sin]`` bases of the FFT bins
+            ``first_bin .. first_bin + bins``, with pre-emphasis and window folded in.
+        mel: float32 [bins, num_mel_bins]: the mel banks over those bins, transposed.
+        first_bin: First FFT bin computed.
+    """
+
+    dft: np.ndarray
+    mel: np.ndarray
+    first_bin: int
+
+    @property
+    def bins(self) -> int:
+        return int(self.mel.shape[0])
+
+
+def as_extractor(frontend: FeatureExtractor | dict[str, Any] | None) -> FeatureExtractor:
+    """A :class:`FeatureExtractor` from itself, its ``to_dict()``, or None (AST defaults)."""
+    if frontend is None:
+        return FeatureExtractor()
+    if isinstance(frontend, FeatureExtractor):
+        return frontend
+    if isinstance(frontend, dict):
+        return FeatureExtractor.from_dict(frontend)
+    raise ExportError(
+        f"frontend must be a FeatureExtractor, its to_dict() or None, got {type(frontend)}"
+    )
+
+
+def preemphasis_matrix(size: int, coefficient: float) -> np.ndarray:
+    """float64 [size, size] ``P`` with ``x @ P`` = Kaldi's pre-emphasis of the row ``x``."""
+    p = np.eye(size)
+    p[np.arange(size - 1), np.arange(1, size)] = -coefficient
+    p[0, 0] = 1.0 - coefficient  # x[-1] = x[0]
+    return p
+
+
+def frontend_bases(options: FbankOptions) -> FrontendBases:
+    """The folded DFT bases and the mel matrix for ``options`` (computed in float64)."""
+    fb = KaldiFbank(options)
+    size, n_fft = options.window_size, options.padded_window_size
+    banks = fb.mel_banks.astype(np.float64)  # [mel, n_fft // 2 + 1]
+    used = np.flatnonzero(banks.any(axis=0))
+    lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+    k = np.arange(lo, hi, dtype=np.float64)
+    n = np.arange(size, dtype=np.float64)
+    angle = 2.0 * np.pi * np.outer(n, k) / n_fft  # zero padding to n_fft: rows >= size drop
+    window = fb.window.astype(np.float64)[:, None]
+    bases = np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * window
+    dft = preemphasis_matrix(size, options.preemphasis_coefficient) @ bases
+    return FrontendBases(
+        dft=dft.astype(np.float32),
+        mel=np.ascontiguousarray(banks[:, lo:hi].T, dtype=np.float32),
+        first_bin=lo,
+    )
+
+
+class _Builder:
+    """Collects nodes and initializers with prefixed, unique names."""
+
+    def __init__(self, helper: Any, numpy_helper: Any, opset: int) -> None:
+        self.helper, self.numpy_helper, self.opset = helper, numpy_helper, opset
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def const(self, name: str, value: Any, dtype: Any = np.int64) -> str:
+        full = PREFIX + name
+        array = np.asarray(value, dtype=dtype)
+        self.initializers.append(self.numpy_helper.from_array(array, full))
+        return full
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
+        self._count += 1
+        out = output or f"{PREFIX}{op_type.lower()}_{self._count}"
+        name = f"{PREFIX}{op_type}_{self._count}"
+        self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=name, **attrs))
+        return out
+
+    def reduce_mean_last(self, x: str) -> str:
+        if self.opset >= 18:  # axes became an input in opset 18
+            return self.op("ReduceMean", [x, self.const("axes_last", [-1])], keepdims=1)
+        return self.op("ReduceMean", [x], axes=[-1], keepdims=1)
+
+
+def frontend_nodes(
+    frontend: FeatureExtractor | dict[str, Any] | None, opset: int = MIN_OPSET
+) -> tuple[list[Any], list[Any]]:
+    """Nodes and initializers computing ``input_values`` from ``waveform``.
+
+    Names other than ``waveform`` and ``input_values`` start with :data:`PREFIX`.
+
+    Raises:
+        ExportError: Options the graph does not implement (``snip_edges=False``), or
+            an opset below :data:`MIN_OPSET`.
+    """
+    onnx = require("onnx", "export", "The in-graph frontend")
+    fe = as_extractor(frontend)
+    opts = fe.options
+    if not opts.snip_edges:
+        raise ExportError("the in-graph frontend implements snip_edges=True only (AST's setting)")
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    bases = frontend_bases(opts)
+    size, shift, bins = opts.window_size, opts.window_shift, bases.bins
+    b = _Builder(onnx.helper, onnx.numpy_helper, opset)
+    one = b.const("one", [1])
+
+    # 1. The samples the first max_length frames use (slicing clamps shorter waves).
+    wave = b.op(
+        "Slice",
+        [FRONTEND_INPUT, b.const("zero", [0]), b.const("needed", [fe.window_samples]), one],
+    )
+    # 2. Frame count (snip_edges) and the [frames, window] index grid.
+    samples = b.op("Shape", [wave], start=1, end=2)
+    span = b.op("Sub", [samples, b.const("size_minus_shift", [size - shift])])
+    frames = b.op(
+        "Div", [b.op("Max", [span, b.const("zero_frames", [0])]), b.const("shift", [shift])]
+    )
+    starts = b.op(
+        "Mul",
+        [
+            b.op("Range", [b.const("r0", 0), b.op("Squeeze", [frames]), b.const("r1", 1)]),
+            b.const("shift_scalar", shift),
+        ],
+    )
+    index = b.op(
+        "Add",
+        [b.op("Unsqueeze", [starts, one]), b.const("offsets", np.arange(size)[None, :])],
+    )
+    framed = b.op("Gather", [wave, index], axis=1)  # [batch, frames, size]
+    # 3. DC removal, explicitly (see the module docstring).
+    if opts.remove_dc_offset:
+        framed = b.op("Sub", [framed, b.reduce_mean_last(framed)])
+    # 4. Power spectrum of the used bins: pre-emphasis and window live in the bases.
+    spec = b.op("MatMul", [framed, b.const("dft_bases", bases.dft, np.float32)])
+    last = b.const("axis_last", [-1])
+    re = b.op("Slice", [spec, b.const("re_start", [0]), b.const("re_end", [bins]), last])
+    im = b.op("Slice", [spec, b.const("im_start", [bins]), b.const("im_end", [2 * bins]), last])
+    power = b.op("Add", [b.op("Mul", [re, re]), b.op("Mul", [im, im])])
+    if not opts.use_power:
+        power = b.op("Sqrt", [power])
+    # 5. Mel banks and log floor.
+    mel = b.op("MatMul", [power, b.const("mel_banks", bases.mel, np.float32)])
+    if opts.use_log_fbank:
+        floor = b.const("log_floor", LOG_FLOOR, np.float32)
+        mel = b.op("Log", [b.op("Max", [mel, floor])])
+    # 6. Pad to max_length frames with padding_value, then normalize.
+    missing = b.op("Sub", [b.const("max_length", [fe.max_length]), frames])
+    pads = b.op(
+        "Concat", [b.const("pads_begin", [0, 0, 0, 0]), missing, b.const("pads_end", [0])], axis=0
+    )
+    pad_value = b.const("padding_value", fe.padding_value, np.float32)
+    out = None if fe.do_normalize else FRONTEND_OUTPUT
+    feats = b.op("Pad", [mel, pads, pad_value], out, mode="constant")
+    if fe.do_normalize:
+        centred = b.op("Sub", [feats, b.const("mean", np.float32(fe.mean), np.float32)])
+        scale = b.const("two_std", np.float32(2.0 * fe.std), np.float32)
+        b.op("Div", [centred, scale], FRONTEND_OUTPUT)
+    return b.nodes, b.initializers
+
+
+def build_frontend(
+    frontend: FeatureExtractor | dict[str, Any] | None = None, *, opset: int = MIN_OPSET
+) -> Any:
+    """The frontend alone as an ONNX model: ``waveform`` -> ``input_values``.
+
+    Args:
+        frontend: The model's frontend (``FeatureExtractor``, its ``to_dict()``, or None
+            for AST's defaults).
+        opset: Default-domain opset (>= 17).
+
+    Returns:
+        ``onnx.ModelProto`` with input ``waveform`` float32 [batch, samples] and output
+        ``input_values`` float32 [batch, max_length, num_mel_bins].
+    """
+    onnx = require("onnx", "export", "The in-graph frontend")
+    helper = onnx.helper
+    fe = as_extractor(frontend)
+    nodes, inits = frontend_nodes(fe, opset)
+    graph = helper.make_graph(
+        nodes,
+        "ast_onnx_frontend",
+        [waveform_input(helper)],
+        [
+            helper.make_tensor_value_info(
+                FRONTEND_OUTPUT,
+                onnx.TensorProto.FLOAT,
+                ["batch", fe.max_length, fe.num_mel_bins],
+            )
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="ast-onnx",
+        doc_string="Kaldi fbank frontend of an AST model: waveform -> input_values",
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
+def waveform_input(helper: Any) -> Any:
+    """The ``waveform`` graph input: float32 [batch, samples]."""
+    from onnx import TensorProto
+
+    return helper.make_tensor_value_info(FRONTEND_INPUT, TensorProto.FLOAT, ["batch", "samples"])
