@@ -26,10 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUTPUT.onnx", help="the ONNX file to write")
     p.add_argument(
         "--checkpoint",
-        default=DEFAULT_CHECKPOINT,
         metavar="DIR|ID|FILE.pth|demo",
         help=f"save_pretrained directory, Hub id, original AST .pth, or 'demo' "
-        f"(default {DEFAULT_CHECKPOINT})",
+        f"(default {DEFAULT_CHECKPOINT}; with --frontend-only: AST's default frontend)",
+    )
+    wave = p.add_mutually_exclusive_group()
+    wave.add_argument(
+        "--with-frontend",
+        action="store_true",
+        help="wave-in model: input 'waveform' [batch, samples] float32, the Kaldi fbank "
+        "inside the graph (fp32), outputs 'logits' and 'scores'",
+    )
+    wave.add_argument(
+        "--frontend-only",
+        action="store_true",
+        help="write the fbank frontend alone (waveform -> input_values), with the "
+        "checkpoint's frontend parameters or AST's defaults",
     )
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="fp16 weights and compute")
@@ -92,9 +104,20 @@ def _summary(result) -> str:
             f"vs PyTorch fp32"
         )
     fused = ", ".join(f"{k} {n}" for k, n in result.fused_ops.items()) or "none"
+    wave = ""
+    if result.metadata.input_kind == "waveform":
+        w = v.get("wavein")
+        check = (
+            f"; vs numpy frontend: input_values {w['input_values_max_abs']:.2g}, "
+            f"logits {w['logits_max_abs']:.2g}"
+            if w
+            else ""
+        )
+        wave = f"  input      waveform [batch, samples], fp32 in-graph fbank{check}\n"
     return (
         f"wrote {result.path}\n"
         f"  precision  {result.precision}\n"
+        f"{wave}"
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
         f"  fused ops  {fused}\n"
@@ -103,12 +126,44 @@ def _summary(result) -> str:
     )
 
 
+def _frontend_only(args: argparse.Namespace) -> int:
+    try:
+        from ast_onnx.export.wavein import export_frontend
+
+        result = export_frontend(
+            args.output,
+            checkpoint=args.checkpoint,
+            max_length=args.max_length,
+            opset=args.opset,
+            overwrite=args.overwrite,
+            verify=not args.no_verify,
+        )
+    except AstOnnxError as e:
+        print(f"ast-export: error: {e}", file=sys.stderr)
+        return 1
+    fe = result.frontend
+    v = result.verification
+    drift = "not verified" if v.get("skipped") else f"max abs {v['max_abs']:.2g} vs numpy"
+    print(
+        f"wrote {result.path}\n"
+        f"  frontend   waveform [batch, samples] @ {fe['sample_rate']} Hz -> input_values "
+        f"[batch, {fe['max_length']}, {fe['num_mel_bins']}]\n"
+        f"  size       {result.size_bytes / 1e6:.1f} MB\n"
+        f"  drift      {drift}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.calibrate and not args.int8:
         parser.error("--calibrate needs --int8 (static int8 quantization)")
+    if args.frontend_only and (args.fp16 or args.int8 or args.no_optimize or args.labels):
+        parser.error("--frontend-only takes no --fp16/--int8/--no-optimize/--labels")
     _setup_logging(args.verbose)
+    if args.frontend_only:
+        return _frontend_only(args)
     try:
         from ast_onnx.export import PthOptions, export_model, parse_max_drift
 
@@ -116,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.calibrate:
             calibrate = args.calibrate[0] if len(args.calibrate) == 1 else list(args.calibrate)
         result = export_model(
-            args.checkpoint,
+            args.checkpoint or DEFAULT_CHECKPOINT,
             args.output,
             precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32",
             calibrate=calibrate,
@@ -136,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 num_labels=args.num_labels,
                 num_heads=args.num_heads,
             ),
+            with_frontend=args.with_frontend,
         )
     except AstOnnxError as e:
         print(f"ast-export: error: {e}", file=sys.stderr)
