@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ast_onnx.cli import classify_ray
+
 #: Show a progress bar from this many files on (and only on a terminal).
 PROGRESS_MIN_FILES = 4
 
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", action="store_true", help="also print per-window scores")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    classify_ray.add_arguments(p)
     return p
 
 
@@ -94,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.ray or args.output:
+        return classify_ray.run(args)
     from ast_onnx.errors import AstOnnxError
     from ast_onnx.frontend import AUDIO_EXTENSIONS
     from ast_onnx.runtime import Runtime

@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     pth.add_argument("--input-tdim", type=int, help="input frames the model was trained with")
     pth.add_argument("--num-labels", type=int, help="number of classes (checked)")
     pth.add_argument("--num-heads", type=int, help="attention heads (default hidden/64)")
+    triton = p.add_argument_group("Triton Inference Server model repository")
+    triton.add_argument("--triton-repo", metavar="DIR", help="also write DIR/NAME for Triton")
+    triton.add_argument("--triton-name", metavar="NAME", help="Triton model name (OUTPUT's stem)")
+    triton.add_argument("--max-batch-size", type=int, default=8, help="Triton max_batch_size (8)")
+    triton.add_argument("--triton-cpu", action="store_true", help="CPU instances, no TensorRT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -159,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.calibrate and not args.int8:
         parser.error("--calibrate needs --int8 (static int8 quantization)")
+    if (args.triton_name or args.triton_cpu) and not args.triton_repo:
+        parser.error("--triton-name/--triton-cpu need --triton-repo")
+    if args.triton_repo and args.frontend_only:
+        parser.error("--triton-repo writes classifiers; --frontend-only exports no classifier")
     if args.frontend_only and (args.fp16 or args.int8 or args.no_optimize or args.labels):
         parser.error("--frontend-only takes no --fp16/--int8/--no-optimize/--labels")
     _setup_logging(args.verbose)
@@ -193,6 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             with_frontend=args.with_frontend,
         )
+        triton = None
+        if args.triton_repo:
+            from ast_onnx.export.triton import write_triton_repo
+
+            triton = write_triton_repo(
+                result.path,
+                args.triton_repo,
+                name=args.triton_name,
+                max_batch_size=args.max_batch_size,
+                kind="cpu" if args.triton_cpu else "gpu",
+                overwrite=args.overwrite,
+            )
     except AstOnnxError as e:
         print(f"ast-export: error: {e}", file=sys.stderr)
         return 1
@@ -200,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ast-export: interrupted (no output written)", file=sys.stderr)
         return 130
     print(_summary(result))
+    if triton is not None:
+        print(f"  triton     {triton.model_dir}")
     return 0
 
 

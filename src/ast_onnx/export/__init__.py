@@ -14,6 +14,7 @@ from ast_onnx.export.checkpoint import (
     PthOptions,
     load_checkpoint,
 )
+from ast_onnx.export.triton import TritonRepo, write_triton_repo
 from ast_onnx.export.verify import DEFAULT_THRESHOLDS, parse_max_drift
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "ExportResult",
     "LoadedCheckpoint",
     "PthOptions",
+    "TritonRepo",
     "export_model",
     "load_checkpoint",
     "parse_max_drift",
+    "write_triton_repo",
 ]

@@ -1,0 +1,104 @@
+"""``ast-classify --ray``: the Ray Data options of ast-classify and their run.
+
+Only declares arguments and calls :func:`ast_onnx.distributed.classify_to_file`;
+Ray is imported when ``--ray`` is given, never by ``ast-classify`` otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--ray`` option group to ast-classify's parser."""
+    g = parser.add_argument_group(
+        "Ray Data batch tagging (pip install 'ast-onnx[distributed]')",
+        "Decode and features in Ray CPU tasks, scoring in an actor pool; one row per file "
+        "in --output. Re-running with the same --output skips files already classified "
+        "and retries files that failed.",
+    )
+    g.add_argument("--ray", action="store_true", help="run on Ray Data (needs --output)")
+    g.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster: 'auto', 'ray://HOST:10001' (default: start a local Ray instance)",
+    )
+    g.add_argument(
+        "--output", metavar="RESULTS.jsonl|.parquet", help="results file (JSON lines or parquet)"
+    )
+    g.add_argument("--num-actors", type=int, default=1, help="scoring actors (default 1)")
+    g.add_argument(
+        "--num-gpus",
+        type=float,
+        default=None,
+        help="GPUs per actor (default: 1 with --provider cuda/tensorrt, or auto on GPU nodes)",
+    )
+    g.add_argument("--actor-cpus", type=float, default=1.0, help="CPUs per actor (default 1)")
+    g.add_argument("--no-resume", action="store_true", help="replace --output instead of resuming")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ast-classify with ``--ray``; returns the exit status."""
+    if not args.ray or not args.output:
+        missing = "--ray" if not args.ray else "--output"
+        print(f"ast-classify: error: {missing} is required with --ray/--output", file=sys.stderr)
+        return 2
+    if args.windows:
+        print("ast-classify: error: --windows is not available with --ray", file=sys.stderr)
+        return 2
+    from ast_onnx.errors import AstOnnxError
+
+    try:
+        from ast_onnx.distributed import RayOptions, classify_to_file, init_ray
+
+        options = RayOptions(
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            num_actors=args.num_actors,
+            actor_cpus=args.actor_cpus,
+            num_gpus=args.num_gpus,
+            provider=args.provider,
+            threads=args.threads,
+            labels=args.labels,
+            window_hop=args.hop,
+            aggregate=args.aggregate,
+            fallback=args.fallback,
+        )
+        options.check()
+        quiet = not args.verbose
+        init_ray(args.address, logging_level=logging.WARNING if quiet else logging.INFO)
+        if quiet or args.no_progress:
+            _quiet_ray_data()
+        summary = classify_to_file(
+            args.model, args.audio, args.output, options, resume=not args.no_resume
+        )
+    except (AstOnnxError, ValueError, ConnectionError) as e:
+        print(f"ast-classify: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"ast-classify: interrupted; finished rows are in {args.output}: run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    for problem in summary.problems:
+        print(f"ast-classify: error: {problem}", file=sys.stderr)
+    print(
+        f"ast-classify: {summary.files} file(s): {summary.classified} classified, "
+        f"{summary.failed} failed (error rows), {summary.skipped} already in {args.output}; "
+        f"{summary.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return 1 if summary.failed or summary.problems else 0
+
+
+def _quiet_ray_data() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -1,0 +1,221 @@
+"""The two stages of Ray Data batch tagging, as plain code that runs without Ray.
+
+1. :func:`decode_batch` (CPU tasks): read each file, resample to the model's rate,
+   cut it into the runtime's windows (:func:`~ast_onnx.runtime.windows.plan_windows`)
+   and compute each window's features with the model's own frontend.
+2. :class:`Scorer` (actor pool): one :class:`~ast_onnx.runtime.Runtime` per actor
+   scores the windows, aggregates them per file the way :meth:`Runtime.classify`
+   does, and returns one result row per file.
+
+A file that cannot be read becomes a row whose ``error`` says why; the batch goes on.
+Batches travel as ``pyarrow.Table`` (features as raw float32 bytes, so no Ray tensor
+extension type is involved and any Ray version moves them the same way).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ast_onnx.errors import AstOnnxError, ModelError, require
+from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.runtime.results import top_k
+from ast_onnx.runtime.windows import aggregate, plan_windows, split_windows
+
+logger = logging.getLogger(__name__)
+
+#: Columns of a result row, in order.
+RESULT_COLUMNS: tuple[str, ...] = ("path", "duration", "labels", "scores", "model", "error")
+
+
+def import_pyarrow():
+    """``pyarrow`` or :class:`~ast_onnx.errors.MissingDependencyError` naming the extra."""
+    return require("pyarrow", "distributed", "Ray Data batch tagging")
+
+
+def result_schema():
+    """Arrow schema of result rows (the parquet output's schema too)."""
+    pa = import_pyarrow()
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("duration", pa.float64()),
+            ("labels", pa.list_(pa.string())),
+            ("scores", pa.list_(pa.float32())),
+            ("model", pa.string()),
+            ("error", pa.string()),
+        ]
+    )
+
+
+def _feature_schema():
+    pa = import_pyarrow()
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("num_samples", pa.int64()),
+            ("num_windows", pa.int32()),
+            ("features", pa.large_binary()),
+            ("error", pa.string()),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the stages need to know about the model: small and picklable.
+
+    Attributes:
+        path: The ``.onnx`` file (absolute: workers may run in another directory).
+        name: Model name written into every row (the file name).
+        frontend: ``FeatureExtractor.to_dict()`` of the model (from its metadata).
+        window_samples: Samples per window (the runtime's ``window_samples``).
+        hop_samples: Samples between windows of long audio (the runtime's ``hop_samples``).
+        runtime_kwargs: Keyword arguments of :class:`~ast_onnx.runtime.Runtime` in the actors.
+    """
+
+    path: str
+    name: str
+    frontend: dict[str, Any]
+    window_samples: int
+    hop_samples: int
+    runtime_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.frontend.get("sample_rate", 16000))
+
+
+def describe_error(error: BaseException, path: str) -> str:
+    """One line for an error row: the package's message, else the exception type too."""
+    text = str(error) if isinstance(error, AstOnnxError) else f"{type(error).__name__}: {error}"
+    return text if path in text else f"{path}: {text}"
+
+
+def read_wave(path: str, sample_rate: int, filesystem: Any = None) -> np.ndarray:
+    """Decode one file to float32 mono at ``sample_rate``.
+
+    Local paths are read directly; URIs (``s3://``, ``gs://``, ``file://``, ...) and
+    paths of an explicit ``pyarrow.fs.FileSystem`` are fetched as bytes first.
+    """
+    if filesystem is None and "://" not in path:
+        return prepare_audio(path, None, sample_rate)
+    if filesystem is None:
+        fs_module = require("pyarrow.fs", "distributed", "reading audio from URIs")
+        filesystem, path_in_fs = fs_module.FileSystem.from_uri(path)
+    else:
+        path_in_fs = path
+    with filesystem.open_input_stream(path_in_fs) as stream:
+        data = stream.read()
+    return prepare_audio(io.BytesIO(data), None, sample_rate)
+
+
+def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any = None) -> Any:
+    """CPU stage: paths -> per-file window features (a ``pyarrow.Table``).
+
+    Args:
+        batch: Ray Data numpy batch with a ``path`` column.
+        spec: The model's :class:`ModelSpec`.
+        filesystem: Optional ``pyarrow.fs.FileSystem`` the paths belong to.
+
+    Returns:
+        Columns ``path``, ``num_samples``, ``num_windows``, ``features`` (float32 bytes
+        of ``[num_windows, frames, mel]``) and ``error`` (None, or why the file failed).
+    """
+    pa = import_pyarrow()
+    frontend = FeatureExtractor.from_dict(spec.frontend)
+    cols: dict[str, list] = {k: [] for k in _feature_schema().names}
+    for path in (str(p) for p in batch["path"]):
+        try:
+            wave = read_wave(path, spec.sample_rate, filesystem)
+            plan = plan_windows(len(wave), spec.window_samples, spec.hop_samples)
+            feats = frontend(split_windows(wave, plan)).input_values
+            row = (len(wave), len(plan), np.ascontiguousarray(feats, np.float32).tobytes(), None)
+        except Exception as e:  # any failure is this file's error row, never the job's
+            row = (None, 0, b"", describe_error(e, path))
+            logger.info("decode failed: %s", row[-1])
+        cols["path"].append(path)
+        for key, value in zip(
+            ("num_samples", "num_windows", "features", "error"), row, strict=True
+        ):
+            cols[key].append(value)
+    return pa.Table.from_pydict(cols, schema=_feature_schema())
+
+
+class Scorer:
+    """Actor stage: holds one :class:`~ast_onnx.runtime.Runtime`, scores feature batches.
+
+    Args:
+        spec: The model's :class:`ModelSpec` (its ``runtime_kwargs`` build the Runtime).
+        top_k: Labels per row.
+    """
+
+    def __init__(self, spec: ModelSpec, top_k: int = 5) -> None:
+        from ast_onnx.runtime import Runtime
+
+        self.spec = spec
+        self.top_k = top_k
+        self.runtime = Runtime(spec.path, **spec.runtime_kwargs)
+        if (self.runtime.window_samples, self.runtime.hop_samples) != (
+            spec.window_samples,
+            spec.hop_samples,
+        ):
+            raise ModelError(
+                f"model {spec.path!r} on this worker windows audio by "
+                f"{self.runtime.window_samples}/{self.runtime.hop_samples} samples, the driver "
+                f"planned {spec.window_samples}/{spec.hop_samples}: is the file the same?"
+            )
+        fe = self.runtime.frontend
+        self._shape = (fe.max_length, fe.num_mel_bins)
+        logger.info("scorer ready: %r", self.runtime)
+
+    def __call__(self, batch: Any) -> Any:
+        """Score a ``pyarrow.Table`` from :func:`decode_batch`; returns result rows."""
+        pa = import_pyarrow()
+        paths = batch.column("path").to_pylist()
+        errors = batch.column("error").to_pylist()
+        samples = batch.column("num_samples").to_pylist()
+        blobs = batch.column("features").to_pylist()
+        good = [i for i, e in enumerate(errors) if e is None]
+        windows = {i: np.frombuffer(blobs[i], np.float32).reshape(-1, *self._shape) for i in good}
+        scores = self._score(paths, windows, errors)
+        rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
+        rate = self.spec.sample_rate
+        for i, path in enumerate(paths):
+            ok = errors[i] is None
+            best = top_k(scores[i], self.runtime.labels, self.top_k) if ok else []
+            rows["path"].append(path)
+            rows["duration"].append(samples[i] / rate if ok else None)
+            rows["labels"].append([p.label for p in best])
+            rows["scores"].append([p.score for p in best])
+            rows["model"].append(self.spec.name)
+            rows["error"].append(errors[i])
+        return pa.Table.from_pydict(rows, schema=result_schema())
+
+    def _score(
+        self, paths: list[str], windows: dict[int, np.ndarray], errors: list[str | None]
+    ) -> dict[int, np.ndarray]:
+        """Aggregated scores per good row; a row whose scoring fails gets an error instead."""
+        if not windows:
+            return {}
+        method = self.runtime.aggregate
+        try:
+            x = np.concatenate(list(windows.values()))
+            flat = self.runtime.scores(x)
+        except AstOnnxError:  # find the culprit(s): score the files one by one
+            out = {}
+            for i, w in windows.items():
+                try:
+                    out[i] = aggregate(self.runtime.scores(w), method)
+                except AstOnnxError as e:
+                    errors[i] = describe_error(e, paths[i])
+            return out
+        out, offset = {}, 0
+        for i, w in windows.items():
+            out[i] = aggregate(flat[offset : offset + len(w)], method)
+            offset += len(w)
+        return out
