@@ -207,7 +207,7 @@ def test_classify_files_keeps_going_past_bad_files(rt, tmp_path):
     assert out[3][1].path == str(good)
 
 
-def test_waveform_input_models_are_refused_clearly(tmp_path):
+def test_waveform_metadata_on_a_features_input_is_refused_clearly(tmp_path):
     import onnx
 
     path = toy_model(tmp_path / "w.onnx")
@@ -215,5 +215,5 @@ def test_waveform_input_models_are_refused_clearly(tmp_path):
     data = json.loads(model.metadata_props[0].value)
     model.metadata_props[0].value = json.dumps({**data, "input_kind": "waveform"})
     onnx.save(model, path)
-    with pytest.raises(ModelError, match="'waveform' input"):
+    with pytest.raises(ModelError, match="says wave-in but input 'input_values'"):
         Runtime(path)

@@ -157,7 +157,8 @@ class ProviderSettings:
     Attributes:
         device_id: CUDA device for CUDA and TensorRT.
         input_name: Model input, for the TensorRT optimization profile.
-        frame_shape: (frames, mel bins) of one input item.
+        frame_shape: (frames, mel bins) of one input item; ``(samples,)`` for wave-in models.
+        min_frame_shape: Smallest item shape of the TensorRT profile (None: ``frame_shape``).
         batch_size: Largest batch the runtime sends; the TensorRT profile covers 1..batch_size.
         fp16: Let TensorRT use fp16 kernels (set for models exported in fp16).
         cache_dir: TensorRT engine and timing cache directory (None: :func:`default_cache_dir`).
@@ -166,15 +167,16 @@ class ProviderSettings:
 
     device_id: int = 0
     input_name: str = "input_values"
-    frame_shape: tuple[int, int] = (1024, 128)
+    frame_shape: tuple[int, ...] = (1024, 128)
+    min_frame_shape: tuple[int, ...] | None = None
     batch_size: int = 8
     fp16: bool = False
     cache_dir: str | os.PathLike | None = None
     gpu_mem_limit: int | None = None
 
 
-def _profile(name: str, batch: int, frame_shape: tuple[int, int]) -> str:
-    return f"{name}:{batch}x{frame_shape[0]}x{frame_shape[1]}"
+def _profile(name: str, batch: int, frame_shape: tuple[int, ...]) -> str:
+    return f"{name}:" + "x".join(str(d) for d in (batch, *frame_shape))
 
 
 def provider_options(provider: str, settings: ProviderSettings, ort_version: str = "") -> dict:
@@ -205,7 +207,7 @@ def provider_options(provider: str, settings: ProviderSettings, ort_version: str
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache),
-            "trt_profile_min_shapes": _profile(name, 1, shape),
+            "trt_profile_min_shapes": _profile(name, 1, settings.min_frame_shape or shape),
             "trt_profile_opt_shapes": _profile(name, settings.batch_size, shape),
             "trt_profile_max_shapes": _profile(name, settings.batch_size, shape),
         }

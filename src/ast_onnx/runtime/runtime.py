@@ -34,6 +34,7 @@ from ast_onnx.runtime.session import (
     read_metadata,
     resolve_labels,
 )
+from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
 from ast_onnx.runtime.windows import AGGREGATIONS, aggregate, plan_windows
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ class Runtime:
         self.metadata: ModelMetadata | None = read_metadata(session, path)
         self._io = inspect_io(session, path, self.metadata)
         self.frontend = make_frontend(self.metadata, self._io, path)
+        #: ``"features"``, or ``"waveform"`` for wave-in models (fbank inside the graph).
+        self.input_kind = self._io.input_kind
         self.labels = resolve_labels(labels, self.metadata, self._io, path)
         self.activation = activation or (self.metadata.activation if self.metadata else "sigmoid")
         if self.metadata is None:
@@ -214,10 +217,34 @@ class Runtime:
         return feats.input_values
 
     def logits(self, input_values: np.ndarray) -> np.ndarray:
-        """Raw model outputs float32 [batch, labels] for [batch, frames, mel] features."""
-        x = self._check_input_values(input_values)
+        """Raw model outputs float32 [batch, labels] for the model's input.
+
+        The input is [batch, frames, mel] features, or for a wave-in model
+        (:attr:`input_kind` ``"waveform"``) the waves themselves: float32 [batch, samples]
+        at :attr:`sample_rate`, at least one frame long (:mod:`ast_onnx.runtime.waveform`).
+        """
+        if self.input_kind == "waveform":
+            opts = self.frontend.options
+            x = check_waveform_batch(input_values, opts.window_size, self.sample_rate)
+        else:
+            x = self._check_input_values(input_values)
         outs = [self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return np.concatenate(outs) if outs else np.zeros((0, len(self.labels)), np.float32)
+
+    def window_logits(
+        self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
+    ) -> np.ndarray:
+        """Logits float32 [items, labels] of each input's first window, for either input kind.
+
+        Longer audio is cut to one window, as in :meth:`features`; :meth:`classify`
+        scores every window instead.
+        """
+        if self.input_kind != "waveform":
+            return self.logits(self.features(audio, sample_rate))
+        items = [audio] if _is_single(audio) else list(audio)
+        waves = [prepare_audio(a, sample_rate, self.sample_rate) for a in items]
+        cut = [w[: self.window_samples] for w in waves]
+        return run_grouped(self._run, cut, self.batch_size, self.frontend.options.window_size)
 
     def scores(self, input_values: np.ndarray) -> np.ndarray:
         """Activated scores (sigmoid or softmax) float32 [batch, labels]."""
@@ -303,9 +330,15 @@ class Runtime:
             for s in plan.starts
         ]
         chunks = []
-        for i in range(0, len(segments), self.batch_size):
-            feats = self.frontend(segments[i : i + self.batch_size]).input_values
-            chunks.append(activate(self._run(feats), self.activation))
+        if self.input_kind == "waveform":  # waves of equal length share a run
+            if segments:
+                frame = self.frontend.options.window_size
+                logits = run_grouped(self._run, segments, self.batch_size, frame)
+                chunks.append(activate(logits, self.activation))
+        else:
+            for i in range(0, len(segments), self.batch_size):
+                feats = self.frontend(segments[i : i + self.batch_size]).input_values
+                chunks.append(activate(self._run(feats), self.activation))
         all_scores = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
         k = len(self.labels) if k is None else k
         results, offset = [], 0

@@ -39,6 +39,8 @@ class ModelIO:
         input_dtype: numpy dtype the input expects (float32, or float16 for fp16 I/O).
         output_name: Name of the logits output.
         num_outputs: Size of the label axis, ``None`` if symbolic.
+        input_kind: ``"features"``, or ``"waveform"`` for wave-in models (input
+            [batch, samples]; ``input_shape`` is then ``(None, None)``).
     """
 
     input_name: str
@@ -46,6 +48,7 @@ class ModelIO:
     input_dtype: type
     output_name: str
     num_outputs: int | None
+    input_kind: str = "features"
 
 
 def create_session(ort, path: str | os.PathLike, options, providers: list, fallback: bool = False):
@@ -94,7 +97,13 @@ def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None)
             f"[batch, frames, mel], got inputs {names}"
         )
     inp = inputs[0]
-    if len(inp.shape) != 3:
+    wave_in = metadata is not None and metadata.input_kind == "waveform"
+    if wave_in and (len(inp.shape) != 2 or inp.type != "tensor(float)"):
+        raise ModelError(
+            f"{where}: its metadata says wave-in but input {inp.name!r} is {inp.type} "
+            f"{inp.shape}, not float32 [batch, samples]"
+        )
+    if len(inp.shape) != 3 and not wave_in:
         raise ModelError(
             f"{where}: input {inp.name!r} has shape {inp.shape}; an AST classifier takes "
             "[batch, frames, mel] (rank 3)"
@@ -107,10 +116,11 @@ def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None)
         raise ModelError(f"{where}: expected an output {want_out!r} [batch, labels], got {got}")
     return ModelIO(
         input_name=inp.name,
-        input_shape=(_dim(inp.shape[1]), _dim(inp.shape[2])),
+        input_shape=(None, None) if wave_in else (_dim(inp.shape[1]), _dim(inp.shape[2])),
         input_dtype=_DTYPES[inp.type],
         output_name=out.name,
         num_outputs=_dim(out.shape[1]),
+        input_kind="waveform" if wave_in else "features",
     )
 
 
@@ -168,6 +178,17 @@ def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSetting
     probe = create_session(ort, path, options, [CPU])
     meta = read_metadata(probe, path)
     io = inspect_io(probe, path, meta)
+    if meta is not None and io.input_kind == "waveform":
+        # Waves from 1 sample up to one window. fp16 stays off: the fp32 frontend must not
+        # be given fp16 kernels (the fp16 AST part's casts are explicit in the graph).
+        fe = make_frontend(meta, io, path)
+        return replace(
+            settings,
+            input_name=io.input_name,
+            frame_shape=(fe.window_samples,),
+            min_frame_shape=(1,),
+            fp16=False,
+        )
     frontend = meta.frontend if meta else {}
     frames = io.input_shape[0] or frontend.get("max_length", 1024)
     mel = io.input_shape[1] or frontend.get("num_mel_bins", 128)
@@ -195,10 +216,6 @@ def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureE
                 f"({AST_PATCH}x{AST_PATCH} patches over [frames, mel])"
             )
         return FeatureExtractor(max_length=frames, num_mel_bins=mel)
-    if metadata.input_kind != "features":
-        raise ModelError(
-            f"{where} takes {metadata.input_kind!r} input; this runtime feeds features"
-        )
     try:
         fe = FeatureExtractor.from_dict(metadata.frontend)
     except (AstOnnxError, TypeError) as e:
