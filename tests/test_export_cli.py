@@ -106,3 +106,23 @@ def test_unwritable_output_paths(small_checkpoint, tmp_path, capsys):
         assert "not writable" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_cli_and_export_package_import_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ast_onnx.export, ast_onnx.cli.export; "
+        "print([m for m in ('torch', 'transformers', 'onnx') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_torch_names_the_extra(small_checkpoint, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    assert main(["--checkpoint", str(small_checkpoint), "-q", str(tmp_path / "m.onnx")]) == 1
+    assert 'pip install "ast-onnx[export]"' in capsys.readouterr().err

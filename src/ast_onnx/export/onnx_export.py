@@ -70,7 +70,9 @@ def export_attention(model: Any) -> Iterator[bool]:
     try:
         from transformers import AttentionInterface
     except ImportError:
-        logger.warning("transformers has no AttentionInterface: attention will not be fused")
+        AttentionInterface = None
+    if AttentionInterface is None or not hasattr(model, "set_attn_implementation"):
+        logger.warning("this transformers cannot switch attention: attention will not be fused")
         yield False
         return
     AttentionInterface.register(EXPORT_ATTENTION, _export_attention)

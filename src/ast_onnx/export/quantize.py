@@ -26,8 +26,13 @@ import numpy as np
 from ast_onnx.errors import AstOnnxError, ExportError, require
 from ast_onnx.export.progress import quiet_logs
 
-#: The quantizer's advice to run its pre-processing, which would undo the fusions.
-_PREPROCESS_HINT = ("Please consider to run pre-processing",)
+#: Expected quantizer chatter: advice to run its pre-processing (which would undo the
+#: fusions) and type inference skipping the empty optional inputs of fused Attention.
+_PREPROCESS_HINT = (
+    "Please consider to run pre-processing",
+    "Please consider pre-processing",
+    "failed to infer the type of tensor: . ",
+)
 
 logger = logging.getLogger(__name__)
 

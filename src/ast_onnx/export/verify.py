@@ -9,7 +9,8 @@ features, run through onnxruntime's CPU provider at batch sizes 1 and 3. Recorde
 - ``top1``: fraction of items whose arg-max class agrees;
 - ``top5``: mean overlap of the top-5 class sets (``min(5, labels)``);
 - ``batch_max_abs``: the ONNX model's largest difference between an item run alone
-  and run in a batch of 3 (non-zero for dynamic int8, see :mod:`.quantize`).
+  and run in a batch of 3 (non-zero for dynamic int8, see :mod:`.quantize`);
+- ``max_abs_by_input``: ``max_abs`` of each input (waves vs random features).
 
 A metric beyond its threshold (:data:`DEFAULT_THRESHOLDS`, per precision) raises
 :class:`~ast_onnx.errors.DriftError`.
@@ -28,13 +29,17 @@ from ast_onnx.errors import DriftError, ExportError, require
 logger = logging.getLogger(__name__)
 
 #: Default drift gates per precision: ``abs``/``rel`` are maxima, ``top1``/``top5`` minima.
-#: Chosen from measurements (see benchmarks/RESULTS.md); full-size models accumulate
-#: more error than the tiny test models, hence the margin on fp32.
+#: From measurements (benchmarks/RESULTS.md, "Export (AST-base)"): fp32 drifts ~3e-6 on
+#: AST-base and ~2e-7 on tiny models, fp16 ~1.5e-3; trained models have larger logits,
+#: hence the margins. int8 is gated relative to the logit range (``rel``): AST-base
+#: measured 0.05 (dynamic) and 0.28 (static; its random-feature inputs lie outside the
+#: calibrated ranges and are clipped, audio inputs drift ~0.04). Top-1 gates allow a few
+#: flips between near-tied classes (random-weight AST-base: 10 of 12 agree under int8).
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"abs": 1e-3, "top1": 1.0},
     "fp16": {"abs": 5e-2, "top1": 0.9},
-    "int8-dynamic": {"abs": 1.0, "top1": 0.5},
-    "int8-static": {"abs": 1.5, "top1": 0.5},
+    "int8-dynamic": {"rel": 0.25, "top1": 0.75},
+    "int8-static": {"rel": 0.5, "top1": 0.75},
 }
 #: Metric name -> True when larger is worse.
 METRICS = {"abs": True, "rel": True, "top1": False, "top5": False}
@@ -164,6 +169,7 @@ def verify_export(
     per_batch = {b: drift_metrics(out, reference) for b, out in runs.items()}
     merged = drift_metrics(np.concatenate(list(runs.values())), np.tile(reference, (len(runs), 1)))
     batch_diff = np.abs(runs[BATCH_SIZES[-1]] - runs[BATCH_SIZES[0]]).max()
+    by_input = np.max([np.abs(out - reference).max(axis=1) for out in runs.values()], axis=0)
     record: dict[str, Any] = {
         "reference": "pytorch-fp32",
         "provider": "CPUExecutionProvider",
@@ -171,6 +177,7 @@ def verify_export(
         "batch_sizes": list(BATCH_SIZES),
         **merged,
         "per_batch": {str(b): m for b, m in per_batch.items()},
+        "max_abs_by_input": {n: float(d) for n, d in zip(names, by_input, strict=True)},
         "batch_max_abs": float(batch_diff),
         "thresholds": gates,
     }
