@@ -152,6 +152,7 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
         frontend=probe.frontend.to_dict(),
         window_samples=probe.window_samples,
         hop_samples=probe.hop_samples,
+        input_kind=getattr(probe, "input_kind", "features"),
         runtime_kwargs=common,
     )
 

@@ -7,6 +7,10 @@
    scores the windows, aggregates them per file the way :meth:`Runtime.classify`
    does, and returns one result row per file.
 
+Wave-in models (``input_kind == "waveform"``) compute the fbank inside the graph, so
+the CPU stage only decodes and resamples, and the actors run
+:meth:`Runtime.classify` on the waves (the same windows and aggregation).
+
 A file that cannot be read becomes a row whose ``error`` says why; the batch goes on.
 Batches travel as ``pyarrow.Table`` (features as raw float32 bytes, so no Ray tensor
 extension type is involved and any Ray version moves them the same way).
@@ -59,7 +63,7 @@ def _feature_schema():
             ("path", pa.string()),
             ("num_samples", pa.int64()),
             ("num_windows", pa.int32()),
-            ("features", pa.large_binary()),
+            ("data", pa.large_binary()),
             ("error", pa.string()),
         ]
     )
@@ -75,6 +79,7 @@ class ModelSpec:
         frontend: ``FeatureExtractor.to_dict()`` of the model (from its metadata).
         window_samples: Samples per window (the runtime's ``window_samples``).
         hop_samples: Samples between windows of long audio (the runtime's ``hop_samples``).
+        input_kind: ``"features"``, or ``"waveform"`` for wave-in models.
         runtime_kwargs: Keyword arguments of :class:`~ast_onnx.runtime.Runtime` in the actors.
     """
 
@@ -83,6 +88,7 @@ class ModelSpec:
     frontend: dict[str, Any]
     window_samples: int
     hop_samples: int
+    input_kind: str = "features"
     runtime_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,8 +129,9 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
         filesystem: Optional ``pyarrow.fs.FileSystem`` the paths belong to.
 
     Returns:
-        Columns ``path``, ``num_samples``, ``num_windows``, ``features`` (float32 bytes
-        of ``[num_windows, frames, mel]``) and ``error`` (None, or why the file failed).
+        Columns ``path``, ``num_samples``, ``num_windows``, ``data`` (float32 bytes of
+        the features ``[num_windows, frames, mel]``; for wave-in models, of the wave)
+        and ``error`` (None, or why the file failed).
     """
     pa = import_pyarrow()
     frontend = FeatureExtractor.from_dict(spec.frontend)
@@ -133,15 +140,16 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
         try:
             wave = read_wave(path, spec.sample_rate, filesystem)
             plan = plan_windows(len(wave), spec.window_samples, spec.hop_samples)
-            feats = frontend(split_windows(wave, plan)).input_values
-            row = (len(wave), len(plan), np.ascontiguousarray(feats, np.float32).tobytes(), None)
+            if spec.input_kind == "waveform":
+                data = wave  # the graph computes the features
+            else:
+                data = frontend(split_windows(wave, plan)).input_values
+            row = (len(wave), len(plan), np.ascontiguousarray(data, np.float32).tobytes(), None)
         except Exception as e:  # any failure is this file's error row, never the job's
             row = (None, 0, b"", describe_error(e, path))
             logger.info("decode failed: %s", row[-1])
         cols["path"].append(path)
-        for key, value in zip(
-            ("num_samples", "num_windows", "features", "error"), row, strict=True
-        ):
+        for key, value in zip(("num_samples", "num_windows", "data", "error"), row, strict=True):
             cols[key].append(value)
     return pa.Table.from_pydict(cols, schema=_feature_schema())
 
@@ -179,10 +187,15 @@ class Scorer:
         paths = batch.column("path").to_pylist()
         errors = batch.column("error").to_pylist()
         samples = batch.column("num_samples").to_pylist()
-        blobs = batch.column("features").to_pylist()
+        blobs = batch.column("data").to_pylist()
         good = [i for i, e in enumerate(errors) if e is None]
-        windows = {i: np.frombuffer(blobs[i], np.float32).reshape(-1, *self._shape) for i in good}
-        scores = self._score(paths, windows, errors)
+        if self.spec.input_kind == "waveform":
+            waves = {i: np.frombuffer(blobs[i], np.float32) for i in good}
+            scores = self._classify(paths, waves, errors)
+        else:
+            shape = (-1, *self._shape)
+            windows = {i: np.frombuffer(blobs[i], np.float32).reshape(shape) for i in good}
+            scores = self._score(paths, windows, errors)
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
@@ -195,6 +208,24 @@ class Scorer:
             rows["model"].append(self.spec.name)
             rows["error"].append(errors[i])
         return pa.Table.from_pydict(rows, schema=result_schema())
+
+    def _classify(
+        self, paths: list[str], waves: dict[int, np.ndarray], errors: list[str | None]
+    ) -> dict[int, np.ndarray]:
+        """Wave-in models: :meth:`Runtime.classify` windows, scores and aggregates."""
+        if not waves:
+            return {}
+        try:
+            results = self.runtime.classify(list(waves.values()), top_k=1)
+            return {i: r.scores for i, r in zip(waves, results, strict=True)}
+        except AstOnnxError:
+            out = {}
+            for i, w in waves.items():
+                try:
+                    out[i] = self.runtime.classify(w, top_k=1).scores
+                except AstOnnxError as e:
+                    errors[i] = describe_error(e, paths[i])
+            return out
 
     def _score(
         self, paths: list[str], windows: dict[int, np.ndarray], errors: list[str | None]

@@ -8,13 +8,14 @@
     REPO/NAME/ast_onnx.json       the model's ast-onnx metadata (frontend, activation) for clients
     REPO/NAME/1/model.onnx        a copy of the model
 
-Serve it with ``tritonserver --model-repository=REPO``. The graph outputs logits:
-Triton's classification extension (``class_count=k``) ranks them and returns
-``"score:index:label"`` strings with the raw logit as score; apply the activation
-(``ast_onnx.json``: sigmoid or softmax) client-side for probabilities; the ranking is
-the same. Feature models take ``input_values`` [frames, mel] per item, so clients
-compute the fbank (``FeatureExtractor.from_dict(meta["frontend"])``); waveform models
-take ``waveform`` with a variable length (dims ``[-1]``).
+Serve it with ``tritonserver --model-repository=REPO``. Every [batch, labels] output
+gets ``label_filename``, so Triton's classification extension (``class_count=k``)
+returns ``"value:index:label"`` strings. Feature models output ``logits`` only: the
+value is the raw logit (apply the activation in ``ast_onnx.json``, sigmoid or softmax,
+for probabilities; the ranking is the same) and clients compute the fbank
+(``FeatureExtractor.from_dict(meta["frontend"])``). Wave-in models take ``waveform``
+with a variable length (dims ``[-1]``) and also output activated ``scores``; Triton
+batches only requests of equal length together, as the graph requires.
 
 The config is written as text by hand (no protobuf needed here); the tests parse it
 with Triton's ``model_config.proto`` schema from tritonclient.
@@ -138,7 +139,7 @@ def render_config(
     outputs: Sequence[TensorInfo],
     *,
     max_batch_size: int,
-    labels_output: str | None,
+    labels_outputs: Sequence[str] = (),
     kind: str = "gpu",
     instance_count: int = 1,
     preferred_batch_size: Sequence[int] = (),
@@ -164,7 +165,7 @@ def render_config(
                 f"data_type: {t.data_type}",
                 f"dims: {_fmt_dims(_dims(t.shape, batched, t.name))}",
             ]
-            if section == "output" and t.name == labels_output:
+            if section == "output" and t.name in labels_outputs:
                 body.append(f'label_filename: "{LABELS_FILE}"')
             sep = "," if i < len(tensors) - 1 else ""
             lines += ["  {", *(f"    {b}" for b in body), "  }" + sep]
@@ -239,7 +240,8 @@ def write_triton_repo(
         instance_count: Model instances per device.
         tensorrt: Add the TensorRT accelerator block (default: True for ``kind="gpu"``).
         fp16: TensorRT ``precision_mode`` FP16 (default: when the model was exported fp16).
-        preferred_batch_size: Dynamic batching's preferred sizes (default: [max_batch_size]).
+        preferred_batch_size: Dynamic batching's preferred sizes (default: [max_batch_size];
+            must be empty with ``max_batch_size=0``).
         max_queue_delay_us: How long Triton waits to fill a batch.
         labels: Class names (default: the model's metadata; ``LABEL_i`` without metadata).
         version: Model version directory.
@@ -267,7 +269,10 @@ def write_triton_repo(
     tensorrt = kind == "gpu" if tensorrt is None else tensorrt
     if tensorrt and kind != "gpu":
         raise ExportError("the TensorRT accelerator needs kind='gpu'")
-    preferred = [max_batch_size] if preferred_batch_size is None else list(preferred_batch_size)
+    if preferred_batch_size is None:
+        preferred = [max_batch_size] if max_batch_size > 0 else []
+    else:
+        preferred = list(preferred_batch_size)
     for size in preferred:
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= max_batch_size:
             raise ExportError(
@@ -297,10 +302,10 @@ def write_triton_repo(
         inputs,
         outputs,
         max_batch_size=max_batch_size,
-        labels_output=logits.name,
+        labels_outputs=[o.name for o in outputs if o.shape[1:] == logits.shape[1:]],
         kind=kind,
         instance_count=instance_count,
-        preferred_batch_size=preferred if max_batch_size > 0 else (),
+        preferred_batch_size=preferred,
         max_queue_delay_us=max_queue_delay_us,
         tensorrt=tensorrt,
         fp16=fp16,
