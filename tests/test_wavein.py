@@ -20,9 +20,9 @@ import soundfile as sf
 from conftest import SIGNALS
 
 from ast_onnx.errors import ExportError, InvalidAudioError
-from ast_onnx.export import export_model
+from ast_onnx.export import export_frontend, export_model
 from ast_onnx.export.frontend_graph import PREFIX, build_frontend
-from ast_onnx.export.wavein import FRONTEND_METADATA_KEY, attach_frontend, export_frontend
+from ast_onnx.export.wavein import FRONTEND_METADATA_KEY, attach_frontend
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime import Runtime
@@ -307,6 +307,20 @@ def test_runtime_runs_different_lengths_separately(wavein):
     noise = SIGNALS["noise"]()
     rt.classify([noise[:5000], noise[:8000], noise[1000:6000], noise[:40000]])
     assert sorted(calls) == sorted([(2, 5000), (1, 8000), (4, SMALL_WINDOW)])
+
+
+def test_tensorrt_profile_spans_wave_lengths(wavein, tmp_path):
+    from ast_onnx.runtime.providers import ProviderSettings, provider_options
+    from ast_onnx.runtime.session import probe_trt_settings
+
+    settings = probe_trt_settings(
+        ort, wavein.path, ProviderSettings(batch_size=4, cache_dir=tmp_path)
+    )
+    assert (settings.input_name, settings.frame_shape) == ("waveform", (SMALL_WINDOW,))
+    assert settings.fp16 is False  # the fp32 frontend must not get fp16 kernels
+    opts = provider_options("TensorrtExecutionProvider", settings, ort.__version__)
+    assert opts["trt_profile_min_shapes"] == "waveform:1x1"
+    assert opts["trt_profile_max_shapes"] == f"waveform:4x{SMALL_WINDOW}"
 
 
 @pytest.mark.parametrize(

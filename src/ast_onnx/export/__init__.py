@@ -16,15 +16,18 @@ from ast_onnx.export.checkpoint import (
 )
 from ast_onnx.export.triton import TritonRepo, write_triton_repo
 from ast_onnx.export.verify import DEFAULT_THRESHOLDS, parse_max_drift
+from ast_onnx.export.wavein import FrontendExportResult, export_frontend
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "DEFAULT_THRESHOLDS",
     "PRECISIONS",
     "ExportResult",
+    "FrontendExportResult",
     "LoadedCheckpoint",
     "PthOptions",
     "TritonRepo",
+    "export_frontend",
     "export_model",
     "load_checkpoint",
     "parse_max_drift",
