@@ -133,7 +133,7 @@ def _summary(result) -> str:
 
 def _frontend_only(args: argparse.Namespace) -> int:
     try:
-        from ast_onnx.export.wavein import export_frontend
+        from ast_onnx.export.frontend_export import export_frontend
 
         result = export_frontend(
             args.output,

@@ -14,9 +14,9 @@ from ast_onnx.export.checkpoint import (
     PthOptions,
     load_checkpoint,
 )
+from ast_onnx.export.frontend_export import FrontendExportResult, export_frontend
 from ast_onnx.export.triton import TritonRepo, write_triton_repo
 from ast_onnx.export.verify import DEFAULT_THRESHOLDS, parse_max_drift
-from ast_onnx.export.wavein import FrontendExportResult, export_frontend
 
 __all__ = [
     "DEFAULT_CHECKPOINT",

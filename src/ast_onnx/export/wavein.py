@@ -17,11 +17,8 @@ model window (``max_length`` frames) are ignored; NaN/Inf propagate to the outpu
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 SCORES_OUTPUT = "scores"
 LOGITS_OUTPUT = "logits"
-#: metadata_props key of a frontend-only model (JSON: frontend dict, I/O names, version).
-FRONTEND_METADATA_KEY = "ast_onnx_frontend"
 #: Largest allowed difference between in-graph and numpy ``input_values`` at export.
 INPUT_VALUES_GATE = 1e-3
 
@@ -214,7 +209,7 @@ def verify_wavein(
     input_diff, logit_diff, score_diff = {}, {}, {}
     for name, wave in waves.items():
         batch = wave[None]
-        numpy_feats = _numpy_features(fe, batch)
+        numpy_feats = numpy_features(fe, batch)
         graph_feats = front.run(None, {FRONTEND_INPUT: batch})[0]
         input_diff[name] = float(np.abs(graph_feats - numpy_feats).max())
         ref = feat_sess.run(None, {feat_in: numpy_feats})[0]
@@ -256,7 +251,7 @@ def verify_wavein(
     return record
 
 
-def _numpy_features(fe: Any, batch: np.ndarray) -> np.ndarray:
+def numpy_features(fe: Any, batch: np.ndarray) -> np.ndarray:
     # The under-one-frame wave is on purpose: no "all padding" warning for it.
     with quiet_logs(("ast_onnx.frontend.features",)):
         return fe(batch).input_values
@@ -268,104 +263,3 @@ def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
     return 1.0 / (1.0 + np.exp(-x))
-
-
-@dataclass
-class FrontendExportResult:
-    """What :func:`export_frontend` wrote.
-
-    Attributes:
-        path: The ONNX file (``waveform`` -> ``input_values``).
-        frontend: ``FeatureExtractor.to_dict()`` it implements.
-        size_bytes: File size.
-        seconds: Wall time.
-        verification: Differences to the numpy frontend (``{"skipped": True}`` without).
-    """
-
-    path: Path
-    frontend: dict[str, Any]
-    size_bytes: int
-    seconds: float
-    verification: dict[str, Any] = field(default_factory=dict)
-
-
-def export_frontend(
-    output: str | Path,
-    *,
-    frontend: Any = None,
-    checkpoint: str | Path | None = None,
-    max_length: int | None = None,
-    opset: int = 17,
-    overwrite: bool = False,
-    verify: bool = True,
-) -> FrontendExportResult:
-    """Write the frontend alone: ``waveform`` [batch, samples] -> ``input_values``.
-
-    Args:
-        output: The ``.onnx`` file to write.
-        frontend: ``FeatureExtractor`` or its dict; default: the checkpoint's, else AST's.
-        checkpoint: Take the frontend parameters of this checkpoint (loads it; needs torch).
-        max_length: Frames per item (overrides the frontend's).
-        opset: Default-domain opset (>= 17).
-        overwrite: Replace an existing ``output``.
-        verify: Compare with the numpy frontend on test waves.
-
-    Returns:
-        The :class:`FrontendExportResult`.
-    """
-    import ast_onnx
-    from ast_onnx.export.api import check_output
-
-    start = time.perf_counter()
-    onnx = require("onnx", "export", "The in-graph frontend")
-    if frontend is not None and checkpoint is not None:
-        raise ExportError("pass frontend= or checkpoint=, not both")
-    path = check_output(output, overwrite)
-    if checkpoint is not None:
-        from ast_onnx.export.checkpoint import load_checkpoint
-
-        frontend = load_checkpoint(checkpoint, max_length=max_length).frontend
-    fe = as_extractor(frontend)
-    if max_length is not None and max_length != fe.max_length:
-        fe = as_extractor({**fe.to_dict(), "max_length": max_length})
-    model = build_frontend(fe, opset=opset)
-    record: dict[str, Any] = {"skipped": True}
-    if verify:
-        record = verify_frontend(model, fe)
-    info = {
-        "frontend": fe.to_dict(),
-        "input_name": FRONTEND_INPUT,
-        "output_name": FRONTEND_OUTPUT,
-        "precision": "fp32",
-        "package_version": ast_onnx.__version__,
-        "opset": opset,
-        "verification": record,
-    }
-    model.metadata_props.add(key=FRONTEND_METADATA_KEY, value=json.dumps(info, sort_keys=True))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ExportError(f"cannot write {str(path)!r}: {e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return FrontendExportResult(
-        path, fe.to_dict(), path.stat().st_size, time.perf_counter() - start, record
-    )
-
-
-def verify_frontend(model: Any, frontend: Any) -> dict[str, Any]:
-    """Max abs difference of the frontend-only model to the numpy frontend (raises beyond)."""
-    ort = require("onnxruntime", "cpu", "Export verification")
-    fe = as_extractor(frontend)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    diffs = {}
-    for name, wave in verification_waves(fe).items():
-        got = sess.run(None, {FRONTEND_INPUT: wave[None]})[0]
-        diffs[name] = float(np.abs(got - _numpy_features(fe, wave[None])).max())
-    worst = max(diffs.values())
-    if not worst <= INPUT_VALUES_GATE:
-        raise DriftError(f"the in-graph frontend differs from numpy by {worst:.3g} > 1e-3")
-    return {"reference": "numpy frontend", "max_abs": worst, "per_input": diffs}
