@@ -174,7 +174,7 @@ def export_model(
             from ast_onnx.export.wavein import add_frontend
 
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
-                built = add_frontend(built, work, loaded, gates["abs"] if verify else None, record)
+                built = add_frontend(built, work, loaded, gates if verify else None, record)
         with timer.step("write", f"Writing {path}"):
             metadata = _write(built, path, loaded, final, optimize, record, fused, with_frontend)
     seconds = time.perf_counter() - start

@@ -110,7 +110,7 @@ def attach_frontend(model: Any, frontend: Any, activation: str) -> Any:
 
 
 def add_frontend(
-    built: Path, work: Path, loaded: Any, logits_gate: float | None, record: dict[str, Any]
+    built: Path, work: Path, loaded: Any, gates: dict[str, float] | None, record: dict[str, Any]
 ) -> Path:
     """Write the wave-in version of the model ``built`` into ``work``; verify it.
 
@@ -118,8 +118,8 @@ def add_frontend(
         built: The feature-input model (any precision).
         work: Scratch directory.
         loaded: The :class:`~ast_onnx.export.checkpoint.LoadedCheckpoint`.
-        logits_gate: Largest logit difference to the feature-input model; None skips
-            the verification.
+        gates: The export's drift gates (their ``abs``/``rel`` bound the logit difference
+            to the feature-input model); None skips the verification.
         record: The export's verification record; gets the ``"wavein"`` entry.
 
     Returns:
@@ -129,10 +129,8 @@ def add_frontend(
     wave = attach_frontend(onnx.load(str(built)), loaded.frontend, loaded.activation)
     target = work / "wavein.onnx"
     onnx.save_model(wave, str(target))
-    if logits_gate is not None:
-        record["wavein"] = verify_wavein(
-            target, built, loaded.frontend, loaded.activation, logits_gate
-        )
+    if gates is not None:
+        record["wavein"] = verify_wavein(target, built, loaded.frontend, loaded.activation, gates)
     return target
 
 
@@ -174,7 +172,11 @@ def verification_waves(frontend: Any, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def verify_wavein(
-    wave_model: Any, feature_model: str | Path, frontend: Any, activation: str, logits_gate: float
+    wave_model: Any,
+    feature_model: str | Path,
+    frontend: Any,
+    activation: str,
+    gates: dict[str, float],
 ) -> dict[str, Any]:
     """Check a wave-in model against the numpy frontend + the feature-input model.
 
@@ -183,7 +185,8 @@ def verify_wavein(
         feature_model: The feature-input model it was built from.
         frontend: The model's frontend (``FeatureExtractor`` or dict).
         activation: The model's activation, to check ``scores``.
-        logits_gate: Largest allowed logit difference (the precision's ``abs`` gate).
+        gates: Drift gates of the precision: ``abs`` bounds the largest logit
+            difference, ``rel`` the same divided by the largest reference logit.
 
     Returns:
         The record stored under ``verification["wavein"]``.
@@ -206,7 +209,7 @@ def verify_wavein(
         raise ExportError(f"onnxruntime cannot load the wave-in model: {e}") from e
     feat_in = feat_sess.get_inputs()[0].name
     waves = verification_waves(fe)
-    input_diff, logit_diff, score_diff = {}, {}, {}
+    input_diff, logit_diff, score_diff, scale = {}, {}, {}, 0.0
     for name, wave in waves.items():
         batch = wave[None]
         numpy_feats = numpy_features(fe, batch)
@@ -215,27 +218,32 @@ def verify_wavein(
         ref = feat_sess.run(None, {feat_in: numpy_feats})[0]
         logits, scores = wave_sess.run([LOGITS_OUTPUT, SCORES_OUTPUT], {FRONTEND_INPUT: batch})
         logit_diff[name] = float(np.abs(logits - ref).max())
+        scale = max(scale, float(np.abs(ref).max()))
         score_diff[name] = float(np.abs(scores - _activate(logits, activation)).max())
     same = np.stack([waves["tone"], waves["noise"], waves["tone"][::-1].copy()])
     batched = wave_sess.run([LOGITS_OUTPUT], {FRONTEND_INPUT: same})[0]
     single = np.concatenate(
         [wave_sess.run([LOGITS_OUTPUT], {FRONTEND_INPUT: w[None]})[0] for w in same]
     )
+    logit_gates = {f"logits_{k}": float(v) for k, v in gates.items() if k in ("abs", "rel")}
     record = {
         "reference": "numpy frontend + feature-input model",
         "provider": cpu[0],
         "input_values_max_abs": max(input_diff.values()),
         "logits_max_abs": max(logit_diff.values()),
+        "logits_max_rel": max(logit_diff.values()) / (scale or 1.0),
         "scores_max_abs": max(score_diff.values()),
         "batch_max_abs": float(np.abs(batched - single).max()),
         "per_input": {k: {"input_values": input_diff[k], "logits": logit_diff[k]} for k in waves},
-        "gates": {"input_values": INPUT_VALUES_GATE, "logits": logits_gate},
+        "gates": {"input_values": INPUT_VALUES_GATE, **logit_gates},
     }
     failures = []
     if not record["input_values_max_abs"] <= INPUT_VALUES_GATE:
         failures.append(f"input_values {record['input_values_max_abs']:.3g} > {INPUT_VALUES_GATE}")
-    if not record["logits_max_abs"] <= logits_gate:
-        failures.append(f"logits {record['logits_max_abs']:.3g} > {logits_gate}")
+    for key, limit in logit_gates.items():
+        if not record[key.replace("logits_", "logits_max_")] <= limit:
+            value = record[key.replace("logits_", "logits_max_")]
+            failures.append(f"{key} {value:.3g} > {limit:.3g}")
     if not record["scores_max_abs"] <= 1e-5:
         failures.append(f"scores vs {activation}(logits) {record['scores_max_abs']:.3g} > 1e-05")
     record["passed"] = not failures
