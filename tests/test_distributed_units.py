@@ -229,3 +229,29 @@ def test_importing_distributed_and_the_cli_does_not_import_ray():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--output", "r.jsonl"], "--output needs --ray"),
+        (["--ray"], "--ray needs --output"),
+        (["--ray", "--output", "r.csv"], "JSON lines or parquet"),
+        (["--ray", "--output", "r.jsonl", "--windows"], "--windows is not available"),
+        (["--ray", "--output", "r.jsonl", "--num-actors", "0"], "num_actors"),
+    ],
+)
+def test_cli_usage_errors_exit_2_before_ray_starts(toy, tmp_path, capsys, extra, message):
+    from ast_onnx.cli.classify import main
+
+    assert main([str(toy), str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_cli_refuses_a_bad_model_before_ray_starts(tmp_path, capsys):
+    from ast_onnx.cli.classify import main
+
+    out = str(tmp_path / "r.jsonl")
+    assert main([str(tmp_path / "missing.onnx"), str(tmp_path), "--ray", "--output", out]) == 2
+    assert "model file not found" in capsys.readouterr().err

@@ -30,7 +30,11 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(
-        num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level=logging.WARNING
+        num_cpus=2,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        logging_level=logging.WARNING,
+        object_store_memory=256 * 1024**2,  # plenty for 100 short files; small CI boxes
     )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False

@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ast-classify with ``--ray``; returns the exit status."""
     if not args.ray or not args.output:
-        missing = "--ray" if not args.ray else "--output"
-        print(f"ast-classify: error: {missing} is required with --ray/--output", file=sys.stderr)
+        need = "--output needs --ray" if args.output else "--ray needs --output FILE"
+        print(f"ast-classify: error: {need}", file=sys.stderr)
         return 2
     if args.windows:
         print("ast-classify: error: --windows is not available with --ray", file=sys.stderr)
@@ -52,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from ast_onnx.errors import AstOnnxError
 
     try:
-        from ast_onnx.distributed import RayOptions, classify_to_file, init_ray
+        from ast_onnx.distributed import RayOptions, classify_to_file, init_ray, model_spec
+        from ast_onnx.distributed.output import output_format
+
+        output_format(args.output)
 
         options = RayOptions(
             top_k=args.top_k,
@@ -68,12 +71,13 @@ def run(args: argparse.Namespace) -> int:
             fallback=args.fallback,
         )
         options.check()
+        spec = model_spec(args.model, options)  # a bad model fails before Ray starts
         quiet = not args.verbose
         init_ray(args.address, logging_level=logging.WARNING if quiet else logging.INFO)
         if quiet or args.no_progress:
             _quiet_ray_data()
         summary = classify_to_file(
-            args.model, args.audio, args.output, options, resume=not args.no_resume
+            spec, args.audio, args.output, options, resume=not args.no_resume
         )
     except (AstOnnxError, ValueError, ConnectionError) as e:
         print(f"ast-classify: error: {e}", file=sys.stderr)

@@ -231,7 +231,7 @@ def classify_dataset(
 
 
 def classify_to_file(
-    model: str | os.PathLike,
+    model: str | os.PathLike | ModelSpec,
     inputs: Iterable[str | os.PathLike],
     output: str | os.PathLike,
     options: RayOptions | None = None,
@@ -248,7 +248,7 @@ def classify_to_file(
     :mod:`ast_onnx.distributed.output`).
 
     Args:
-        model: The ``.onnx`` file.
+        model: The ``.onnx`` file (or a :class:`ModelSpec` from :func:`model_spec`).
         inputs: Files and directories (walked recursively), local or URIs.
         output: ``results.jsonl`` or ``results.parquet``.
         options: :class:`RayOptions`.
@@ -263,7 +263,8 @@ def classify_to_file(
     start = time.perf_counter()
     options = options or RayOptions()
     options.check()
-    spec = model_spec(model, options)  # a bad model fails before any file is touched
+    # A bad model fails before any file is touched.
+    spec = model if isinstance(model, ModelSpec) else model_spec(model, options)
     files, problems = list_audio_files(inputs, filesystem)
     writer = ResultWriter(output, resume=resume)
     todo = [f for f in files if f not in writer.done]
