@@ -27,7 +27,7 @@ from ast_onnx.errors import AstOnnxError
 
 logger = logging.getLogger(__name__)
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -83,7 +83,7 @@ class ResultWriter:
     """Appends result rows to the output; :meth:`close` finishes the file.
 
     Args:
-        output: ``.jsonl`` (also ``.ndjson``, ``.json``) or ``.parquet`` path.
+        output: ``.jsonl`` (also ``.ndjson``) or ``.parquet`` path.
         resume: Keep the successful rows already there and report their paths in
             :attr:`done` (False: start the output over).
     """
