@@ -74,7 +74,7 @@ def test_bad_combinations_are_usage_errors(argv, capsys):
     ("extra", "message"),
     [
         (["--checkpoint", "./no/such/checkpoint.pth"], "checkpoint not found"),
-        (["--max-drift", "speed=3"], "bad --max-drift entry"),
+        (["--max-drift", "speed=3"], "bad --max-drift item"),
         (["--max-drift", "abs=lots"], "not a number"),
         (["--opset", "11"], "opset must be"),
         (["--int8", "--calibrate", "./no/such/dir"], "calibration path not found"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ast_onnx.atomic import parse_limits
 from ast_onnx.bench.report import DriftRow
 from ast_onnx.errors import AstOnnxError
 
@@ -29,22 +30,7 @@ def parse_gate(spec: str) -> dict[str, float]:
     Keys: abs and rel (max logit error), top1 and top5 (min agreement with the
     reference, 0..1), drop (max task-metric drop against the reference).
     """
-    limits: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in GATE_KEYS:
-            raise GateSpecError(
-                f"bad drift gate item {part!r}: expected KEY=VALUE with KEY one of "
-                f"{', '.join(GATE_KEYS)} (e.g. 'top1=0.99,abs=0.05')"
-            )
-        try:
-            limits[key] = float(value)
-        except ValueError as e:
-            raise GateSpecError(f"drift gate {key!r} needs a number, got {value!r}") from e
-    if not limits:
-        raise GateSpecError(f"empty drift gate {spec!r}: expected e.g. 'top1=0.99,abs=0.05'")
-    return limits
+    return parse_limits(spec, GATE_KEYS, GateSpecError, "--max-drift")
 
 
 def check_gate(rows: Iterable[DriftRow], limits: dict[str, float]) -> dict[str, Any]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ast_onnx.atomic import write_text_atomic
 
 
 @dataclass
@@ -178,18 +179,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a report atomically (see :func:`ast_onnx.atomic.write_text_atomic`)."""
+    return write_text_atomic(path, text)
 
 
 def print_tables(report: BenchReport, console: Any = None) -> None:

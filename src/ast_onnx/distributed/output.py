@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from ast_onnx.atomic import write_text_atomic
 from ast_onnx.distributed.stages import RESULT_COLUMNS, import_pyarrow, result_schema
 from ast_onnx.errors import AstOnnxError
 
@@ -62,17 +63,6 @@ def _read_journal(path: Path) -> list[dict[str, Any]]:
             )
         rows.append(row)
     return rows
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _dumps(row: dict[str, Any]) -> str:
@@ -122,11 +112,11 @@ class ResultWriter:
             logger.info("resume: %d file(s) with error rows will be tried again", retried)
         if self.format == "parquet":
             # The finished parquet's good rows move into the journal; parquet is rewritten at close.
-            _atomic_write_text(self.journal, "".join(_dumps(r) for r in kept))
+            write_text_atomic(self.journal, "".join(_dumps(r) for r in kept))
         elif len(kept) != len(journal_rows) or (
             journal_rows and not self.journal.read_bytes().endswith(b"\n")
         ):
-            _atomic_write_text(self.journal, "".join(_dumps(r) for r in kept))
+            write_text_atomic(self.journal, "".join(_dumps(r) for r in kept))
         return kept
 
     def write(self, rows: list[dict[str, Any]]) -> None:

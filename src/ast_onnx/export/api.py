@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ast_onnx.atomic import atomic_path
 from ast_onnx.errors import ExportError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
@@ -272,15 +273,11 @@ def _write(
     model.metadata_props.extend(kept)
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save_model(model, str(tmp))
     except OSError as e:
         raise ExportError(f"cannot write {str(path)!r}: {e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     logger.info("wrote %s (%s, %.1f MB)", path, precision, path.stat().st_size / 1e6)
     return metadata
 

@@ -7,7 +7,6 @@ metadata; its parameters are stored as JSON under :data:`FRONTEND_METADATA_KEY`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ast_onnx.atomic import atomic_path
 from ast_onnx.errors import DriftError, ExportError, require
 from ast_onnx.export.frontend_graph import (
     FRONTEND_INPUT,
@@ -100,15 +100,11 @@ def export_frontend(
         "verification": record,
     }
     model.metadata_props.add(key=FRONTEND_METADATA_KEY, value=json.dumps(info, sort_keys=True))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save_model(model, str(tmp))
     except OSError as e:
         raise ExportError(f"cannot write {str(path)!r}: {e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return FrontendExportResult(
         path, fe.to_dict(), path.stat().st_size, time.perf_counter() - start, record
     )

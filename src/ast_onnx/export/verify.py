@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ast_onnx.atomic import parse_limits
 from ast_onnx.errors import DriftError, ExportError, require
 
 logger = logging.getLogger(__name__)
@@ -50,21 +51,7 @@ WAVE_INPUTS = ("tone", "noise", "chirp")
 
 def parse_max_drift(text: str) -> dict[str, float]:
     """Parse ``"abs=1e-3,top1=0.9"`` into a thresholds dict (CLI ``--max-drift``)."""
-    result: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in METRICS:
-            raise ExportError(
-                f"bad --max-drift entry {part!r}: expected NAME=VALUE, NAME in {sorted(METRICS)}"
-            )
-        try:
-            result[key] = float(value)
-        except ValueError as e:
-            raise ExportError(f"bad --max-drift value {value!r} for {key!r}: not a number") from e
-    if not result:
-        raise ExportError(f"--max-drift {text!r} names no threshold")
-    return result
+    return parse_limits(text, METRICS, ExportError, "--max-drift")
 
 
 def resolve_thresholds(precision: str, overrides: dict[str, float] | None) -> dict[str, float]:
