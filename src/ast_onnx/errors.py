@@ -16,6 +16,10 @@ class InvalidAudioError(AstOnnxError, ValueError):
     """Audio samples are unusable: empty, NaN/Inf, wrong shape or dtype, bad sample rate."""
 
 
+class InvalidOptionError(AstOnnxError, ValueError):
+    """An option has a value outside what it accepts (the message names both)."""
+
+
 class AudioFileError(AstOnnxError, OSError):
     """An audio file is missing, unreadable or in an unsupported format."""
 

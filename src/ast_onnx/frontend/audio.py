@@ -23,7 +23,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from ast_onnx.errors import AudioFileError, InvalidAudioError
 
@@ -63,6 +62,9 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np
         up,
         down,
     )
+    # Imported here: scipy.signal costs ~1 s of import time that most calls never need.
+    from scipy.signal import resample_poly
+
     return resample_poly(wave, up, down).astype(np.float32, copy=False)
 
 

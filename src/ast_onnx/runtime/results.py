@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ast_onnx.errors import InvalidOptionError
 from ast_onnx.metadata import ACTIVATIONS
 
 
@@ -121,7 +122,7 @@ def activate(logits: np.ndarray, activation: str) -> np.ndarray:
         return sigmoid(logits).astype(np.float32)
     if activation == "softmax":
         return softmax(logits).astype(np.float32)
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    raise InvalidOptionError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
 def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[Prediction]:

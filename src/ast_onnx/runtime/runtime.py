@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError
+from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError
 from ast_onnx.frontend import prepare_audio
 from ast_onnx.metadata import ACTIVATIONS, ModelMetadata
 from ast_onnx.runtime.providers import (
@@ -105,9 +105,11 @@ class Runtime:
         if threads is not None:
             _check_int("threads", threads, 1)
         if aggregate not in AGGREGATIONS:
-            raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
+            raise InvalidOptionError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
         if activation is not None and activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS} or None, got {activation!r}")
+            raise InvalidOptionError(
+                f"activation must be one of {ACTIVATIONS} or None, got {activation!r}"
+            )
         ort = import_onnxruntime()
         self.path = str(path)
         self.batch_size = batch_size
@@ -165,7 +167,7 @@ class Runtime:
             return max(1, fe.max_length // 2) * fe.hop_samples
         hop = round(float(window_hop) * fe.sample_rate)
         if not 0 < hop <= self.window_samples:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"window_hop must be in (0, {self.window_samples / fe.sample_rate:.3f}] seconds "
                 f"(one model window), got {window_hop!r}"
             )
@@ -366,4 +368,4 @@ class Runtime:
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InvalidOptionError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ast_onnx.errors import InvalidOptionError
+
 AGGREGATIONS: tuple[str, ...] = ("mean", "max")
 
 
@@ -55,9 +57,9 @@ def plan_windows(num_samples: int, window: int, hop: int) -> WindowPlan:
         window aligned to the end. Input no longer than ``window`` gives the single start 0.
     """
     if window <= 0:
-        raise ValueError(f"window must be a positive number of samples, got {window}")
+        raise InvalidOptionError(f"window must be a positive number of samples, got {window}")
     if not 0 < hop <= window:
-        raise ValueError(f"hop must be in (0, window={window}] samples, got {hop}")
+        raise InvalidOptionError(f"hop must be in (0, window={window}] samples, got {hop}")
     if num_samples <= window:
         return WindowPlan((0,), window, num_samples)
     last = num_samples - window
@@ -83,4 +85,4 @@ def aggregate(scores: np.ndarray, method: str = "mean") -> np.ndarray:
         return scores.mean(axis=0, dtype=np.float64).astype(np.float32)
     if method == "max":
         return scores.max(axis=0).astype(np.float32)
-    raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {method!r}")
+    raise InvalidOptionError(f"aggregate must be one of {AGGREGATIONS}, got {method!r}")
