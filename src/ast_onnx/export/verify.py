@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.atomic import parse_limits
+from ast_onnx.bench.drift import logit_drift
 from ast_onnx.errors import DriftError, ExportError, require
 
 logger = logging.getLogger(__name__)
@@ -110,19 +111,15 @@ def onnx_logits(session: Any, features: np.ndarray, batch_size: int) -> np.ndarr
 
 
 def drift_metrics(onnx_out: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Drift of ``onnx_out`` from ``reference`` (both ``[items, labels]``)."""
-    diff = np.abs(onnx_out.astype(np.float64) - reference.astype(np.float64))
-    max_abs = float(diff.max()) if np.isfinite(diff).all() else float("inf")
-    scale = float(np.abs(reference).max()) or 1.0
-    k = min(5, reference.shape[1])
-    top_ref = np.argsort(-reference, axis=1)[:, :k]
-    top_onnx = np.argsort(-onnx_out, axis=1)[:, :k]
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_onnx, strict=True)]
+    """Drift of ``onnx_out`` from ``reference`` (both ``[items, labels]``); NaN/Inf -> inf."""
+    if not np.isfinite(onnx_out).all():
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "top1": 0.0, "top5": 0.0}
+    d = logit_drift(onnx_out, reference)
     return {
-        "max_abs": max_abs,
-        "max_rel": max_abs / scale,
-        "top1": float(np.mean(top_ref[:, 0] == top_onnx[:, 0])),
-        "top5": float(np.mean(overlap)),
+        "max_abs": d.max_abs,
+        "max_rel": d.max_rel,
+        "top1": d.top1_agreement,
+        "top5": d.top5_agreement,
     }
 
 
