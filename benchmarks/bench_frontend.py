@@ -22,65 +22,18 @@ cause occasional slow rounds, which the median ignores.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import re
-from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"  # effective if numpy is not imported yet; see below otherwise
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
 
 from ast_onnx.frontend import FeatureExtractor, KaldiFbank  # noqa: E402
 
-SPEECH = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "speech_10s.flac"
-BATCH = 32
-
-
-def _set_blas_threads(n: int) -> list[tuple[ctypes.CDLL, str, int]]:
-    """Set the thread count of every loaded OpenBLAS (numpy's and scipy's); return olds."""
-    names = [
-        (f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}")
-        for prefix in ("scipy_openblas", "openblas")
-        for suffix in ("64_", "", "_64_")
-    ]
-    changed = []
-    libs = set(re.findall(r"(/\S*openblas\S*\.so\S*)", Path("/proc/self/maps").read_text()))
-    for path in sorted(libs):
-        lib = ctypes.CDLL(path)
-        for setter, getter in names:
-            if hasattr(lib, setter) and hasattr(lib, getter):
-                old = getattr(lib, getter)()
-                getattr(lib, setter)(n)
-                changed.append((lib, setter, old))
-                break
-    return changed
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS so it is limited too)
-
-    changed = _set_blas_threads(1)
-    yield
-    for lib, setter, old in changed:
-        getattr(lib, setter)(old)
-
-
-@pytest.fixture(scope="module")
-def clip() -> np.ndarray:
-    wave, sr = sf.read(SPEECH, dtype="float32")
-    assert sr == 16000 and wave.shape == (160000,)
-    return wave
-
-
-@pytest.fixture(scope="module")
-def batch(clip) -> np.ndarray:
-    # Different clips (shifted copies) so no result can be cached across items.
-    return np.stack([np.roll(clip, 1601 * i) for i in range(BATCH)])
+# Single-threaded, with the shared clip/batch fixtures of benchmarks/conftest.py.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def knf_fbank(wave: np.ndarray, opts) -> np.ndarray:

@@ -22,40 +22,15 @@ ratios (below 1: the graph is slower).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from bench_frontend import _set_blas_threads
 
 from ast_onnx.frontend import FeatureExtractor
 
 ort = pytest.importorskip("onnxruntime")
-BATCH = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS so it is limited too)
-
-    changed = _set_blas_threads(1)
-    yield
-    for lib, setter, old in changed:
-        getattr(lib, setter)(old)
-
-
-@pytest.fixture(scope="module")
-def clip() -> np.ndarray:
-    import soundfile as sf
-    from bench_frontend import SPEECH
-
-    wave, sr = sf.read(SPEECH, dtype="float32")
-    assert sr == 16000 and wave.shape == (160000,)
-    return wave
-
-
-@pytest.fixture(scope="module")
-def batch(clip) -> np.ndarray:
-    # Different clips (shifted copies) so no result can be cached across items.
-    return np.stack([np.roll(clip, 1601 * i) for i in range(BATCH)])
+# The same single-thread setting and inputs as the frontend benchmark, in the same run.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

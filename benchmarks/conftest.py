@@ -8,7 +8,15 @@ the frontend ratios (reference / ours) is printed.
 
 from __future__ import annotations
 
+import ctypes
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
+
+SPEECH = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "speech_10s.flac"
+BATCH = 32
 
 #: (name, reference test, our test): ratio = reference median / our median.
 FRONTEND_RATIOS = [
@@ -61,3 +69,49 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{name:32s} median {medians[name] * 1e3:9.2f} ms")
     for label, ref, ours in rows:
         tr.write_line(f"{label:42s} {medians[ref] / medians[ours]:6.2f}x")
+
+
+def _set_blas_threads(n: int) -> list[tuple[ctypes.CDLL, str, int]]:
+    """Set the thread count of every loaded OpenBLAS (numpy's and scipy's); return olds."""
+    names = [
+        (f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}")
+        for prefix in ("scipy_openblas", "openblas")
+        for suffix in ("64_", "", "_64_")
+    ]
+    changed = []
+    libs = set(re.findall(r"(/\S*openblas\S*\.so\S*)", Path("/proc/self/maps").read_text()))
+    for path in sorted(libs):
+        lib = ctypes.CDLL(path)
+        for setter, getter in names:
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                old = getattr(lib, getter)()
+                getattr(lib, setter)(n)
+                changed.append((lib, setter, old))
+                break
+    return changed
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """BLAS threads set to 1 for the module (scipy.fft runs with workers=1 already)."""
+    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS so it is limited too)
+
+    changed = _set_blas_threads(1)
+    yield
+    for lib, setter, old in changed:
+        getattr(lib, setter)(old)
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    import soundfile as sf
+
+    wave, sr = sf.read(SPEECH, dtype="float32")
+    assert sr == 16000 and wave.shape == (160000,)
+    return wave
+
+
+@pytest.fixture(scope="module")
+def batch(clip) -> np.ndarray:
+    # Different clips (shifted copies) so no result can be cached across items.
+    return np.stack([np.roll(clip, 1601 * i) for i in range(BATCH)])
