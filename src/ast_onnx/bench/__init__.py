@@ -2,8 +2,9 @@
 
 from ast_onnx.bench.drift import Drift, accuracy, logit_drift, mean_average_precision
 from ast_onnx.bench.gate import check_gate, parse_gate
+from ast_onnx.bench.options import BenchError, BenchOptions
 from ast_onnx.bench.report import BenchReport, DriftRow, LatencyRow, print_tables, write_atomic
-from ast_onnx.bench.runner import BenchError, BenchOptions, run_bench
+from ast_onnx.bench.runner import run_bench
 
 __all__ = [
     "BenchError",

@@ -9,12 +9,9 @@ is measured against the fp32 ONNX model.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,131 +20,24 @@ import numpy as np
 from ast_onnx.bench.drift import accuracy, logit_drift, mean_average_precision
 from ast_onnx.bench.environment import collect_environment
 from ast_onnx.bench.gate import check_gate
-from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
+from ast_onnx.bench.inputs import EvalSet, generated_waves
+from ast_onnx.bench.options import BenchError, BenchOptions
 from ast_onnx.bench.report import BenchReport, DriftRow, LatencyRow
 from ast_onnx.bench.stats import PeakRss, Timing, time_call
-from ast_onnx.errors import AstOnnxError, ProviderError
-from ast_onnx.frontend import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
+from ast_onnx.bench.targets import (
+    ProgressFn,
+    calibration_files,
+    export_precisions,
+    is_onnx_target,
+    onnx_models,
+    resolve_eval,
+)
+from ast_onnx.errors import ProviderError
 from ast_onnx.runtime.results import activate
 
 logger = logging.getLogger(__name__)
 
-#: Benchmark precision name -> export_model keyword arguments.
-PRECISIONS: dict[str, dict[str, Any]] = {
-    "fp32": {"precision": "fp32"},
-    "fp32-noopt": {"precision": "fp32", "optimize": False},
-    "fp16": {"precision": "fp16"},
-    "int8": {"precision": "int8"},
-    "int8-static": {"precision": "int8-static"},
-}
-QUICK = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "drift_inputs": 4}
-
-
-class BenchError(AstOnnxError, ValueError):
-    """Benchmark options do not fit together or a target cannot be benchmarked."""
-
-
-@dataclass
-class BenchOptions:
-    """What ``run_bench`` measures. Mirrors the ``ast-bench`` command line."""
-
-    targets: list[str]
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
-    providers: list[str] = field(default_factory=lambda: ["cpu"])
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    warmup: int = 1
-    iterations: int = 5
-    drift_inputs: int = 16
-    eval_dir: str | None = None
-    cache_dir: str | None = None
-    threads: int | None = None
-    torch_baseline: bool = True
-    max_drift: dict[str, float] | None = None
-
-    def __post_init__(self) -> None:
-        unknown = [p for p in self.precisions if p not in PRECISIONS]
-        if unknown:
-            raise BenchError(f"unknown precision(s) {unknown}; choose from {list(PRECISIONS)}")
-        if not self.targets:
-            raise BenchError("no target: give a checkpoint or one or more .onnx files")
-        if any(b < 1 for b in self.batch_sizes):
-            raise BenchError(f"batch sizes must be >= 1, got {self.batch_sizes}")
-        if self.iterations < 1 or self.warmup < 0:
-            raise BenchError("iterations must be >= 1 and warmup >= 0")
-
-
-@dataclass
-class _Model:
-    name: str
-    precision: str
-    path: Path
-
-
-ProgressFn = Callable[[str], None]
-
-
-def _is_onnx(target: str) -> bool:
-    return target.lower().endswith(".onnx")
-
-
-def _cache_dir(options: BenchOptions) -> Path:
-    base = options.cache_dir or os.environ.get("AST_ONNX_CACHE") or "~/.cache/ast-onnx"
-    return Path(base).expanduser() / "bench"
-
-
-def _export_precisions(
-    checkpoint: str, options: BenchOptions, calibration: list[Path], progress: ProgressFn
-) -> list[_Model]:
-    from ast_onnx import __version__
-    from ast_onnx.export import export_model
-
-    key = hashlib.sha1(f"{Path(checkpoint).resolve()}|{__version__}".encode()).hexdigest()[:10]
-    directory = _cache_dir(options) / key
-    directory.mkdir(parents=True, exist_ok=True)
-    models = []
-    for precision in options.precisions:
-        path = directory / f"{precision}.onnx"
-        if not path.is_file():
-            progress(f"exporting {precision}")
-            kwargs = dict(PRECISIONS[precision])
-            if precision == "int8-static":
-                kwargs["calibrate"] = calibration
-            export_model(checkpoint, path, verify=False, overwrite=True, **kwargs)
-        models.append(_Model(precision, "", path))  # precision read from its metadata
-    return models
-
-
-def _onnx_models(targets: list[str]) -> list[_Model]:
-    models = []
-    for target in targets:
-        path = Path(target)
-        if not path.is_file():
-            raise BenchError(f"model file {path} does not exist")
-        models.append(_Model(path.stem, "", path))  # precision read from its metadata
-    return models
-
-
-def _uses_demo(options: BenchOptions, source: str | None) -> bool:
-    return options.eval_dir is None and "demo" in (*options.targets[:1], source)
-
-
-def _demo_eval(sample_rate: int) -> EvalSet:
-    from ast_onnx.data import eval_set
-
-    paths, labels = eval_set()
-    waves = [load_audio(p, sample_rate=sample_rate) for p in paths]
-    return EvalSet(waves, [[lbl] for lbl in labels], [p.name for p in paths], "demo eval set")
-
-
-def _resolve_eval(
-    options: BenchOptions, source: str | None, sample_rate: int, window: int
-) -> EvalSet:
-    """The labelled set of --eval, the demo's for the demo model, else generated waves."""
-    if options.eval_dir is not None:
-        return load_eval_set(options.eval_dir, sample_rate)
-    if _uses_demo(options, source):
-        return _demo_eval(sample_rate)
-    return generated_waves(options.drift_inputs, window, sample_rate)
+__all__ = ["BenchError", "BenchOptions", "run_bench"]
 
 
 def _metric(scores: np.ndarray, eval_set: EvalSet, labels: list[str], activation: str):
@@ -226,7 +116,7 @@ def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> Benc
     from ast_onnx.runtime import Runtime
 
     say = progress or (lambda msg: logger.info(msg))
-    onnx_targets = [t for t in options.targets if _is_onnx(t)]
+    onnx_targets = [t for t in options.targets if is_onnx_target(t)]
     if onnx_targets and len(onnx_targets) != len(options.targets):
         raise BenchError("give either one checkpoint or .onnx files, not both")
     if not onnx_targets and len(options.targets) != 1:
@@ -238,15 +128,15 @@ def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> Benc
     if checkpoint is not None:
         say("exporting models")
         if "int8-static" in options.precisions:
-            calibration = _calibration_files(options)
-        models = _export_precisions(checkpoint, options, calibration, say)
+            calibration = calibration_files(options)
+        models = export_precisions(checkpoint, options, calibration, say)
     else:
-        models = _onnx_models(onnx_targets)
+        models = onnx_models(onnx_targets)
 
     first = Runtime(models[0].path, providers="cpu", threads=options.threads)
     sample_rate, window = first.sample_rate, first.window_samples
     source = first.metadata.source if first.metadata else None
-    eval_set = _resolve_eval(options, source, sample_rate, window)
+    eval_set = resolve_eval(options, source, sample_rate, window)
     say(f"computing features of {len(eval_set.waves)} clips ({eval_set.source})")
     features = first.features(eval_set.waves)
     labels, activation = first.labels, first.activation
@@ -384,17 +274,3 @@ def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> Benc
             [r for r in report.drift if r.provider != "eager"], options.max_drift
         )
     return report
-
-
-def _calibration_files(options: BenchOptions) -> list[Path]:
-    """Audio for static int8 calibration: --eval's, the demo's, else generated clips."""
-    if options.eval_dir is not None:
-        folder = Path(options.eval_dir)
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
-    if _uses_demo(options, None):
-        from ast_onnx.data import eval_set
-
-        return eval_set()[0]
-    # 10.24 s = AST's default window; the exporter featurizes with the model's frontend.
-    clips = generated_waves(options.drift_inputs, 163_840, SAMPLE_RATE, seed=7)
-    return write_waves(clips, _cache_dir(options) / "calibration", SAMPLE_RATE)

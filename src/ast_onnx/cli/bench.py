@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     from ast_onnx.bench import BenchOptions, parse_gate, print_tables, write_atomic
-    from ast_onnx.bench.runner import QUICK
+    from ast_onnx.bench.options import QUICK
     from ast_onnx.errors import AstOnnxError
 
     def pick(value, key, default):

@@ -1,0 +1,51 @@
+"""What ``ast-bench`` measures: its options, precision names and the --quick preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ast_onnx.errors import AstOnnxError
+
+#: Benchmark precision name -> export_model keyword arguments.
+PRECISIONS: dict[str, dict[str, Any]] = {
+    "fp32": {"precision": "fp32"},
+    "fp32-noopt": {"precision": "fp32", "optimize": False},
+    "fp16": {"precision": "fp16"},
+    "int8": {"precision": "int8"},
+    "int8-static": {"precision": "int8-static"},
+}
+QUICK = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "drift_inputs": 4}
+
+
+class BenchError(AstOnnxError, ValueError):
+    """Benchmark options do not fit together or a target cannot be benchmarked."""
+
+
+@dataclass
+class BenchOptions:
+    """What ``run_bench`` measures. Mirrors the ``ast-bench`` command line."""
+
+    targets: list[str]
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
+    providers: list[str] = field(default_factory=lambda: ["cpu"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    warmup: int = 1
+    iterations: int = 5
+    drift_inputs: int = 16
+    eval_dir: str | None = None
+    cache_dir: str | None = None
+    threads: int | None = None
+    torch_baseline: bool = True
+    max_drift: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.precisions if p not in PRECISIONS]
+        if unknown:
+            raise BenchError(f"unknown precision(s) {unknown}; choose from {list(PRECISIONS)}")
+        if not self.targets:
+            raise BenchError("no target: give a checkpoint or one or more .onnx files")
+        if any(b < 1 for b in self.batch_sizes):
+            raise BenchError(f"batch sizes must be >= 1, got {self.batch_sizes}")
+        if self.iterations < 1 or self.warmup < 0:
+            raise BenchError("iterations must be >= 1 and warmup >= 0")

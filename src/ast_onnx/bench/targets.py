@@ -1,0 +1,102 @@
+"""Benchmark targets: export a checkpoint's precisions (cached) or open .onnx files, and
+find the audio to measure drift on (--eval, the demo's evaluation set, or generated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
+from ast_onnx.bench.options import PRECISIONS, BenchError, BenchOptions
+from ast_onnx.frontend import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class BenchModel:
+    name: str
+    precision: str
+    path: Path
+
+
+def is_onnx_target(target: str) -> bool:
+    return target.lower().endswith(".onnx")
+
+
+def cache_dir(options: BenchOptions) -> Path:
+    base = options.cache_dir or os.environ.get("AST_ONNX_CACHE") or "~/.cache/ast-onnx"
+    return Path(base).expanduser() / "bench"
+
+
+def export_precisions(
+    checkpoint: str, options: BenchOptions, calibration: list[Path], progress: ProgressFn
+) -> list[BenchModel]:
+    from ast_onnx import __version__
+    from ast_onnx.export import export_model
+
+    key = hashlib.sha1(f"{Path(checkpoint).resolve()}|{__version__}".encode()).hexdigest()[:10]
+    directory = cache_dir(options) / key
+    directory.mkdir(parents=True, exist_ok=True)
+    models = []
+    for precision in options.precisions:
+        path = directory / f"{precision}.onnx"
+        if not path.is_file():
+            progress(f"exporting {precision}")
+            kwargs = dict(PRECISIONS[precision])
+            if precision == "int8-static":
+                kwargs["calibrate"] = calibration
+            export_model(checkpoint, path, verify=False, overwrite=True, **kwargs)
+        models.append(BenchModel(precision, "", path))  # precision read from its metadata
+    return models
+
+
+def onnx_models(targets: list[str]) -> list[BenchModel]:
+    models = []
+    for target in targets:
+        path = Path(target)
+        if not path.is_file():
+            raise BenchError(f"model file {path} does not exist")
+        models.append(BenchModel(path.stem, "", path))  # precision read from its metadata
+    return models
+
+
+def uses_demo(options: BenchOptions, source: str | None) -> bool:
+    return options.eval_dir is None and "demo" in (*options.targets[:1], source)
+
+
+def demo_eval(sample_rate: int) -> EvalSet:
+    from ast_onnx.data import eval_set
+
+    paths, labels = eval_set()
+    waves = [load_audio(p, sample_rate=sample_rate) for p in paths]
+    return EvalSet(waves, [[lbl] for lbl in labels], [p.name for p in paths], "demo eval set")
+
+
+def resolve_eval(
+    options: BenchOptions, source: str | None, sample_rate: int, window: int
+) -> EvalSet:
+    """The labelled set of --eval, the demo's for the demo model, else generated waves."""
+    if options.eval_dir is not None:
+        return load_eval_set(options.eval_dir, sample_rate)
+    if uses_demo(options, source):
+        return demo_eval(sample_rate)
+    return generated_waves(options.drift_inputs, window, sample_rate)
+
+
+def calibration_files(options: BenchOptions) -> list[Path]:
+    """Audio for static int8 calibration: --eval's, the demo's, else generated clips."""
+    if options.eval_dir is not None:
+        folder = Path(options.eval_dir)
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if uses_demo(options, None):
+        from ast_onnx.data import eval_set
+
+        return eval_set()[0]
+    # 10.24 s = AST's default window; the exporter featurizes with the model's frontend.
+    clips = generated_waves(options.drift_inputs, 163_840, SAMPLE_RATE, seed=7)
+    return write_waves(clips, cache_dir(options) / "calibration", SAMPLE_RATE)
