@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: demo test test-slow test-gpu lint format bench bench-report clean install-dev install-demo
+.PHONY: demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +20,28 @@ demo: install-demo
 	$(BIN)/ast-export --checkpoint demo --overwrite $(OUT)/demo.onnx
 	$(BIN)/ast-classify $(OUT)/demo.onnx $$($(BIN)/python -m ast_onnx.data.samples) --top-k 3
 
-install-dev: $(BIN)/python
+# A stamp so that several targets in one `make` call install once (redone when
+# pyproject.toml changes).
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install-dev: $(VENV)/.dev-installed
 
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Tests: lint, then the fast suite (slow and GPU tests are deselected by default).
+# Tests: lint, the fast suite (slow and GPU tests are deselected by default), then a
+# quick ast-bench of the demo model with a drift gate (reports in $(OUT)/bench-quick.*).
 test: lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) bench-quick
+
+bench-quick: install-dev
+	mkdir -p $(OUT)
+	$(BIN)/ast-bench demo --quick --precisions fp32,int8 --cache-dir $(OUT)/cache \
+		--report $(OUT)/bench-quick.md --json $(OUT)/bench-quick.json --max-drift top1=0.9,drop=0.02
 
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
