@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/ast-onnx-keywords"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="espeak-ng processes")
-    parser.add_argument("--reps-train", type=int, default=3, help="clips per voice and class")
+    parser.add_argument("--reps-train", type=int, default=6, help="clips per voice and class")
     parser.add_argument("--reps-eval", type=int, default=2, help="same, validation and test")
     parser.add_argument("--val-variants", type=int, default=5)
     parser.add_argument("--test-variants", type=int, default=6)
