@@ -46,22 +46,9 @@ MEDIANS: dict[str, float] = {}
 
 def _checkpoint() -> Path:
     """Random-weight AST-base (ASTConfig defaults, 527 labels), saved with save_pretrained."""
-    path = CACHE / "ast-base-random"
-    if (path / "model.safetensors").exists():
-        return path
-    import torch
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+    from export_base import build_checkpoint  # benchmarks/ is on sys.path under pytest
 
-    torch.manual_seed(0)
-    labels = [f"label_{i}" for i in range(527)]
-    config = ASTConfig(
-        id2label=dict(enumerate(labels)),
-        label2id={n: i for i, n in enumerate(labels)},
-        problem_type="multi_label_classification",
-    )
-    ASTForAudioClassification(config).eval().save_pretrained(path)
-    ASTFeatureExtractor().save_pretrained(path)
-    return path
+    return build_checkpoint(CACHE)
 
 
 def _export(ckpt: Path, precision: str) -> Path:
