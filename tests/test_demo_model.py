@@ -126,3 +126,21 @@ def test_data_helpers_are_torch_free():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_onnx_export_classifies_samples(tmp_path, model, extractor):
+    """The README's main path: export the demo model to ONNX, classify the sample WAVs."""
+    pytest.importorskip("onnxruntime")
+    from ast_onnx.export import export_model
+    from ast_onnx.runtime import Runtime
+
+    result = export_model("demo", tmp_path / "demo.onnx", precision="fp32")
+    runtime = Runtime(result.path, providers="cpu")
+    assert runtime.labels == [model.config.id2label[i] for i in range(model.config.num_labels)]
+    results = runtime.classify(sample_paths(), top_k=1)
+    assert [r.labels[0].label for r in results] == [sample_label(p) for p in sample_paths()]
+    paths, _ = eval_set()
+    onnx_labels = [r.labels[0].label for r in runtime.classify(paths, top_k=1)]
+    torch_labels = predict(model, extractor([load_audio(p) for p in paths]).input_values)
+    agree = np.mean([a == b for a, b in zip(onnx_labels, torch_labels, strict=True)])
+    assert agree >= 0.99, f"ONNX and PyTorch top-1 agree on only {agree:.3f} of the eval clips"
