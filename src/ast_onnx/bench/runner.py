@@ -33,6 +33,7 @@ from ast_onnx.bench.targets import (
     resolve_eval,
 )
 from ast_onnx.errors import ProviderError
+from ast_onnx.export.model_files import data_path
 from ast_onnx.runtime.results import activate
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ def _metric(scores: np.ndarray, eval_set: EvalSet, labels: list[str], activation
     for row, names in enumerate(eval_set.labels):
         multi_hot[row, [index[n] for n in names]] = 1
     return "mAP", mean_average_precision(scores, multi_hot)
+
+
+def _model_bytes(path: Path) -> int:
+    """Size of a model: the .onnx plus its external data as ast-export writes it (NAME.data)."""
+    data = data_path(path)
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
 def _batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int) -> np.ndarray:
@@ -249,7 +256,7 @@ def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> Benc
                     None if value is None or ref_value is None else ref_value - value,
                 )
             )
-            file_mb = model.path.stat().st_size / 2**20
+            file_mb = _model_bytes(model.path) / 2**20
             for b in options.batch_sizes:
                 batch = np.repeat(features[:1], b, axis=0)
                 waves = [clip] * b

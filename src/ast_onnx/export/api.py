@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.atomic import atomic_path
 from ast_onnx.errors import ExportError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
@@ -19,6 +18,7 @@ from ast_onnx.export.checkpoint import (
     PthOptions,
     load_checkpoint,
 )
+from ast_onnx.export.model_files import data_path, save_model
 from ast_onnx.export.onnx_export import MIN_OPSET, export_onnx, opset_of
 from ast_onnx.export.progress import StepTimer
 from ast_onnx.export.verify import resolve_thresholds, verify_export
@@ -37,12 +37,13 @@ class ExportResult:
     Attributes:
         path: The ONNX file.
         precision: ``"fp32"``, ``"fp16"``, ``"int8-dynamic"`` or ``"int8-static"``.
-        size_bytes: File size.
+        size_bytes: Bytes written (the model plus its external data, if any).
         seconds: Wall time of the whole export.
         verification: Drift record (see :mod:`ast_onnx.export.verify`).
         metadata: The metadata written into the file.
         fused_ops: Fused operator counts after optimization (empty without it).
         step_seconds: Wall time per step (load, export, optimize, quantize, verify, write).
+        files: Every file written: ``path``, then its external-data file if any.
     """
 
     path: Path
@@ -53,6 +54,7 @@ class ExportResult:
     metadata: ModelMetadata
     fused_ops: dict[str, int] = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
 
 
 def resolve_precision(precision: str, calibrate: Any) -> str:
@@ -68,13 +70,17 @@ def resolve_precision(precision: str, calibrate: Any) -> str:
     return precision
 
 
-def check_output(output: str | Path, overwrite: bool) -> Path:
-    """Refuse an output path that exists (without ``overwrite``) or cannot be written."""
+def check_output(output: str | Path, overwrite: bool, external_data: bool = False) -> Path:
+    """Refuse an output path that exists (without ``overwrite``) or cannot be written.
+
+    With ``external_data`` the same holds for the data file written beside it.
+    """
     path = Path(output).expanduser()
-    if path.is_dir():
-        raise ExportError(f"output {str(path)!r} is a directory; name the .onnx file to write")
-    if path.exists() and not overwrite:
-        raise ExportError(f"output {str(path)!r} exists; pass overwrite=True (--overwrite)")
+    for target in [path, data_path(path)] if external_data else [path]:
+        if target.is_dir():
+            raise ExportError(f"output {str(target)!r} is a directory; name the file to write")
+        if target.exists() and not overwrite:
+            raise ExportError(f"output {str(target)!r} exists; pass overwrite=True (--overwrite)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ExportError(f"output directory {str(parent)!r} does not exist")
@@ -100,8 +106,9 @@ def export_model(
     progress: bool = False,
     pth: PthOptions | None = None,
     with_frontend: bool = False,
+    external_data: bool = False,
 ) -> ExportResult:
-    """Export an AST checkpoint to one verified ONNX file.
+    """Export an AST checkpoint to a verified ONNX file.
 
     The file is written to a temporary name next to ``output`` and renamed into place
     only after every step succeeded, so a failed export leaves no output behind.
@@ -131,6 +138,10 @@ def export_model(
             ``precision`` model), outputs ``logits`` and ``scores``. Verification then also
             compares it with the numpy frontend + the feature-input model
             (see :mod:`ast_onnx.export.wavein`).
+        external_data: Write the weights to ``OUTPUT.data`` beside ``output`` (the two
+            files travel together). onnxruntime memory-maps them: with
+            ``Runtime(prepack=False)`` the model loads almost instantly and processes
+            share one copy (see :mod:`ast_onnx.export.model_files`).
 
     Returns:
         The :class:`ExportResult`.
@@ -145,7 +156,7 @@ def export_model(
         raise ExportError("output= is required: the .onnx file to write")
     final = resolve_precision(precision, calibrate)
     gates = resolve_thresholds(final, thresholds)
-    path = check_output(output, overwrite)
+    path = check_output(output, overwrite, external_data)
     if final == "int8-static":
         from ast_onnx.export.quantize import audio_files
 
@@ -177,17 +188,20 @@ def export_model(
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
                 built = add_frontend(built, work, loaded, gates if verify else None, record)
         with timer.step("write", f"Writing {path}"):
-            metadata = _write(built, path, loaded, final, optimize, record, fused, with_frontend)
+            metadata, files = _write(
+                built, path, loaded, final, optimize, record, fused, with_frontend, external_data
+            )
     seconds = time.perf_counter() - start
     return ExportResult(
         path=path,
         precision=final,
-        size_bytes=path.stat().st_size,
+        size_bytes=sum(f.stat().st_size for f in files),
         seconds=seconds,
         verification=record,
         metadata=metadata,
         fused_ops=fused,
         step_seconds=dict(timer.seconds),
+        files=files,
     )
 
 
@@ -244,8 +258,9 @@ def _write(
     record: dict[str, Any],
     fused: dict[str, int],
     wave_in: bool = False,
-) -> ModelMetadata:
-    """Add metadata to ``built`` and move it to ``path`` atomically."""
+    external_data: bool = False,
+) -> tuple[ModelMetadata, list[Path]]:
+    """Add metadata to ``built`` and write it to ``path`` atomically; return the files."""
     import ast_onnx
 
     onnx = require("onnx", "export", "ONNX export")
@@ -274,12 +289,12 @@ def _write(
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
     try:
-        with atomic_path(path) as tmp:
-            onnx.save_model(model, str(tmp))
+        files = save_model(onnx, model, path, external_data)
     except OSError as e:
         raise ExportError(f"cannot write {str(path)!r}: {e}") from e
-    logger.info("wrote %s (%s, %.1f MB)", path, precision, path.stat().st_size / 1e6)
-    return metadata
+    size = sum(f.stat().st_size for f in files)
+    logger.info("wrote %s (%s, %.1f MB)", " + ".join(map(str, files)), precision, size / 1e6)
+    return metadata, files
 
 
 __all__ = ["PRECISIONS", "ExportResult", "export_model"]

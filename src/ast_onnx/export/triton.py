@@ -7,6 +7,7 @@
     REPO/NAME/labels.txt          one label per line, wired to the output's label_filename
     REPO/NAME/ast_onnx.json       the model's ast-onnx metadata (frontend, activation) for clients
     REPO/NAME/1/model.onnx        a copy of the model
+    REPO/NAME/1/FILE.onnx.data    its external data, if any, under the name the model gives
 
 Serve it with ``tritonserver --model-repository=REPO``. Every [batch, labels] output
 gets ``label_filename``, so Triton's classification extension (``class_count=k``)
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ast_onnx.errors import ExportError, ModelError, require
+from ast_onnx.export.model_files import external_data_files
 from ast_onnx.metadata import ModelMetadata, has_metadata
 
 logger = logging.getLogger(__name__)
@@ -105,11 +107,6 @@ def read_model_io(
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and friends
         raise ModelError(f"cannot read ONNX model {str(path)!r}: {e}") from e
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise ModelError(
-            f"{str(path)!r} keeps weights in external data files; this writer copies one "
-            "file: save the model as a single .onnx (under 2 GB) first"
-        )
     weights = {t.name for t in model.graph.initializer}
     inputs = [_tensor_info(i) for i in model.graph.input if i.name not in weights]
     outputs = [_tensor_info(o) for o in model.graph.output]
@@ -280,6 +277,7 @@ def write_triton_repo(
             )
 
     inputs, outputs, meta = read_model_io(src)
+    data = _external_data(src)
     logits = next(
         (o for o in outputs if meta and o.name == meta.output_name), outputs[0] if outputs else None
     )
@@ -311,10 +309,20 @@ def write_triton_repo(
         fp16=fp16,
         trt_cache_dir=trt_cache_dir,
     )
-    return _write(src, Path(repo_dir), name, version, config, names, meta, overwrite)
+    return _write(src, data, Path(repo_dir), name, version, config, names, meta, overwrite)
 
 
-def _write(src, repo, name, version, config, names, meta, overwrite) -> TritonRepo:
+def _external_data(src: Path) -> list[Path]:
+    """The model's external-data files, checked to exist (copied beside model.onnx)."""
+    onnx = require("onnx", "triton", "writing a Triton model repository")
+    files = external_data_files(onnx, src)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ModelError(f"{str(src)!r} refers to external data files that are missing: {missing}")
+    return files
+
+
+def _write(src, data, repo, name, version, config, names, meta, overwrite) -> TritonRepo:
     """Build the entry in a temporary directory inside ``repo``, then rename it into place."""
     repo.mkdir(parents=True, exist_ok=True)
     final = repo / name
@@ -325,6 +333,10 @@ def _write(src, repo, name, version, config, names, meta, overwrite) -> TritonRe
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
         (tmp / str(version)).mkdir()
         shutil.copyfile(src, tmp / str(version) / "model.onnx")
+        for file in data:  # the .onnx names them relative to itself: keep that layout
+            target = tmp / str(version) / file.relative_to(src.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
         (tmp / "config.pbtxt").write_text(config, encoding="utf-8")
         (tmp / LABELS_FILE).write_text("".join(n + "\n" for n in names), encoding="utf-8")
         if meta is not None:
