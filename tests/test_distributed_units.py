@@ -98,6 +98,17 @@ def test_scorer_handles_a_batch_of_only_bad_files(toy, tmp_path):
     assert rows.to_pylist()[0]["error"] == f"audio file not found: {missing}"
 
 
+def test_prepack_option_reaches_the_actors_session(toy):
+    key = "session.disable_prepacking"
+    spec = model_spec(toy, RayOptions(prepack=False))
+    assert spec.runtime_kwargs["prepack"] is False
+    options = Scorer(spec).runtime._session.get_session_options()
+    assert options.get_session_config_entry(key) == "1"
+    default = Scorer(model_spec(toy, RayOptions())).runtime._session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        default.get_session_config_entry(key)
+
+
 def test_stages_feed_waves_to_wave_in_models(small_checkpoint, audio, tmp_path_factory):
     from ast_onnx.export import export_model
 

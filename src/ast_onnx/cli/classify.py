@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-id", type=int, default=0, help="CUDA device (default 0)")
     p.add_argument("--batch-size", type=int, default=8, help="items per model run (default 8)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    p.add_argument(
+        "--no-prepack",
+        action="store_true",
+        help="skip onnxruntime's weight prepacking: a faster start (with an --external-data "
+        "model, the weights are memory-mapped), slightly slower inference",
+    )
     p.add_argument("--labels", help="labels file for models without ast-onnx metadata")
     p.add_argument("--hop", type=float, default=None, help="seconds between windows of long audio")
     p.add_argument(
@@ -120,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             window_hop=args.hop,
             aggregate=args.aggregate,
+            prepack=not args.no_prepack,
         )
     except (AstOnnxError, ValueError) as e:
         print(f"ast-classify: error: {e}", file=sys.stderr)

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             window_hop=args.hop,
             aggregate=args.aggregate,
             fallback=args.fallback,
+            prepack=not args.no_prepack,
         )
         options.check()
         spec = model_spec(args.model, options)  # a bad model fails before Ray starts

@@ -56,6 +56,9 @@ class RayOptions:
         window_hop: Seconds between windows of long audio (Runtime's default if None).
         aggregate: ``"mean"`` or ``"max"`` over windows.
         fallback: Let actors fall back to CPU if their GPU provider fails.
+        prepack: onnxruntime weight prepacking in the actors (Runtime's ``prepack``).
+            ``False`` with an ``--external-data`` model lets the actors on one node share
+            the memory-mapped weights instead of holding a packed copy each.
     """
 
     top_k: int = 5
@@ -70,6 +73,7 @@ class RayOptions:
     window_hop: float | None = None
     aggregate: str = "mean"
     fallback: bool = False
+    prepack: bool = True
 
     def check(self) -> None:
         """Raise ValueError on an option out of range."""
@@ -144,8 +148,10 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
         "batch_size": options.batch_size,
         "window_hop": options.window_hop,
         "aggregate": options.aggregate,
+        "prepack": options.prepack,
     }
-    probe = Runtime(path, providers="cpu", threads=1, **common)
+    # Never runs the model: no prepacking, the cheapest load.
+    probe = Runtime(path, providers="cpu", threads=1, **{**common, "prepack": False})
     return ModelSpec(
         path=path,
         name=Path(path).name,
