@@ -9,6 +9,9 @@ labels; speed does not depend on trained weights):
 
 - classify of one 10 s clip and of a batch of 8: ast-onnx fp32 (optimized) and
   int8 (dynamic) vs ``transformers.pipeline("audio-classification")``;
+- the same for the fp32 fast-start set-up (exported with ``external_data=True``, run
+  with ``Runtime(prepack=False)``: weights memory-mapped, not packed), and the load time
+  (``Runtime(...)`` in-process) of each way of loading fp32;
 - cold start, each in a fresh subprocess: interpreter + import + load + first result;
 - runtime overhead for batch 1: the time ``Runtime.scores`` / ``Runtime.classify`` spend
   outside ``session.run``, relative to ``session.run``, measured inside the same calls.
@@ -51,13 +54,15 @@ def _checkpoint() -> Path:
     return build_checkpoint(CACHE)
 
 
-def _export(ckpt: Path, precision: str) -> Path:
+def _export(ckpt: Path, precision: str, external_data: bool = False) -> Path:
     from ast_onnx.export import export_model
 
-    out = CACHE / f"ast-base-{precision}.onnx"
+    out = CACHE / f"ast-base-{precision}{'-external' if external_data else ''}.onnx"
     if not out.exists():
         # verify=False: drift is the export suite's business; random weights only time here.
-        export_model(ckpt, out, precision=precision, optimize=True, verify=False)
+        export_model(
+            ckpt, out, precision=precision, optimize=True, verify=False, external_data=external_data
+        )
     return out
 
 
@@ -77,7 +82,12 @@ def models():
     ckpt = _checkpoint()
     clips = _clips()
     np.save(CACHE / "clip.npy", clips[0])
-    return {"ckpt": ckpt, "fp32": _export(ckpt, "fp32"), "int8": _export(ckpt, "int8-dynamic")}
+    return {
+        "ckpt": ckpt,
+        "fp32": _export(ckpt, "fp32"),
+        "int8": _export(ckpt, "int8-dynamic"),
+        "fp32-external": _export(ckpt, "fp32", external_data=True),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +95,27 @@ def clips():
     return _clips()
 
 
-@pytest.fixture(scope="module")
-def ours(models):
+#: name -> (model, Runtime options). "fast start": external data, weights not prepacked.
+SETUPS = {
+    "fp32": ("fp32", {}),
+    "int8": ("int8", {}),
+    "fp32 prepack=False": ("fp32", {"prepack": False}),
+    "fp32 external data": ("fp32-external", {}),
+    "fp32 fast start": ("fp32-external", {"prepack": False}),
+}
+WARM = ["fp32", "int8", "fp32 fast start"]  # timed warm and cold
+
+
+def _runtime(models, setup: str):
     from ast_onnx.runtime import Runtime
 
-    return {p: Runtime(models[p], providers="cpu", batch_size=BATCH) for p in ("fp32", "int8")}
+    key, options = SETUPS[setup]
+    return Runtime(models[key], providers="cpu", batch_size=BATCH, **options)
+
+
+@pytest.fixture(scope="module")
+def ours(models):
+    return {name: _runtime(models, name) for name in WARM}
 
 
 @pytest.fixture(scope="module")
@@ -113,18 +139,26 @@ def _time(benchmark, key: str, fn, *args, rounds: int = ROUNDS) -> None:
 # ----- warm: one clip and a batch of 8 -----
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_clip_ours(benchmark, ours, clips, precision):
-    _time(benchmark, f"clip ours {precision}", ours[precision].classify, clips[0])
+@pytest.mark.parametrize("setup", WARM)
+def test_clip_ours(benchmark, ours, clips, setup):
+    _time(benchmark, f"clip ours {setup}", ours[setup].classify, clips[0])
 
 
 def test_clip_transformers(benchmark, hf_pipeline, clips):
     _time(benchmark, "clip transformers", hf_pipeline, clips[0])
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_batch8_ours(benchmark, ours, clips, precision):
-    _time(benchmark, f"batch8 ours {precision}", ours[precision].classify, clips)
+@pytest.mark.parametrize("setup", WARM)
+def test_batch8_ours(benchmark, ours, clips, setup):
+    _time(benchmark, f"batch8 ours {setup}", ours[setup].classify, clips)
+
+
+# ----- load: Runtime(...) in this process, files in the page cache -----
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_load_ours(benchmark, models, setup):
+    _time(benchmark, f"load ours {setup}", _runtime, models, setup)
 
 
 def test_batch8_transformers(benchmark, hf_pipeline, clips):
@@ -136,7 +170,7 @@ def test_batch8_transformers(benchmark, hf_pipeline, clips):
 COLD_OURS = """
 import numpy as np
 from ast_onnx import Runtime
-print(Runtime({model!r}, providers="cpu").classify(np.load({clip!r})).labels[0])
+print(Runtime({model!r}, providers="cpu", **{options!r}).classify(np.load({clip!r})).labels[0])
 """
 COLD_TRANSFORMERS = """
 import numpy as np
@@ -151,10 +185,11 @@ def _subprocess(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_cold_start_ours(benchmark, models, precision):
-    code = COLD_OURS.format(model=str(models[precision]), clip=str(CACHE / "clip.npy"))
-    _time(benchmark, f"cold ours {precision}", _subprocess, code)
+@pytest.mark.parametrize("setup", WARM)
+def test_cold_start_ours(benchmark, models, setup):
+    key, options = SETUPS[setup]
+    code = COLD_OURS.format(model=str(models[key]), options=options, clip=str(CACHE / "clip.npy"))
+    _time(benchmark, f"cold ours {setup}", _subprocess, code)
 
 
 def test_cold_start_transformers(benchmark, models):
@@ -246,8 +281,16 @@ def summary() -> str:
         f"{_ratio('batch8 transformers', 'batch8 ours fp32')} | >= 1.1x |",
         "| batch 8: transformers / ours int8 | "
         f"{_ratio('batch8 transformers', 'batch8 ours int8')} | >= 2.3x |",
+        "| clip: ours fp32 / ours fp32 fast start | "
+        f"{_ratio('clip ours fp32', 'clip ours fp32 fast start')} | |",
+        "| batch 8: ours fp32 / ours fp32 fast start | "
+        f"{_ratio('batch8 ours fp32', 'batch8 ours fp32 fast start')} | |",
+        "| load: ours fp32 / ours fp32 fast start | "
+        f"{_ratio('load ours fp32', 'load ours fp32 fast start')} | |",
         f"| cold start: transformers / ours fp32 | {_ratio('cold transformers', 'cold ours fp32')}"
-        " | >= 3x |",
+        " | |",
+        "| cold start: transformers / ours fp32 fast start (external data, prepack=False) | "
+        f"{_ratio('cold transformers', 'cold ours fp32 fast start')} | >= 3x |",
         f"| cold start: transformers / ours int8 | {_ratio('cold transformers', 'cold ours int8')}"
         " | |",
         f"| overhead Runtime.scores vs bare session.run | {over('Runtime.scores')} | <= 3 % |",
