@@ -109,6 +109,14 @@ def test_prepack_option_reaches_the_actors_session(toy):
         default.get_session_config_entry(key)
 
 
+def test_actors_score_dynamic_int8_one_window_per_run(small_checkpoint, toy, tmp_path):
+    from conftest import export_small
+
+    int8 = export_small(small_checkpoint, tmp_path / "int8.onnx", precision="int8", verify=False)
+    assert model_spec(int8, RayOptions(batch_size=16)).runtime_kwargs["batch_size"] == 1
+    assert model_spec(toy, RayOptions(batch_size=16)).runtime_kwargs["batch_size"] == 16
+
+
 def test_stages_feed_waves_to_wave_in_models(small_checkpoint, audio, tmp_path_factory):
     from ast_onnx.export import export_model
 

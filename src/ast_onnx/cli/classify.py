@@ -36,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fallback", action="store_true", help="fall back if the provider fails")
     p.add_argument("--device-id", type=int, default=0, help="CUDA device (default 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="items per model run (default 8)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="items per model run (default 8; 1 for dynamic int8 models, so that their "
+        "scores do not depend on batch peers)",
+    )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads")
     p.add_argument(
         "--no-prepack",

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
         options = RayOptions(
             top_k=args.top_k,
-            batch_size=args.batch_size,
+            **({} if args.batch_size is None else {"batch_size": args.batch_size}),
             num_actors=args.num_actors,
             actor_cpus=args.actor_cpus,
             num_gpus=args.num_gpus,

@@ -42,7 +42,8 @@ class RayOptions:
 
     Attributes:
         top_k: Labels (and scores) per row.
-        batch_size: Files per map batch, and windows per ``session.run`` in the actors.
+        batch_size: Files per map batch, and windows per ``session.run`` in the actors
+            (one for dynamic int8 models, as :class:`~ast_onnx.runtime.Runtime` does).
         num_actors: Scoring actors, each holding one Runtime (one model session).
         actor_cpus: CPUs reserved per actor; its onnxruntime threads default to this.
         num_gpus: GPUs per actor. None: 1 when ``provider`` is ``"cuda"``/``"tensorrt"``,
@@ -145,13 +146,15 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
     path = os.path.abspath(os.fspath(model))
     common = {
         "labels": options.labels,
-        "batch_size": options.batch_size,
         "window_hop": options.window_hop,
         "aggregate": options.aggregate,
         "prepack": options.prepack,
     }
     # Never runs the model: no prepacking, the cheapest load.
     probe = Runtime(path, providers="cpu", threads=1, **{**common, "prepack": False})
+    # The probe took the model's default batch: 1 for dynamic int8 models, whose scores
+    # would otherwise depend on batch peers. Actors keep that, as a plain Runtime does.
+    common["batch_size"] = 1 if probe.batch_size == 1 else options.batch_size
     return ModelSpec(
         path=path,
         name=Path(path).name,
