@@ -7,11 +7,11 @@ Opt-in and slow (minutes; not collected by a plain ``pytest``):
 What is timed, all on the same random AST-base weights (ASTConfig defaults, 527
 labels; speed does not depend on trained weights):
 
-- classify of one 10 s clip and of a batch of 8: ast-onnx fp32 (optimized) and
-  int8 (dynamic) vs ``transformers.pipeline("audio-classification")``;
-- the same for the fp32 fast-start set-up (exported with ``external_data=True``, run
-  with ``Runtime(prepack=False)``: weights memory-mapped, not packed), and the load time
-  (``Runtime(...)`` in-process) of each way of loading fp32;
+- classify of one 10 s clip and of a batch of 8 with the Runtime's defaults: ast-onnx
+  fp32 (optimized), int8 (dynamic) and the fp32 fast-start set-up (exported with
+  ``external_data=True``, run with ``Runtime(prepack=False)``: weights memory-mapped,
+  not packed) vs ``transformers.pipeline("audio-classification")``;
+- the load time (``Runtime(...)`` in-process) of each way of loading fp32;
 - cold start, each in a fresh subprocess: interpreter + import + load + first result;
 - runtime overhead for batch 1: the time ``Runtime.scores`` / ``Runtime.classify`` spend
   outside ``session.run``, relative to ``session.run``, measured inside the same calls.
@@ -20,8 +20,10 @@ The checkpoint and its exports are cached in ``.cache/bench`` (``AST_ONNX_BENCH_
 delete it after changing the exporter. One AST-base clip takes seconds on 2 cores, so
 rounds are few (``AST_BENCH_ROUNDS``, default 3) and medians are reported: the median
 resists the occasional slow round that other processes on a shared machine cause,
-where the mean would not. A summary with ratios is printed at the end and written to
-``.cache/bench/runtime_summary.md``.
+where the mean would not. Clip, batch and cold-start timings interleave the variants
+round by round, and their ratios are medians of per-round ratios, so that slow drift
+of the machine's speed between tests does not enter them. A summary with ratios is
+printed at the end and written to ``.cache/bench/runtime_summary.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +46,7 @@ ROUNDS = int(os.environ.get("AST_BENCH_ROUNDS", "3"))
 SR = 16000
 BATCH = 8
 MEDIANS: dict[str, float] = {}
+ROUND_TIMES: dict[str, list[float]] = {}  # interleaved timings, round by round
 
 
 # ----- models and inputs -----
@@ -137,21 +142,45 @@ def _time(benchmark, key: str, fn, *args, rounds: int = ROUNDS) -> None:
     MEDIANS[key] = benchmark.stats.stats.median
 
 
-# ----- warm: one clip and a batch of 8 -----
+def _interleaved(benchmark, group: str, calls: dict[str, Callable[[], object]]) -> None:
+    """Time every call once per round, in a rotating order, for ROUNDS rounds after one
+    warm-up round (pytest-benchmark records the rounds' totals).
+
+    Every variant then sees the same machine state: the slow drift that other load
+    causes (it moved single medians by ~6 % between runs here) cancels out of the
+    per-round ratios the summary reports.
+    """
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    order = list(calls)
+
+    def one_round() -> None:
+        for key in order:
+            start = time.perf_counter()
+            calls[key]()
+            times[key].append(time.perf_counter() - start)
+        order.append(order.pop(0))
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    for key, values in times.items():
+        ROUND_TIMES[f"{group} {key}"] = values[1:]  # without the warm-up round
+        MEDIANS[f"{group} {key}"] = statistics.median(values[1:])
 
 
-@pytest.mark.parametrize("setup", WARM)
-def test_clip_ours(benchmark, ours, clips, setup):
-    _time(benchmark, f"clip ours {setup}", ours[setup].classify, clips[0])
+# ----- warm: one clip and a batch of 8, ours and transformers interleaved -----
 
 
-def test_clip_transformers(benchmark, hf_pipeline, clips):
-    _time(benchmark, "clip transformers", hf_pipeline, clips[0])
+def test_clip(benchmark, ours, hf_pipeline, clips):
+    calls = {"transformers": lambda: hf_pipeline(clips[0])}
+    for setup in WARM:
+        calls[f"ours {setup}"] = partial(ours[setup].classify, clips[0])
+    _interleaved(benchmark, "clip", calls)
 
 
-@pytest.mark.parametrize("setup", WARM)
-def test_batch8_ours(benchmark, ours, clips, setup):
-    _time(benchmark, f"batch8 ours {setup}", ours[setup].classify, clips)
+def test_batch8(benchmark, ours, hf_pipeline, clips):
+    calls = {"transformers": lambda: hf_pipeline(clips, batch_size=BATCH)}
+    for setup in WARM:
+        calls[f"ours {setup}"] = partial(ours[setup].classify, clips)
+    _interleaved(benchmark, "batch8", calls)
 
 
 # ----- load: Runtime(...) in this process, files in the page cache -----
@@ -160,10 +189,6 @@ def test_batch8_ours(benchmark, ours, clips, setup):
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_load_ours(benchmark, models, setup):
     _time(benchmark, f"load ours {setup}", _runtime, models, setup)
-
-
-def test_batch8_transformers(benchmark, hf_pipeline, clips):
-    _time(benchmark, "batch8 transformers", lambda c: hf_pipeline(c, batch_size=BATCH), clips)
 
 
 # ----- cold start: fresh interpreter, import, load, first result -----
@@ -186,16 +211,15 @@ def _subprocess(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600)
 
 
-@pytest.mark.parametrize("setup", WARM)
-def test_cold_start_ours(benchmark, models, setup):
-    key, options = SETUPS[setup]
-    code = COLD_OURS.format(model=str(models[key]), options=options, clip=str(CACHE / "clip.npy"))
-    _time(benchmark, f"cold ours {setup}", _subprocess, code)
-
-
-def test_cold_start_transformers(benchmark, models):
-    code = COLD_TRANSFORMERS.format(ckpt=str(models["ckpt"]), clip=str(CACHE / "clip.npy"))
-    _time(benchmark, "cold transformers", _subprocess, code)
+def test_cold_start(benchmark, models):
+    clip = str(CACHE / "clip.npy")
+    code = COLD_TRANSFORMERS.format(ckpt=str(models["ckpt"]), clip=clip)
+    calls = {"transformers": partial(_subprocess, code)}
+    for setup in WARM:
+        key, options = SETUPS[setup]
+        code = COLD_OURS.format(model=str(models[key]), options=options, clip=clip)
+        calls[f"ours {setup}"] = partial(_subprocess, code)
+    _interleaved(benchmark, "cold", calls)
 
 
 # ----- runtime overhead over a bare session.run, batch 1 -----
@@ -255,6 +279,10 @@ def test_overhead_over_session_run(benchmark, models, clips):
 
 
 def _ratio(slow: str, fast: str) -> str:
+    """Median of the per-round ratios for interleaved timings, else the ratio of medians."""
+    a, b = ROUND_TIMES.get(slow), ROUND_TIMES.get(fast)
+    if a and b and len(a) == len(b):
+        return f"{statistics.median(x / y for x, y in zip(a, b, strict=True)):.2f}x"
     if slow in MEDIANS and fast in MEDIANS:
         return f"{MEDIANS[slow] / MEDIANS[fast]:.2f}x"
     return "n/a"
