@@ -152,3 +152,13 @@ def test_write_atomic_gives_umask_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_model_size_counts_the_external_data_file(tmp_path):
+    from ast_onnx.bench.runner import _model_bytes
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x" * 100)
+    assert _model_bytes(model) == 100
+    (tmp_path / "m.onnx.data").write_bytes(b"w" * 1000)
+    assert _model_bytes(model) == 1100
