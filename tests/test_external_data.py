@@ -168,3 +168,17 @@ def test_cli_external_data_and_no_prepack(small_checkpoint, tmp_path, capsys):
     assert '"label"' in capsys.readouterr().out
     with pytest.raises(SystemExit):  # the frontend alone is small: one file
         export.main(["--frontend-only", "--external-data", str(tmp_path / "f.onnx")])
+
+
+def test_triton_repo_refuses_data_outside_the_model_folder(external, tmp_path):
+    from ast_onnx.export import write_triton_repo
+
+    model = onnx.load(str(external.path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.data"
+    (tmp_path / "sub").mkdir()
+    onnx.save_model(model, str(tmp_path / "sub" / "m.onnx"))
+    with pytest.raises(ModelError, match="outside its folder"):
+        write_triton_repo(tmp_path / "sub" / "m.onnx", tmp_path / "repo")

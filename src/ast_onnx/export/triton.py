@@ -316,10 +316,21 @@ def _external_data(src: Path) -> list[Path]:
     """The model's external-data files, checked to exist (copied beside model.onnx)."""
     onnx = require("onnx", "triton", "writing a Triton model repository")
     files = external_data_files(onnx, src)
+    # The copy keeps each file's place relative to the model: it must lie below it.
+    outside = [str(f) for f in files if not _below(f, src.parent)]
+    if outside:
+        raise ModelError(f"{str(src)!r} refers to external data outside its folder: {outside}")
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise ModelError(f"{str(src)!r} refers to external data files that are missing: {missing}")
     return files
+
+
+def _below(path: Path, folder: Path) -> bool:
+    try:
+        return ".." not in path.relative_to(folder).parts
+    except ValueError:  # absolute, elsewhere
+        return False
 
 
 def _write(src, data, repo, name, version, config, names, meta, overwrite) -> TritonRepo:

@@ -76,13 +76,12 @@ class Runtime:
         activation: ``"sigmoid"`` or ``"softmax"``; None takes the model's metadata, and
             ``"sigmoid"`` for models without it (AST's AudioSet models are multi-label;
             pass ``"softmax"`` for single-label ones such as Speech Commands).
-        batch_size: Most items (inputs or windows of long inputs) per ``session.run``;
-            also the largest batch of the TensorRT optimization profile (8 if None).
-            None: 8, or 1 for dynamic int8 models, which quantize activations with one
-            scale over the whole batch, so that batching would make an item's scores
-            depend on its batch peers (on CPU it is not faster either: 5.6 s for 8
-            AST-base clips one by one vs 5.8 s as a batch, 2 cores). An explicit value
-            is used as given.
+        batch_size: Most items (inputs or windows of long inputs) per ``session.run``,
+            and the largest batch of the TensorRT optimization profile. None (default):
+            8, or 1 for dynamic int8 models: they quantize activations with one scale
+            over the whole batch, so batching would make an item's scores depend on its
+            batch peers (and on CPU it is not faster: 5.6 s for 8 AST-base clips one by
+            one vs 5.8 s as one batch, 2 cores). The TensorRT profile then covers 1-8.
         cache_dir: TensorRT engine/timing cache directory (default ``~/.cache/ast-onnx/trt``).
         window_hop: Seconds between windows of inputs longer than the model's window
             (default: half a window, rounded down to whole frames: 5.12 s for AST).
