@@ -15,6 +15,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import modules_imported_by
 
 from ast_onnx.data import demo_checkpoint_dir, eval_set, sample_label, sample_paths
 from ast_onnx.frontend import FeatureExtractor, load_audio
@@ -120,12 +121,8 @@ def test_samples_main_prints_paths():
 
 
 def test_data_helpers_are_torch_free():
-    code = (
-        "import sys, ast_onnx.data as d; d.demo_checkpoint_dir(); d.sample_paths(); d.eval_set();"
-        "bad = {'torch', 'transformers', 'torchaudio'} & set(sys.modules); print(sorted(bad))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    body = "import ast_onnx.data as d; d.demo_checkpoint_dir(); d.sample_paths(); d.eval_set()"
+    assert modules_imported_by(body, ("torch", "transformers", "torchaudio")) == []
 
 
 def test_onnx_export_classifies_samples(tmp_path, model, extractor):

@@ -109,15 +109,10 @@ def test_unwritable_output_paths(small_checkpoint, tmp_path, capsys):
 
 
 def test_cli_and_export_package_import_no_torch():
-    import subprocess
-    import sys
+    from conftest import modules_imported_by
 
-    code = (
-        "import sys, ast_onnx.export, ast_onnx.cli.export; "
-        "print([m for m in ('torch', 'transformers', 'onnx') if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    body = "import ast_onnx.export, ast_onnx.cli.export"
+    assert modules_imported_by(body, ("torch", "transformers", "onnx")) == []
 
 
 def test_missing_torch_names_the_extra(small_checkpoint, tmp_path, monkeypatch, capsys):

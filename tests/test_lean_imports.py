@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+from conftest import modules_imported_by
 from runtime_toy import toy_model
 
 HEAVY = ("torch", "transformers", "torchaudio", "onnx", "onnxscript")
 
-PROBE = """
-import json, sys
-{body}
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-print(json.dumps(heavy))
-"""
-
 
 def heavy_modules_after(body: str) -> list[str]:
-    code = PROBE.format(body=body, heavy=HEAVY)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return modules_imported_by(body, HEAVY)
 
 
 def test_package_frontend_and_runtime_imports_are_lean():
