@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def graph():
     pytest.importorskip("onnx")
-    from ast_onnx.export.frontend_graph import build_frontend
+    from ast_onnx.frontend.graph import build_frontend
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

@@ -18,10 +18,10 @@ from ast_onnx.bench import (
     parse_gate,
     write_atomic,
 )
-from ast_onnx.bench.drift import average_precision
 from ast_onnx.bench.gate import GateSpecError
 from ast_onnx.bench.stats import PeakRss, time_call
 from ast_onnx.errors import AstOnnxError
+from ast_onnx.quality import average_precision
 
 
 def test_logit_drift_hand_computed():

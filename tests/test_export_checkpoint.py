@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 from ast_onnx.errors import CheckpointError  # noqa: E402
 from ast_onnx.export import PthOptions, load_checkpoint  # noqa: E402
 from ast_onnx.export import checkpoint as checkpoint_module  # noqa: E402
-from ast_onnx.export.labels import read_labels, resolve_activation  # noqa: E402
+from ast_onnx.labels import read_labels, resolve_activation  # noqa: E402
 
 
 def test_directory_checkpoint(small_checkpoint):

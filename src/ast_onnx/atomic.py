@@ -46,29 +46,3 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
-
-
-def parse_limits(
-    text: str, allowed: dict[str, object] | set[str], error: type[Exception], option: str
-) -> dict[str, float]:
-    """Parse ``"abs=1e-3,top1=0.9"`` into ``{"abs": 0.001, "top1": 0.9}``.
-
-    Args:
-        text: Comma-separated ``NAME=VALUE`` items.
-        allowed: The accepted names.
-        error: Exception class raised with a message naming ``option`` and the bad item.
-        option: The option's name for messages, e.g. ``"--max-drift"``.
-    """
-    names = sorted(allowed)
-    limits: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = (s.strip() for s in part.partition("="))
-        if not sep or key not in allowed:
-            raise error(f"bad {option} item {part!r}: expected NAME=VALUE with NAME in {names}")
-        try:
-            limits[key] = float(value)
-        except ValueError as e:
-            raise error(f"bad {option} value {value!r} for {key!r}: not a number") from e
-    if not limits:
-        raise error(f"{option} {text!r} names no limit: expected e.g. 'abs=1e-3,top1=0.9'")
-    return limits

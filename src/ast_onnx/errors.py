@@ -52,6 +52,22 @@ class MissingDependencyError(AstOnnxError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class FbankOptionsError(InvalidOptionError):
+    """Filterbank / feature-extractor options are invalid or do not combine."""
+
+
+class GateSpecError(InvalidOptionError):
+    """A drift-limit specification (``--max-drift NAME=VALUE,...``) could not be parsed."""
+
+
+class BenchError(AstOnnxError, ValueError):
+    """Benchmark options do not fit together or a target cannot be benchmarked."""
+
+
+class EvalSetError(AstOnnxError, ValueError):
+    """An evaluation directory is missing, empty, or has a bad labels file."""
+
+
 def require(module: str, extra: str, feature: str):
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra.
 

@@ -8,14 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError
+from ast_onnx.errors import EvalSetError
 from ast_onnx.frontend import load_audio
 
 LABEL_FILES = ("labels.csv", "labels.tsv")
-
-
-class EvalSetError(AstOnnxError, ValueError):
-    """An evaluation directory is missing, empty, or has a bad labels file."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ast_onnx.errors import AstOnnxError
+from ast_onnx.errors import BenchError
 
 #: Benchmark precision name -> export_model keyword arguments.
 PRECISIONS: dict[str, dict[str, Any]] = {
@@ -16,10 +16,6 @@ PRECISIONS: dict[str, dict[str, Any]] = {
     "int8-static": {"precision": "int8-static"},
 }
 QUICK = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "drift_inputs": 4}
-
-
-class BenchError(AstOnnxError, ValueError):
-    """Benchmark options do not fit together or a target cannot be benchmarked."""
 
 
 @dataclass

@@ -49,6 +49,16 @@ class DriftRow:
     metric: float | None = None
     metric_drop: float | None = None
 
+    def limit_values(self) -> dict[str, float | None]:
+        """The values the drift gate checks, by limit name (:data:`ast_onnx.quality.LIMITS`)."""
+        return {
+            "abs": self.max_abs,
+            "rel": self.max_rel,
+            "top1": self.top1_agreement,
+            "top5": self.top5_agreement,
+            "drop": self.metric_drop,
+        }
+
 
 @dataclass
 class BenchReport:

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.bench.drift import accuracy, logit_drift, mean_average_precision
 from ast_onnx.bench.environment import collect_environment
 from ast_onnx.bench.gate import check_gate
 from ast_onnx.bench.inputs import EvalSet, generated_waves
@@ -33,7 +32,8 @@ from ast_onnx.bench.targets import (
     resolve_eval,
 )
 from ast_onnx.errors import ProviderError
-from ast_onnx.export.model_files import data_path
+from ast_onnx.graph.model_files import data_path
+from ast_onnx.quality import accuracy, logit_drift, mean_average_precision
 from ast_onnx.runtime.results import activate
 
 logger = logging.getLogger(__name__)

@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         triton = None
         if args.triton_repo:
-            from ast_onnx.export.triton import write_triton_repo
+            from ast_onnx.serving.triton import write_triton_repo
 
             triton = write_triton_repo(
                 result.path,

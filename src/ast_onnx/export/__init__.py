@@ -15,8 +15,9 @@ from ast_onnx.export.checkpoint import (
     load_checkpoint,
 )
 from ast_onnx.export.frontend_export import FrontendExportResult, export_frontend
-from ast_onnx.export.triton import TritonRepo, write_triton_repo
-from ast_onnx.export.verify import DEFAULT_THRESHOLDS, parse_max_drift
+from ast_onnx.export.verify import parse_max_drift
+from ast_onnx.quality import DEFAULT_THRESHOLDS
+from ast_onnx.serving.triton import TritonRepo, write_triton_repo
 
 __all__ = [
     "DEFAULT_CHECKPOINT",

@@ -11,18 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.errors import ExportError, require
+from ast_onnx.errors import ExportError, GateSpecError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
     LoadedCheckpoint,
     PthOptions,
     load_checkpoint,
 )
-from ast_onnx.export.model_files import data_path, save_model
 from ast_onnx.export.onnx_export import MIN_OPSET, export_onnx, opset_of
-from ast_onnx.export.progress import StepTimer
-from ast_onnx.export.verify import resolve_thresholds, verify_export
+from ast_onnx.export.verify import verify_export
+from ast_onnx.graph.model_files import data_path, save_model
 from ast_onnx.metadata import ModelMetadata
+from ast_onnx.progress import StepTimer
+from ast_onnx.quality import resolve_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def export_model(
         overwrite: Replace an existing ``output``.
         labels: Labels file (CSV/JSON) or list overriding the checkpoint's labels.
         activation: ``"sigmoid"``/``"softmax"`` override (default rule in
-            :mod:`ast_onnx.export.labels`).
+            :mod:`ast_onnx.labels`).
         thresholds: Drift threshold overrides, e.g. ``{"abs": 1e-3, "top1": 0.9}``.
         verify: Compare with PyTorch after export (recommended).
         progress: Show a progress display on stderr.
@@ -137,11 +138,11 @@ def export_model(
             with the Kaldi fbank inside the graph (always fp32, in front of the
             ``precision`` model), outputs ``logits`` and ``scores``. Verification then also
             compares it with the numpy frontend + the feature-input model
-            (see :mod:`ast_onnx.export.wavein`).
+            (see :mod:`ast_onnx.graph.wavein`).
         external_data: Write the weights to ``OUTPUT.data`` beside ``output`` (the two
             files travel together). onnxruntime memory-maps them: with
             ``Runtime(prepack=False)`` the model loads almost instantly and processes
-            share one copy (see :mod:`ast_onnx.export.model_files`).
+            share one copy (see :mod:`ast_onnx.graph.model_files`).
 
     Returns:
         The :class:`ExportResult`.
@@ -155,10 +156,13 @@ def export_model(
     if output is None:
         raise ExportError("output= is required: the .onnx file to write")
     final = resolve_precision(precision, calibrate)
-    gates = resolve_thresholds(final, thresholds)
+    try:
+        gates = resolve_thresholds(final, thresholds)
+    except GateSpecError as e:
+        raise ExportError(str(e)) from e
     path = check_output(output, overwrite, external_data)
     if final == "int8-static":
-        from ast_onnx.export.quantize import audio_files
+        from ast_onnx.graph.quantize import audio_files
 
         audio_files(calibrate)  # a missing path or a directory without audio fails now
     if not isinstance(opset, int) or opset < MIN_OPSET:
@@ -171,7 +175,7 @@ def export_model(
     calibration = None
     if final == "int8-static":
         # Before the slow steps, so unusable calibration audio fails fast.
-        from ast_onnx.export.quantize import calibration_features
+        from ast_onnx.graph.quantize import calibration_features
 
         with timer.step("calibrate", "Reading calibration audio"):
             calibration = calibration_features(calibrate, loaded.frontend)
@@ -183,7 +187,7 @@ def export_model(
             with timer.step("verify", "Verifying against PyTorch"):
                 record = verify_export(loaded.model, built, loaded.frontend, final, gates)
         if with_frontend:
-            from ast_onnx.export.wavein import add_frontend
+            from ast_onnx.graph.wavein import add_frontend
 
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
                 built = add_frontend(built, work, loaded, gates if verify else None, record)
@@ -215,8 +219,8 @@ def _build(
     timer: StepTimer,
 ) -> tuple[Path, dict[str, int]]:
     """Export, optimize and convert precision in ``work``; return the model path."""
-    from ast_onnx.export import quantize
-    from ast_onnx.export.optimize import optimize_onnx
+    from ast_onnx.graph import quantize
+    from ast_onnx.graph.optimize import optimize_onnx
 
     config = loaded.config
     current = work / "exported.onnx"
@@ -279,7 +283,7 @@ def _write(
         extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
     )
     if wave_in:
-        from ast_onnx.export.wavein import wavein_metadata
+        from ast_onnx.graph.wavein import wavein_metadata
 
         metadata = wavein_metadata(metadata)
     props = metadata.to_props()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import CheckpointError, require
-from ast_onnx.export.labels import labels_from_id2label, read_labels, resolve_activation
+from ast_onnx.labels import labels_from_id2label, read_labels, resolve_activation
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class LoadedCheckpoint:
     Attributes:
         model: ``ASTForAudioClassification`` in eval mode, fp32, eager attention.
         labels: Class names, index-aligned with the logits.
-        activation: ``"sigmoid"`` or ``"softmax"`` (rule in :mod:`ast_onnx.export.labels`).
+        activation: ``"sigmoid"`` or ``"softmax"`` (rule in :mod:`ast_onnx.labels`).
         frontend: ``FeatureExtractor.to_dict()`` matching the checkpoint.
         source: What was loaded (as given by the user).
     """

@@ -16,13 +16,14 @@ import numpy as np
 
 from ast_onnx.atomic import atomic_path
 from ast_onnx.errors import DriftError, ExportError, require
-from ast_onnx.export.frontend_graph import (
+from ast_onnx.frontend.graph import (
     FRONTEND_INPUT,
     FRONTEND_OUTPUT,
     as_extractor,
     build_frontend,
 )
-from ast_onnx.export.wavein import INPUT_VALUES_GATE, numpy_features, verification_waves
+from ast_onnx.graph.wavein import numpy_features, verification_waves
+from ast_onnx.quality import FRONTEND_MAX_ABS
 
 #: metadata_props key of a frontend-only model (JSON: frontend dict, I/O names, version).
 FRONTEND_METADATA_KEY = "ast_onnx_frontend"
@@ -120,6 +121,8 @@ def verify_frontend(model: Any, frontend: Any) -> dict[str, Any]:
         got = sess.run(None, {FRONTEND_INPUT: wave[None]})[0]
         diffs[name] = float(np.abs(got - numpy_features(fe, wave[None])).max())
     worst = max(diffs.values())
-    if not worst <= INPUT_VALUES_GATE:
-        raise DriftError(f"the in-graph frontend differs from numpy by {worst:.3g} > 1e-3")
+    if not worst <= FRONTEND_MAX_ABS:
+        raise DriftError(
+            f"the in-graph frontend differs from numpy by {worst:.3g} > {FRONTEND_MAX_ABS:g}"
+        )
     return {"reference": "numpy frontend", "max_abs": worst, "per_input": diffs}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import ExportError, require
-from ast_onnx.export.progress import quiet_logs
+from ast_onnx.progress import quiet_logs
 
 logger = logging.getLogger(__name__)
 

@@ -12,57 +12,38 @@ features, run through onnxruntime's CPU provider at batch sizes 1 and 3. Recorde
   and run in a batch of 3 (non-zero for dynamic int8, see :mod:`.quantize`);
 - ``max_abs_by_input``: ``max_abs`` of each input (waves vs random features).
 
-A metric beyond its threshold (:data:`DEFAULT_THRESHOLDS`, per precision) raises
+A metric beyond its threshold (:data:`ast_onnx.quality.DEFAULT_THRESHOLDS`, per precision)
+raises
 :class:`~ast_onnx.errors.DriftError`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.atomic import parse_limits
-from ast_onnx.bench.drift import logit_drift
 from ast_onnx.errors import DriftError, ExportError, require
+from ast_onnx.quality import (
+    LOGIT_LIMITS,
+    logit_drift,
+    parse_limits,
+    resolve_thresholds,
+    violations,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Default drift gates per precision: ``abs``/``rel`` are maxima, ``top1``/``top5`` minima.
-#: Every precision has an ``abs`` gate (the wave-in check reuses it).
-#: From measurements (benchmarks/RESULTS.md, "Export (AST-base)"): fp32 drifts ~3e-6 on
-#: AST-base and ~2e-7 on tiny models, fp16 ~1.5e-3; trained models have larger logits,
-#: hence the margins. int8 is also gated relative to the logit range (``rel``): AST-base
-#: measured 0.05 (dynamic) and 0.28 (static; its random-feature inputs lie outside the
-#: calibrated ranges and are clipped, audio inputs drift ~0.04). Top-1 gates allow a few
-#: flips between near-tied classes (random-weight AST-base: 10 of 12 agree under int8).
-DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "fp32": {"abs": 1e-3, "top1": 1.0},
-    "fp16": {"abs": 5e-2, "top1": 0.9},
-    "int8-dynamic": {"abs": 1.0, "rel": 0.25, "top1": 0.75},
-    "int8-static": {"abs": 2.0, "rel": 0.5, "top1": 0.75},
-}
-#: Metric name -> True when larger is worse.
-METRICS = {"abs": True, "rel": True, "top1": False, "top5": False}
 BATCH_SIZES = (1, 3)
 WAVE_INPUTS = ("tone", "noise", "chirp")
 
 
 def parse_max_drift(text: str) -> dict[str, float]:
-    """Parse ``"abs=1e-3,top1=0.9"`` into a thresholds dict (CLI ``--max-drift``)."""
-    return parse_limits(text, METRICS, ExportError, "--max-drift")
-
-
-def resolve_thresholds(precision: str, overrides: dict[str, float] | None) -> dict[str, float]:
-    """The default thresholds of ``precision`` updated with ``overrides``."""
-    thresholds = dict(DEFAULT_THRESHOLDS[precision])
-    for key, value in (overrides or {}).items():
-        if key not in METRICS:
-            raise ExportError(f"unknown drift threshold {key!r}: expected one of {sorted(METRICS)}")
-        thresholds[key] = float(value)
-    return thresholds
+    """Parse ``"abs=1e-3,top1=0.9"`` into export thresholds (CLI ``--max-drift``)."""
+    return parse_limits(text, LOGIT_LIMITS)
 
 
 def verification_inputs(frontend: dict[str, Any], n_random: int = 3, seed: int = 0):
@@ -113,14 +94,9 @@ def onnx_logits(session: Any, features: np.ndarray, batch_size: int) -> np.ndarr
 def drift_metrics(onnx_out: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Drift of ``onnx_out`` from ``reference`` (both ``[items, labels]``); NaN/Inf -> inf."""
     if not np.isfinite(onnx_out).all():
-        return {"max_abs": float("inf"), "max_rel": float("inf"), "top1": 0.0, "top5": 0.0}
+        return {"max_abs": math.inf, "max_rel": math.inf, "top1": 0.0, "top5": 0.0}
     d = logit_drift(onnx_out, reference)
-    return {
-        "max_abs": d.max_abs,
-        "max_rel": d.max_rel,
-        "top1": d.top1_agreement,
-        "top5": d.top5_agreement,
-    }
+    return {f"max_{k}" if k in ("abs", "rel") else k: v for k, v in d.limit_values().items()}
 
 
 def verify_export(
@@ -166,7 +142,7 @@ def verify_export(
         "batch_max_abs": float(batch_diff),
         "thresholds": gates,
     }
-    failures = _failures(merged, gates)
+    failures = [str(v) for v in violations(_limit_values(merged), gates)]
     record["passed"] = not failures
     logger.info(
         "verification (%s): max_abs %.3g, top1 %.2f, top5 %.2f",
@@ -184,12 +160,6 @@ def verify_export(
     return record
 
 
-def _failures(metrics: dict[str, float], gates: dict[str, float]) -> list[str]:
-    failures = []
-    for key, limit in gates.items():
-        value = metrics["max_" + key] if METRICS[key] else metrics[key]
-        bad = value > limit if METRICS[key] else value < limit
-        if bad or not np.isfinite(value):
-            sign = ">" if METRICS[key] else "<"
-            failures.append(f"{key} {value:.4g} {sign} {limit:.4g}")
-    return failures
+def _limit_values(metrics: dict[str, float]) -> dict[str, float]:
+    """The record's metrics by limit name (``max_abs`` -> ``abs``)."""
+    return {k.removeprefix("max_"): v for k, v in metrics.items()}

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError
+from ast_onnx.errors import FbankOptionsError
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +22,6 @@ logger = logging.getLogger(__name__)
 WINDOW_TYPES: tuple[str, ...] = ("hanning", "hamming", "povey", "rectangular", "blackman")
 #: The log floor Kaldi and torchaudio use: float32 machine epsilon.
 LOG_FLOOR = float(np.finfo(np.float32).eps)
-
-
-class FbankOptionsError(AstOnnxError, ValueError):
-    """Filterbank / feature-extractor options are invalid or do not combine."""
 
 
 def mel_scale(freq: np.ndarray | float) -> np.ndarray:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ast_onnx.errors import ExportError, ModelError, require
-from ast_onnx.export.model_files import external_data_files
+from ast_onnx.graph.model_files import external_data_files
 from ast_onnx.metadata import ModelMetadata, has_metadata
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import DriftError, ExportError, require
-from ast_onnx.export.frontend_graph import (
+from ast_onnx.export.onnx_export import opset_of
+from ast_onnx.frontend.graph import (
     FRONTEND_INPUT,
     FRONTEND_OUTPUT,
     PREFIX,
@@ -34,16 +35,15 @@ from ast_onnx.export.frontend_graph import (
     frontend_nodes,
     waveform_input,
 )
-from ast_onnx.export.onnx_export import opset_of
-from ast_onnx.export.progress import quiet_logs
 from ast_onnx.metadata import ModelMetadata
+from ast_onnx.progress import quiet_logs
+from ast_onnx.quality import FRONTEND_MAX_ABS, SCORES_MAX_ABS, violations
+from ast_onnx.runtime.results import activate
 
 logger = logging.getLogger(__name__)
 
 SCORES_OUTPUT = "scores"
 LOGITS_OUTPUT = "logits"
-#: Largest allowed difference between in-graph and numpy ``input_values`` at export.
-INPUT_VALUES_GATE = 1e-3
 
 
 def attach_frontend(model: Any, frontend: Any, activation: str) -> Any:
@@ -219,33 +219,37 @@ def verify_wavein(
         logits, scores = wave_sess.run([LOGITS_OUTPUT, SCORES_OUTPUT], {FRONTEND_INPUT: batch})
         logit_diff[name] = float(np.abs(logits - ref).max())
         scale = max(scale, float(np.abs(ref).max()))
-        score_diff[name] = float(np.abs(scores - _activate(logits, activation)).max())
+        score_diff[name] = float(np.abs(scores - activate(logits, activation)).max())
     same = np.stack([waves["tone"], waves["noise"], waves["tone"][::-1].copy()])
     batched = wave_sess.run([LOGITS_OUTPUT], {FRONTEND_INPUT: same})[0]
     single = np.concatenate(
         [wave_sess.run([LOGITS_OUTPUT], {FRONTEND_INPUT: w[None]})[0] for w in same]
     )
-    logit_gates = {f"logits_{k}": float(v) for k, v in gates.items() if k in ("abs", "rel")}
+    logit_gates = {k: float(v) for k, v in gates.items() if k in ("abs", "rel")}
+    measured_in = max(input_diff.values())
     record = {
         "reference": "numpy frontend + feature-input model",
         "provider": cpu[0],
-        "input_values_max_abs": max(input_diff.values()),
+        "input_values_max_abs": measured_in,
         "logits_max_abs": max(logit_diff.values()),
         "logits_max_rel": max(logit_diff.values()) / (scale or 1.0),
         "scores_max_abs": max(score_diff.values()),
         "batch_max_abs": float(np.abs(batched - single).max()),
         "per_input": {k: {"input_values": input_diff[k], "logits": logit_diff[k]} for k in waves},
-        "gates": {"input_values": INPUT_VALUES_GATE, **logit_gates},
+        "gates": {
+            "input_values": FRONTEND_MAX_ABS,
+            **{f"logits_{k}": v for k, v in logit_gates.items()},
+        },
     }
-    failures = []
-    if not record["input_values_max_abs"] <= INPUT_VALUES_GATE:
-        failures.append(f"input_values {record['input_values_max_abs']:.3g} > {INPUT_VALUES_GATE}")
-    for key, limit in logit_gates.items():
-        if not record[key.replace("logits_", "logits_max_")] <= limit:
-            value = record[key.replace("logits_", "logits_max_")]
-            failures.append(f"{key} {value:.3g} > {limit:.3g}")
-    if not record["scores_max_abs"] <= 1e-5:
-        failures.append(f"scores vs {activation}(logits) {record['scores_max_abs']:.3g} > 1e-05")
+    measured = {"abs": record["logits_max_abs"], "rel": record["logits_max_rel"]}
+    failures = [
+        *(f"input_values {v}" for v in violations({"abs": measured_in}, {"abs": FRONTEND_MAX_ABS})),
+        *(f"logits_{v}" for v in violations(measured, logit_gates)),
+        *(
+            f"scores vs {activation}(logits) {v}"
+            for v in violations({"abs": record["scores_max_abs"]}, {"abs": SCORES_MAX_ABS})
+        ),
+    ]
     record["passed"] = not failures
     logger.info(
         "wave-in verification: input_values %.3g, logits %.3g",
@@ -263,11 +267,3 @@ def numpy_features(fe: Any, batch: np.ndarray) -> np.ndarray:
     # The under-one-frame wave is on purpose: no "all padding" warning for it.
     with quiet_logs(("ast_onnx.frontend.features",)):
         return fe(batch).input_values
-
-
-def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
-    x = logits.astype(np.float64)
-    if activation == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    return 1.0 / (1.0 + np.exp(-x))

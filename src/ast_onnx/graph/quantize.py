@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ExportError, require
-from ast_onnx.export.progress import quiet_logs
+from ast_onnx.progress import quiet_logs
 
 #: Expected quantizer chatter: advice to run its pre-processing (which would undo the
 #: fusions) and type inference skipping the empty optional inputs of fused Attention.

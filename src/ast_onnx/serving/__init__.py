@@ -1,0 +1,10 @@
+"""Serving an exported model: Triton Inference Server model repositories.
+
+Needs onnx (``pip install "ast-onnx[triton]"``), never torch.
+"""
+
+from __future__ import annotations
+
+from ast_onnx.serving.triton import TritonRepo, write_triton_repo
+
+__all__ = ["TritonRepo", "write_triton_repo"]
