@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ast_onnx.cli import classify_ray
+from ast_onnx.runtime.options import RuntimeOptions
 
 #: Show a progress bar from this many files on (and only on a terminal).
 PROGRESS_MIN_FILES = 4
@@ -28,33 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or directories")
     p.add_argument("--top-k", type=int, default=5, help="labels per file (default 5)")
-    p.add_argument(
-        "--provider",
-        default="auto",
-        choices=["auto", "cpu", "cuda", "tensorrt"],
-        help="execution provider (default auto: TensorRT > CUDA > CPU)",
-    )
-    p.add_argument("--fallback", action="store_true", help="fall back if the provider fails")
-    p.add_argument("--device-id", type=int, default=0, help="CUDA device (default 0)")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="items per model run (default 8; 1 for dynamic int8 models, so that their "
-        "scores do not depend on batch peers)",
-    )
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads")
-    p.add_argument(
-        "--no-prepack",
-        action="store_true",
-        help="skip onnxruntime's weight prepacking: a faster start (with an --external-data "
-        "model, the weights are memory-mapped), slightly slower inference",
-    )
-    p.add_argument("--labels", help="labels file for models without ast-onnx metadata")
-    p.add_argument("--hop", type=float, default=None, help="seconds between windows of long audio")
-    p.add_argument(
-        "--aggregate", default="mean", choices=["mean", "max"], help="window aggregation"
-    )
+    RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
     p.add_argument("--json", action="store_true", help="JSON lines: one object per file")
     p.add_argument("--windows", action="store_true", help="also print per-window scores")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -122,18 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for message in failures:
         print(f"ast-classify: error: {message}", file=sys.stderr)
     try:
-        runtime = Runtime(
-            args.model,
-            providers=args.provider,
-            device_id=args.device_id,
-            threads=args.threads,
-            fallback=args.fallback,
-            labels=args.labels,
-            batch_size=args.batch_size,
-            window_hop=args.hop,
-            aggregate=args.aggregate,
-            prepack=not args.no_prepack,
-        )
+        runtime = Runtime(args.model, RuntimeOptions.from_args(args))
     except (AstOnnxError, ValueError) as e:
         print(f"ast-classify: error: {e}", file=sys.stderr)
         return 2

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print("ast-classify: error: --windows is not available with --ray", file=sys.stderr)
         return 2
     from ast_onnx.errors import AstOnnxError
+    from ast_onnx.runtime.options import RuntimeOptions
 
     try:
         from ast_onnx.distributed import RayOptions, classify_to_file, init_ray, model_spec
@@ -58,18 +59,11 @@ def run(args: argparse.Namespace) -> int:
         output_format(args.output)
 
         options = RayOptions(
+            RuntimeOptions.from_args(args),
             top_k=args.top_k,
-            **({} if args.batch_size is None else {"batch_size": args.batch_size}),
             num_actors=args.num_actors,
             actor_cpus=args.actor_cpus,
             num_gpus=args.num_gpus,
-            provider=args.provider,
-            threads=args.threads,
-            labels=args.labels,
-            window_hop=args.hop,
-            aggregate=args.aggregate,
-            fallback=args.fallback,
-            prepack=not args.no_prepack,
         )
         options.check()
         spec = model_spec(args.model, options)  # a bad model fails before Ray starts

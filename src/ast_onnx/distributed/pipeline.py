@@ -27,69 +27,90 @@ from typing import Any
 from ast_onnx.distributed.files import list_audio_files
 from ast_onnx.distributed.output import ResultWriter
 from ast_onnx.distributed.stages import ModelSpec, Scorer, decode_batch
-from ast_onnx.errors import MissingDependencyError, ProviderError
+from ast_onnx.errors import InvalidOptionError, MissingDependencyError, ProviderError
+from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
+from ast_onnx.runtime.providers import PROVIDER_CHAINS
 
 logger = logging.getLogger(__name__)
 
-_GPU_PROVIDERS = ("cuda", "tensorrt")
+_GPU_PROVIDERS = tuple(p for p in PROVIDER_CHAINS if p != "cpu")
 #: Most blocks the file list is split into (bounds scheduling overhead for huge jobs).
 MAX_BLOCKS = 2000
 
 
-@dataclass
+@dataclass(init=False)
 class RayOptions:
-    """How a batch-tagging job runs.
+    """How a batch-tagging job runs: the Ray resources, plus the actors' Runtime options.
 
-    Attributes:
+    Args:
+        runtime: The :class:`~ast_onnx.runtime.RuntimeOptions` of the actors' Runtime
+            (the same object ``ast-classify`` builds from its flags).
         top_k: Labels (and scores) per row.
-        batch_size: Files per map batch, and windows per ``session.run`` in the actors
-            (one for dynamic int8 models, as :class:`~ast_onnx.runtime.Runtime` does).
         num_actors: Scoring actors, each holding one Runtime (one model session).
         actor_cpus: CPUs reserved per actor; its onnxruntime threads default to this.
-        num_gpus: GPUs per actor. None: 1 when ``provider`` is ``"cuda"``/``"tensorrt"``,
+        num_gpus: GPUs per actor. None: 1 when the provider is ``"cuda"``/``"tensorrt"``,
             or ``"auto"`` on a cluster with GPUs; else 0 (CPU actors). Fractions share a GPU.
         decode_cpus: CPUs per decode/feature task. Keep it different from ``actor_cpus``
             (with no GPUs): equal resource requests let Ray Data fuse the decode stage
             into the actors, which then decode and score in turn.
-        provider: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"tensorrt"`` (Runtime's ``providers``).
-        threads: onnxruntime intra-op threads per actor (None: ``actor_cpus``, at least 1).
-        labels: Labels file for models without ast-onnx metadata.
-        window_hop: Seconds between windows of long audio (Runtime's default if None).
-        aggregate: ``"mean"`` or ``"max"`` over windows.
-        fallback: Let actors fall back to CPU if their GPU provider fails.
-        prepack: onnxruntime weight prepacking in the actors (Runtime's ``prepack``).
-            ``False`` with an ``--external-data`` model lets the actors on one node share
-            the memory-mapped weights instead of holding a packed copy each.
+        **runtime_overrides: RuntimeOptions fields applied over ``runtime``
+            (``provider=`` is accepted for ``providers=``), e.g. ``RayOptions(prepack=False)``.
+
+    ``batch_size`` (files per map batch, and windows per ``session.run`` in the actors; one
+    for dynamic int8 models, as :class:`~ast_onnx.runtime.Runtime` does) is the runtime's
+    ``batch_size``, default 8.
     """
 
-    top_k: int = 5
-    batch_size: int = 8
-    num_actors: int = 1
-    actor_cpus: float = 1.0
-    num_gpus: float | None = None
-    decode_cpus: float = 0.5
-    provider: str = "auto"
-    threads: int | None = None
-    labels: str | None = None
-    window_hop: float | None = None
-    aggregate: str = "mean"
-    fallback: bool = False
-    prepack: bool = True
+    runtime: RuntimeOptions
+    top_k: int
+    num_actors: int
+    actor_cpus: float
+    num_gpus: float | None
+    decode_cpus: float
+
+    def __init__(
+        self,
+        runtime: RuntimeOptions | None = None,
+        *,
+        top_k: int = 5,
+        num_actors: int = 1,
+        actor_cpus: float = 1.0,
+        num_gpus: float | None = None,
+        decode_cpus: float = 0.5,
+        **runtime_overrides: Any,
+    ) -> None:
+        if "provider" in runtime_overrides:
+            runtime_overrides["providers"] = runtime_overrides.pop("provider")
+        self.runtime = (runtime or RuntimeOptions()).replace(**runtime_overrides)
+        self.top_k = top_k
+        self.num_actors = num_actors
+        self.actor_cpus = actor_cpus
+        self.num_gpus = num_gpus
+        self.decode_cpus = decode_cpus
+
+    @property
+    def batch_size(self) -> int:
+        """Files per map batch and windows per model run (the runtime's, default 8)."""
+        return self.runtime.batch_size or DEFAULT_BATCH_SIZE
+
+    @property
+    def provider(self) -> str:
+        """The runtime's provider request (a short name on this path)."""
+        return str(self.runtime.providers)
 
     def check(self) -> None:
-        """Raise ValueError on an option out of range."""
-        for name in ("top_k", "batch_size", "num_actors"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        """Raise :class:`~ast_onnx.errors.InvalidOptionError` on an option out of range."""
+        for name in ("top_k", "num_actors"):
+            check_int(name, getattr(self, name), 1)
         for name in ("actor_cpus", "decode_cpus"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.num_gpus is not None and not self.num_gpus >= 0:
-            raise ValueError(f"num_gpus must be >= 0 or None, got {self.num_gpus!r}")
-        if self.provider not in ("auto", "cpu", *_GPU_PROVIDERS):
-            raise ValueError(
-                f"provider must be 'auto', 'cpu', 'cuda' or 'tensorrt', got {self.provider!r}"
+            raise InvalidOptionError(f"num_gpus must be >= 0 or None, got {self.num_gpus!r}")
+        if self.runtime.providers not in ("auto", *PROVIDER_CHAINS):
+            raise InvalidOptionError(
+                f"provider must be 'auto' or one of {list(PROVIDER_CHAINS)} on Ray, got "
+                f"{self.runtime.providers!r}"
             )
 
 
@@ -144,17 +165,13 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
     from ast_onnx.runtime import Runtime
 
     path = os.path.abspath(os.fspath(model))
-    common = {
-        "labels": options.labels,
-        "window_hop": options.window_hop,
-        "aggregate": options.aggregate,
-        "prepack": options.prepack,
-    }
-    # Never runs the model: no prepacking, the cheapest load.
-    probe = Runtime(path, providers="cpu", threads=1, **{**common, "prepack": False})
+    # Never runs the model: CPU, one thread, no prepacking, the cheapest load.
+    probe = Runtime(
+        path, options.runtime, providers="cpu", threads=1, prepack=False, batch_size=None
+    )
     # The probe took the model's default batch: 1 for dynamic int8 models, whose scores
     # would otherwise depend on batch peers. Actors keep that, as a plain Runtime does.
-    common["batch_size"] = 1 if probe.batch_size == 1 else options.batch_size
+    batch = 1 if probe.batch_size == 1 else options.batch_size
     return ModelSpec(
         path=path,
         name=Path(path).name,
@@ -162,7 +179,7 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
         window_samples=probe.window_samples,
         hop_samples=probe.hop_samples,
         input_kind=getattr(probe, "input_kind", "features"),
-        runtime_kwargs=common,
+        runtime=options.runtime.replace(batch_size=batch),
     )
 
 
@@ -211,14 +228,8 @@ def classify_dataset(
         init_ray()
     gpus = actor_gpus(options, ray.cluster_resources().get("GPU", 0))
     provider = options.provider if gpus > 0 or options.provider != "auto" else "cpu"
-    threads = options.threads or max(1, int(options.actor_cpus))
-    runtime_kwargs = {
-        **spec.runtime_kwargs,
-        "providers": provider,
-        "threads": threads,
-        "fallback": options.fallback,
-    }
-    spec = replace(spec, runtime_kwargs=runtime_kwargs)
+    threads = options.runtime.threads or max(1, int(options.actor_cpus))
+    spec = replace(spec, runtime=spec.runtime.replace(providers=provider, threads=threads))
     ds = ds.map_batches(
         decode_batch,
         batch_size=options.batch_size,

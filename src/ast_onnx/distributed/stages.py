@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.results import top_k
 from ast_onnx.runtime.windows import aggregate, plan_windows, split_windows
 
@@ -80,7 +81,7 @@ class ModelSpec:
         window_samples: Samples per window (the runtime's ``window_samples``).
         hop_samples: Samples between windows of long audio (the runtime's ``hop_samples``).
         input_kind: ``"features"``, or ``"waveform"`` for wave-in models.
-        runtime_kwargs: Keyword arguments of :class:`~ast_onnx.runtime.Runtime` in the actors.
+        runtime: The :class:`~ast_onnx.runtime.RuntimeOptions` of the actors' Runtime.
     """
 
     path: str
@@ -89,7 +90,12 @@ class ModelSpec:
     window_samples: int
     hop_samples: int
     input_kind: str = "features"
-    runtime_kwargs: dict[str, Any] = field(default_factory=dict)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    @property
+    def runtime_kwargs(self) -> dict[str, Any]:
+        """The actors' Runtime options as keyword arguments."""
+        return {f.name: getattr(self.runtime, f.name) for f in fields(self.runtime)}
 
     @property
     def sample_rate(self) -> int:
@@ -158,7 +164,7 @@ class Scorer:
     """Actor stage: holds one :class:`~ast_onnx.runtime.Runtime`, scores feature batches.
 
     Args:
-        spec: The model's :class:`ModelSpec` (its ``runtime_kwargs`` build the Runtime).
+        spec: The model's :class:`ModelSpec` (its ``runtime`` options build the Runtime).
         top_k: Labels per row.
     """
 
@@ -167,7 +173,7 @@ class Scorer:
 
         self.spec = spec
         self.top_k = top_k
-        self.runtime = Runtime(spec.path, **spec.runtime_kwargs)
+        self.runtime = Runtime(spec.path, spec.runtime)
         if (self.runtime.window_samples, self.runtime.hop_samples) != (
             spec.window_samples,
             spec.hop_samples,

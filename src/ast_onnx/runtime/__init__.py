@@ -7,6 +7,7 @@ result = rt.classify("dog.wav")        # Classification: .labels, .scores, .wind
 
 from __future__ import annotations
 
+from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.providers import PROVIDER_CHAINS, PROVIDER_NAMES
 from ast_onnx.runtime.results import Classification, Prediction, WindowScore
 from ast_onnx.runtime.runtime import Runtime
@@ -19,5 +20,6 @@ __all__ = [
     "Classification",
     "Prediction",
     "Runtime",
+    "RuntimeOptions",
     "WindowScore",
 ]

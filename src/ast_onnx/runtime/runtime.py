@@ -15,7 +15,8 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError
 from ast_onnx.frontend import prepare_audio
-from ast_onnx.metadata import ACTIVATIONS, ModelMetadata
+from ast_onnx.metadata import ModelMetadata
+from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
     ProviderSettings,
@@ -35,15 +36,11 @@ from ast_onnx.runtime.session import (
     resolve_labels,
 )
 from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
-from ast_onnx.runtime.windows import AGGREGATIONS, aggregate, plan_windows
+from ast_onnx.runtime.windows import aggregate, plan_windows
 
 logger = logging.getLogger(__name__)
 
 Audio = str | os.PathLike | np.ndarray
-
-
-#: Items per ``session.run`` unless the model or the caller says otherwise.
-DEFAULT_BATCH_SIZE = 8
 
 
 def default_batch_size(metadata: ModelMetadata | None) -> int:
@@ -62,113 +59,69 @@ class Runtime:
 
     Args:
         path: The ``.onnx`` file.
-        providers: ``"auto"`` (TensorRT, else CUDA, else CPU: whatever onnxruntime offers),
-            ``"cpu"``, ``"cuda"``, ``"tensorrt"``, or a list of provider names or
-            ``(name, options)`` pairs, best first.
-        device_id: CUDA device for CUDA/TensorRT.
-        threads: Intra-op threads of the session (None: onnxruntime's default, one per
-            physical core).
-        fallback: Accept a requested provider being unavailable or failing to load, with a
-            warning, instead of raising :class:`~ast_onnx.errors.ProviderError`.
-        labels: Class names (list, or a .txt file with one per line, or a .json list /
-            ``id2label`` file). Required in practice for models without ast-onnx metadata;
-            overrides the metadata's labels otherwise.
-        activation: ``"sigmoid"`` or ``"softmax"``; None takes the model's metadata, and
-            ``"sigmoid"`` for models without it (AST's AudioSet models are multi-label;
-            pass ``"softmax"`` for single-label ones such as Speech Commands).
-        batch_size: Most items (inputs or windows of long inputs) per ``session.run``,
-            and the largest batch of the TensorRT optimization profile. None (default):
-            8, or 1 for dynamic int8 models: they quantize activations with one scale
-            over the whole batch, so batching would make an item's scores depend on its
-            batch peers (and on CPU it is not faster: 5.6 s for 8 AST-base clips one by
-            one vs 5.8 s as one batch, 2 cores). The TensorRT profile then covers 1-8.
-        cache_dir: TensorRT engine/timing cache directory (default ``~/.cache/ast-onnx/trt``).
-        window_hop: Seconds between windows of inputs longer than the model's window
-            (default: half a window, rounded down to whole frames: 5.12 s for AST).
-        aggregate: How window scores become the input's scores: ``"mean"`` (default:
-            the average over the recording; still a distribution for softmax models) or
-            ``"max"`` (a label is as strong as its best window; finds short events).
-        gpu_mem_limit: CUDA memory arena limit in bytes.
-        provider_options: Extra options per provider name, merged over the defaults.
-        prepack: Let onnxruntime repack the MatMul weights for its CPU kernels at load
-            (its default). ``False`` starts faster and skips that copy of the weights:
-            in a fresh process AST-base fp32 loads in 0.45 s instead of 0.6 s (2 CPU
-            cores), and in 0.01 s from an ``--external-data`` export, whose weights then
-            stay memory-mapped and shared between processes. Inference is 1-10 % slower
-            (more for int8 and batches), so it suits short-lived processes (one CLI
-            call, serverless); keep the default for servers.
+        options: A :class:`~ast_onnx.runtime.options.RuntimeOptions` (defaults if None).
+        **overrides: Any :class:`~ast_onnx.runtime.options.RuntimeOptions` field by name,
+            applied over ``options``: ``providers``, ``device_id``, ``threads``,
+            ``fallback``, ``labels``, ``activation``, ``batch_size``, ``cache_dir``,
+            ``window_hop``, ``aggregate``, ``gpu_mem_limit``, ``provider_options``,
+            ``prepack``. E.g. ``Runtime("m.onnx", providers="cpu", batch_size=4)``.
 
     Raises:
         ModelError: Missing/corrupt file, or a model that does not look like AST.
         ProviderError: A requested provider is unavailable or failed to load.
         MissingDependencyError: onnxruntime is not installed.
+        InvalidOptionError: An option out of range, or an unknown option name.
     """
 
     def __init__(
         self,
         path: str | os.PathLike,
-        providers: str | Sequence[Any] = "auto",
-        device_id: int = 0,
-        threads: int | None = None,
-        fallback: bool = False,
-        labels: Sequence[str] | str | os.PathLike | None = None,
-        activation: str | None = None,
-        batch_size: int | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        window_hop: float | None = None,
-        aggregate: str = "mean",
-        gpu_mem_limit: int | None = None,
-        provider_options: dict[str, dict[str, Any]] | None = None,
-        prepack: bool = True,
+        options: RuntimeOptions | None = None,
+        **overrides: Any,
     ) -> None:
-        if batch_size is not None:
-            _check_int("batch_size", batch_size, 1)
-        _check_int("device_id", device_id, 0)
-        if threads is not None:
-            _check_int("threads", threads, 1)
-        if aggregate not in AGGREGATIONS:
-            raise InvalidOptionError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
-        if activation is not None and activation not in ACTIVATIONS:
-            raise InvalidOptionError(
-                f"activation must be one of {ACTIVATIONS} or None, got {activation!r}"
-            )
+        opts = (options or RuntimeOptions()).replace(**overrides)
+        self.options = opts
         ort = import_onnxruntime()
         self.path = str(path)
-        self.aggregate = aggregate
+        self.aggregate = opts.aggregate
 
-        plan = select_providers(providers, ort.get_available_providers(), fallback)
-        if provider_options:
-            extra = {PROVIDER_NAMES.get(k, k): v for k, v in provider_options.items()}
+        plan = select_providers(opts.providers, ort.get_available_providers(), opts.fallback)
+        if opts.provider_options:
+            extra = {PROVIDER_NAMES.get(k, k): v for k, v in opts.provider_options.items()}
             merged = {**dict(plan.user_options), **extra}
             plan = type(plan)(plan.chain, plan.explicit, tuple(merged.items()))
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        if not prepack:
-            options.add_session_config_entry("session.disable_prepacking", "1")
+        session_options = ort.SessionOptions()
+        if opts.threads is not None:
+            session_options.intra_op_num_threads = opts.threads
+        if not opts.prepack:
+            session_options.add_session_config_entry("session.disable_prepacking", "1")
         settings = ProviderSettings(
-            device_id=device_id,
-            batch_size=batch_size or DEFAULT_BATCH_SIZE,
-            cache_dir=cache_dir,
-            gpu_mem_limit=gpu_mem_limit,
+            device_id=opts.device_id,
+            batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,
+            cache_dir=opts.cache_dir,
+            gpu_mem_limit=opts.gpu_mem_limit,
         )
         if PROVIDER_NAMES["tensorrt"] in plan.chain:
             settings = probe_trt_settings(ort, path, settings)
         chain = build_provider_list(plan, settings, ort.__version__)
-        session = create_session(ort, path, options, chain, fallback=fallback or not plan.explicit)
+        session = create_session(
+            ort, path, session_options, chain, fallback=opts.fallback or not plan.explicit
+        )
         self.provider = short_name(
-            check_session_providers(plan, session.get_providers(), fallback=fallback)
+            check_session_providers(plan, session.get_providers(), fallback=opts.fallback)
         )
         self._session = session
         self.metadata: ModelMetadata | None = read_metadata(session, path)
-        #: Most items per ``session.run`` (see ``batch_size`` above).
-        self.batch_size = batch_size or default_batch_size(self.metadata)
+        #: Most items per ``session.run`` (see :attr:`RuntimeOptions.batch_size`).
+        self.batch_size = opts.batch_size or default_batch_size(self.metadata)
         self._io = inspect_io(session, path, self.metadata)
         self.frontend = make_frontend(self.metadata, self._io, path)
         #: ``"features"``, or ``"waveform"`` for wave-in models (fbank inside the graph).
         self.input_kind = self._io.input_kind
-        self.labels = resolve_labels(labels, self.metadata, self._io, path)
-        self.activation = activation or (self.metadata.activation if self.metadata else "sigmoid")
+        self.labels = resolve_labels(opts.labels, self.metadata, self._io, path)
+        self.activation = opts.activation or (
+            self.metadata.activation if self.metadata else "sigmoid"
+        )
         if self.metadata is None:
             logger.warning(
                 "model %r has no ast-onnx metadata: using the AST default frontend "
@@ -177,11 +130,11 @@ class Runtime:
                 self.frontend.max_length,
                 self.frontend.num_mel_bins,
                 len(self.labels),
-                "caller's" if labels is not None else "generic",
+                "caller's" if opts.labels is not None else "generic",
                 self.activation,
             )
         self.window_samples = int(self.frontend.window_samples)
-        self.hop_samples = self._hop_samples(window_hop)
+        self.hop_samples = self._hop_samples(opts.window_hop)
         logger.info("loaded %s on %s (%s)", self.path, self.provider, session.get_providers())
 
     # ----- construction helpers -----
@@ -349,7 +302,7 @@ class Runtime:
         self, waves: list[np.ndarray], paths: list[str | None], k: int | None
     ) -> list[Classification]:
         if k is not None:
-            _check_int("top_k", k, 1)
+            check_int("top_k", k, 1)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
         segments = [
             w[s : s + self.window_samples]
@@ -389,8 +342,3 @@ class Runtime:
                 )
             )
         return results
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidOptionError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,0 +1,219 @@
+"""Every knob of a :class:`~ast_onnx.runtime.Runtime`, in one dataclass that owns its CLI flags.
+
+``Runtime``, ``ast-classify`` (plain and ``--ray``), the Ray actors and the Triton model
+all build their Runtime from a :class:`RuntimeOptions`, so an option is added in one
+place: a field here, with its flag and help in the field's metadata. The CLI side is
+:meth:`RuntimeOptions.add_arguments` / :meth:`RuntimeOptions.from_args`, in the manner
+of onnxruntime's ``FusionOptions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ast_onnx.errors import InvalidOptionError
+from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.runtime.providers import PROVIDER_CHAINS
+from ast_onnx.runtime.windows import AGGREGATIONS
+
+#: Items per ``session.run`` unless the model or the caller says otherwise.
+DEFAULT_BATCH_SIZE = 8
+
+
+def _flag(flag: str, help: str, **argparse_kwargs: Any) -> dict[str, Any]:
+    """Field metadata: the ast-classify flag of a field and its argparse settings."""
+    return {"flag": flag, "help": help, "argparse": argparse_kwargs}
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or :class:`InvalidOptionError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidOptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _provider_option(text: str) -> tuple[str, str, str]:
+    """``"cuda:cudnn_conv_algo_search=HEURISTIC"`` -> ``("cuda", key, value)``."""
+    name, _, rest = text.partition(":")
+    key, sep, value = rest.partition("=")
+    if not (name and key and sep):
+        raise argparse.ArgumentTypeError(
+            f"expected PROVIDER:KEY=VALUE (e.g. cuda:gpu_mem_limit=1073741824), got {text!r}"
+        )
+    return name, key, value
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a Runtime opens and runs a model. Every field is an ``ast-classify`` flag.
+
+    Attributes:
+        providers: ``"auto"`` (TensorRT, else CUDA, else CPU: whatever onnxruntime offers),
+            ``"cpu"``, ``"cuda"``, ``"tensorrt"``, or a list of provider names or
+            ``(name, options)`` pairs, best first.
+        device_id: CUDA device for CUDA/TensorRT.
+        threads: Intra-op threads of the session (None: onnxruntime's default, one per
+            physical core).
+        fallback: Accept a requested provider being unavailable or failing to load, with a
+            warning, instead of raising :class:`~ast_onnx.errors.ProviderError`.
+        labels: Class names (list, or a .txt file with one per line, or a .json list /
+            ``id2label`` file). Required in practice for models without ast-onnx metadata;
+            overrides the metadata's labels otherwise.
+        activation: ``"sigmoid"`` or ``"softmax"``; None takes the model's metadata, and
+            ``"sigmoid"`` for models without it.
+        batch_size: Most items (inputs or windows of long inputs) per ``session.run``,
+            and the largest batch of the TensorRT optimization profile. None: 8, or 1 for
+            dynamic int8 models (they quantize activations with one scale over the whole
+            batch, so batching would make an item's scores depend on its batch peers; on
+            CPU it is not faster either).
+        cache_dir: TensorRT engine/timing cache directory (default ``~/.cache/ast-onnx/trt``).
+        window_hop: Seconds between windows of inputs longer than the model's window
+            (default: half a window, rounded down to whole frames: 5.12 s for AST).
+        aggregate: How window scores become the input's scores: ``"mean"`` (the average
+            over the recording) or ``"max"`` (a label is as strong as its best window).
+        gpu_mem_limit: CUDA memory arena limit in bytes.
+        provider_options: Extra options per provider name, merged over the defaults.
+        prepack: Let onnxruntime repack the MatMul weights for its CPU kernels at load
+            (its default). ``False`` starts faster and, with an ``--external-data`` model,
+            keeps the weights memory-mapped and shared between processes; inference is
+            1-10 % slower, so it suits short-lived processes.
+    """
+
+    providers: str | Sequence[Any] = field(
+        default="auto",
+        metadata=_flag(
+            "--provider",
+            "execution provider (default auto: TensorRT > CUDA > CPU)",
+            choices=["auto", *PROVIDER_CHAINS],
+        ),
+    )
+    device_id: int = field(default=0, metadata=_flag("--device-id", "CUDA device", type=int))
+    threads: int | None = field(
+        default=None, metadata=_flag("--threads", "intra-op threads", type=int)
+    )
+    fallback: bool = field(
+        default=False,
+        metadata=_flag("--fallback", "fall back if the provider fails", action="store_true"),
+    )
+    labels: Sequence[str] | str | os.PathLike | None = field(
+        default=None,
+        metadata=_flag("--labels", "labels file for models without ast-onnx metadata"),
+    )
+    activation: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--activation",
+            "override the model's activation (default: its metadata; sigmoid without)",
+            choices=list(ACTIVATIONS),
+        ),
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--batch-size",
+            f"items per model run (default {DEFAULT_BATCH_SIZE}; 1 for dynamic int8 models, "
+            "so that their scores do not depend on batch peers)",
+            type=int,
+        ),
+    )
+    cache_dir: str | os.PathLike | None = field(
+        default=None, metadata=_flag("--cache-dir", "TensorRT engine and timing cache directory")
+    )
+    window_hop: float | None = field(
+        default=None,
+        metadata=_flag("--hop", "seconds between windows of long audio", type=float),
+    )
+    aggregate: str = field(
+        default="mean",
+        metadata=_flag("--aggregate", "window aggregation", choices=list(AGGREGATIONS)),
+    )
+    gpu_mem_limit: int | None = field(
+        default=None, metadata=_flag("--gpu-mem-limit", "CUDA arena limit in bytes", type=int)
+    )
+    provider_options: dict[str, dict[str, Any]] | None = field(
+        default=None,
+        metadata=_flag(
+            "--provider-option",
+            "extra provider option PROVIDER:KEY=VALUE (repeatable), e.g. "
+            "tensorrt:trt_max_workspace_size=2147483648",
+            type=_provider_option,
+            action="append",
+            metavar="PROVIDER:KEY=VALUE",
+        ),
+    )
+    prepack: bool = field(
+        default=True,
+        metadata=_flag(
+            "--no-prepack",
+            "skip onnxruntime's weight prepacking: a faster start (with an --external-data "
+            "model, the weights are memory-mapped), slightly slower inference",
+            action="store_false",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, 1)
+        check_int("device_id", self.device_id, 0)
+        if self.threads is not None:
+            check_int("threads", self.threads, 1)
+        if self.aggregate not in AGGREGATIONS:
+            raise InvalidOptionError(
+                f"aggregate must be one of {AGGREGATIONS}, got {self.aggregate!r}"
+            )
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise InvalidOptionError(
+                f"activation must be one of {ACTIVATIONS} or None, got {self.activation!r}"
+            )
+        if self.window_hop is not None and not (
+            isinstance(self.window_hop, (int, float)) and np.isfinite(self.window_hop)
+        ):
+            raise InvalidOptionError(
+                f"window_hop must be a number of seconds, got {self.window_hop!r}"
+            )
+        if self.gpu_mem_limit is not None:
+            check_int("gpu_mem_limit", self.gpu_mem_limit, 1)
+
+    def replace(self, **changes: Any) -> RuntimeOptions:
+        """A copy with ``changes`` applied; unknown names raise :class:`InvalidOptionError`."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise InvalidOptionError(
+                f"unknown Runtime option(s) {unknown}; expected some of "
+                f"{[f.name for f in fields(self)]}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser | Any) -> None:
+        """Declare one flag per field on ``parser`` (or an argument group)."""
+        for f in fields(cls):
+            meta = f.metadata
+            kwargs = dict(meta["argparse"])
+            if kwargs.get("action") not in ("store_true", "store_false", "append"):
+                kwargs.setdefault("default", f.default)
+            if "action" not in kwargs and "choices" not in kwargs:
+                kwargs.setdefault("metavar", meta["flag"].lstrip("-").upper().replace("-", "_"))
+            parser.add_argument(meta["flag"], dest=f"runtime_{f.name}", help=meta["help"], **kwargs)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RuntimeOptions:
+        """The options the flags of :meth:`add_arguments` were given."""
+        values = {f.name: getattr(args, f"runtime_{f.name}") for f in fields(cls)}
+        pairs = values.pop("provider_options") or []
+        options: dict[str, dict[str, Any]] = {}
+        for name, key, value in pairs:
+            options.setdefault(name, {})[key] = value
+        return cls(**values, provider_options=options or None)
+
+    @staticmethod
+    def flags() -> dict[str, str]:
+        """Field name -> its ast-classify flag."""
+        return {f.name: f.metadata["flag"] for f in fields(RuntimeOptions)}
