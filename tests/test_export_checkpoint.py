@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import ast_onnx.data  # noqa: E402
 from ast_onnx.errors import CheckpointError  # noqa: E402
 from ast_onnx.export import PthOptions, load_checkpoint  # noqa: E402
 from ast_onnx.export import checkpoint as checkpoint_module  # noqa: E402
@@ -115,7 +116,7 @@ def test_pth_options_refused_for_directories(small_checkpoint):
 
 
 def test_demo_missing_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(checkpoint_module.resources, "files", lambda _pkg: tmp_path)
+    monkeypatch.setattr(ast_onnx.data, "files", lambda _pkg: tmp_path)
     with pytest.raises(CheckpointError, match="bundled demo checkpoint is missing"):
         load_checkpoint("demo")
 
@@ -125,7 +126,7 @@ def test_demo_resolves_to_the_bundled_directory(monkeypatch, small_checkpoint):
     (root / "data").mkdir(parents=True, exist_ok=True)
     if not (root / "data" / "demo").exists():
         (root / "data" / "demo").symlink_to(small_checkpoint)
-    monkeypatch.setattr(checkpoint_module.resources, "files", lambda _pkg: root)
+    monkeypatch.setattr(ast_onnx.data, "files", lambda _pkg: root / "data")
     assert checkpoint_module.resolve_source("demo") == ("dir", root / "data" / "demo")
 
 

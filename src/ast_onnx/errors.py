@@ -40,6 +40,14 @@ class CheckpointError(AstOnnxError, ValueError):
     """A PyTorch checkpoint is missing, corrupt, or does not fit the AST architecture."""
 
 
+class LabelsError(CheckpointError, ModelError):
+    """A labels file or list is missing, unreadable or does not fit the model's outputs.
+
+    Both a :class:`CheckpointError` (at export) and a :class:`ModelError` (at run time):
+    the same reader serves both sides.
+    """
+
+
 class ExportError(AstOnnxError, RuntimeError):
     """Exporting, optimizing or quantizing a model failed, or options do not combine."""
 

@@ -1,9 +1,11 @@
 """Class labels and the output activation of an exported classifier.
 
-Labels come from the checkpoint's ``config.id2label`` or from a file given by the
-user: a CSV in AudioSet's ``class_labels_indices.csv`` layout (``index,mid,display_name``
-with a header row) or JSON (a list of names, an ``{"index": name}`` object, or a
-transformers ``config.json`` style object with ``id2label``).
+Labels come from the checkpoint's ``config.id2label``, from the model's metadata, or
+from a file given by the user (one reader for export and run time): a CSV in AudioSet's
+``class_labels_indices.csv`` layout (``index,mid,display_name`` with a header row), JSON
+(a list of names, an ``{"index": name}`` object, or a transformers ``config.json`` style
+object with ``id2label``), or a ``.txt`` file with one name per line. Without any,
+labels are ``LABEL_0, LABEL_1, ...`` (:func:`default_labels`), as transformers names them.
 
 The activation turns logits into scores. The rule, in order:
 
@@ -20,10 +22,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.errors import CheckpointError
+from ast_onnx.errors import CheckpointError, LabelsError
 from ast_onnx.metadata import ACTIVATIONS
 
 logger = logging.getLogger(__name__)
@@ -87,45 +91,77 @@ def labels_from_id2label(id2label: dict[Any, str], num_labels: int) -> list[str]
     return [mapping[i] for i in range(num_labels)]
 
 
-def read_labels(path: str | Path, num_labels: int | None = None) -> list[str]:
-    """Read class names from a CSV (``index,mid,display_name``) or JSON file.
+def default_labels(num_labels: int) -> list[str]:
+    """``["LABEL_0", "LABEL_1", ...]``: transformers' names for unnamed classes."""
+    return [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def load_labels(
+    labels: Sequence[str] | str | os.PathLike, num_labels: int | None = None
+) -> list[str]:
+    """Labels from a list of strings or a file (see :func:`read_labels`)."""
+    if isinstance(labels, (str, os.PathLike)):
+        return read_labels(labels, num_labels)
+    if isinstance(labels, (list, tuple)) and all(isinstance(x, str) for x in labels):
+        return _checked(list(labels), num_labels, None)
+    raise LabelsError(f"labels must be a list of strings or a file path, got {type(labels)}")
+
+
+def read_labels(path: str | os.PathLike, num_labels: int | None = None) -> list[str]:
+    """Read class names from a CSV (``index,mid,display_name``), JSON or text file.
 
     Args:
-        path: The labels file (``.csv`` or ``.json``).
+        path: The labels file: ``.csv``/``.tsv``, ``.json``, or ``.txt`` (one name per
+            line; a ``.txt`` starting with the ``index,mid,display_name`` header is CSV).
         num_labels: When given, the file must hold exactly this many labels.
 
     Returns:
         Class names ordered by index.
+
+    Raises:
+        LabelsError: Missing, unreadable or malformed file, or the wrong number of labels.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"labels file not found: {str(path)!r}")
+        raise LabelsError(f"labels file not found: {str(path)!r}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"cannot read labels file {str(path)!r}: {e}") from e
-    if path.suffix.lower() == ".json":
+        raise LabelsError(f"cannot read labels file {str(path)!r}: {e}") from e
+    suffix = path.suffix.lower()
+    if suffix == ".json":
         labels = _labels_from_json(text, path)
-    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+    elif suffix in (".csv", ".tsv") or (suffix == ".txt" and _has_csv_header(text)):
         labels = _labels_from_csv(text, path)
+    elif suffix == ".txt":
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
     else:
-        raise CheckpointError(
-            f"labels file {str(path)!r} must end in .csv (index,mid,display_name) or .json"
+        raise LabelsError(
+            f"labels file {str(path)!r} must end in .csv (index,mid,display_name), .json "
+            "or .txt (one name per line)"
         )
     if not labels:
-        raise CheckpointError(f"labels file {str(path)!r} holds no labels")
+        raise LabelsError(f"labels file {str(path)!r} holds no labels")
+    return _checked(labels, num_labels, f"labels file {str(path)!r}")
+
+
+def _checked(labels: list[str], num_labels: int | None, source: str | None) -> list[str]:
     if num_labels is not None and len(labels) != num_labels:
-        raise CheckpointError(
-            f"labels file {str(path)!r} holds {len(labels)} labels but the model has "
-            f"{num_labels} outputs"
-        )
+        what = f"{source} holds {len(labels)} labels" if source else f"{len(labels)} labels given"
+        raise LabelsError(f"{what} but the model has {num_labels} outputs")
     return labels
+
+
+def _has_csv_header(text: str) -> bool:
+    first = next(csv.reader(text.splitlines()[:1]), [])
+    header = [c.strip().lower() for c in first]
+    return "index" in header and "display_name" in header
 
 
 def _indexed(pairs: list[tuple[int, str]], path: Path) -> list[str]:
     indices = sorted(i for i, _ in pairs)
     if indices != list(range(len(pairs))):
-        raise CheckpointError(
+        raise LabelsError(
             f"labels file {str(path)!r}: indices must be 0..{len(pairs) - 1} without gaps "
             "or duplicates"
         )
@@ -144,7 +180,7 @@ def _labels_from_csv(text: str, path: Path) -> list[str]:
         # Headerless index,mid,display_name rows.
         i_index, i_name, body = 0, 2, rows
     else:
-        raise CheckpointError(
+        raise LabelsError(
             f"labels file {str(path)!r} is not in class_labels_indices.csv format "
             f"(header index,mid,display_name); first row: {rows[0]}"
         )
@@ -153,7 +189,7 @@ def _labels_from_csv(text: str, path: Path) -> list[str]:
         try:
             pairs.append((int(row[i_index]), row[i_name].strip()))
         except (IndexError, ValueError) as e:
-            raise CheckpointError(f"labels file {str(path)!r} line {n}: bad row {row}") from e
+            raise LabelsError(f"labels file {str(path)!r} line {n}: bad row {row}") from e
     return _indexed(pairs, path)
 
 
@@ -161,7 +197,7 @@ def _labels_from_json(text: str, path: Path) -> list[str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"labels file {str(path)!r} is not valid JSON: {e}") from e
+        raise LabelsError(f"labels file {str(path)!r} is not valid JSON: {e}") from e
     if isinstance(data, dict) and "id2label" in data:
         data = data["id2label"]
     if isinstance(data, list) and all(isinstance(x, str) for x in data):
@@ -170,10 +206,10 @@ def _labels_from_json(text: str, path: Path) -> list[str]:
         try:
             pairs = [(int(k), str(v)) for k, v in data.items()]
         except ValueError as e:
-            raise CheckpointError(
+            raise LabelsError(
                 f"labels file {str(path)!r}: keys must be integer indices: {e}"
             ) from e
         return _indexed(pairs, path)
-    raise CheckpointError(
+    raise LabelsError(
         f"labels file {str(path)!r} must hold a list of names or an index->name object"
     )

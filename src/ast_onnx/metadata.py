@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from ast_onnx.errors import MetadataError
+from ast_onnx.errors import ExportError, MetadataError
 
 METADATA_KEY = "ast_onnx"
 SCHEMA_VERSION = 1
@@ -25,6 +25,15 @@ SCHEMA_VERSION = 1
 Activation = Literal["sigmoid", "softmax"]
 Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
 InputKind = Literal["features", "waveform"]
+
+#: Canonical graph I/O names: the feature input, the wave input of wave-in models, the
+#: raw output and the activated output that wave-in models add.
+INPUT_VALUES = "input_values"
+WAVEFORM = "waveform"
+LOGITS = "logits"
+SCORES = "scores"
+#: Lowest default-domain ONNX opset ast-onnx writes (LayerNormalization is standard from 17).
+MIN_OPSET = 17
 
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "softmax")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -58,8 +67,8 @@ class ModelMetadata:
     frontend: dict[str, Any]
     precision: Precision = "fp32"
     input_kind: InputKind = "features"
-    input_name: str = "input_values"
-    output_name: str = "logits"
+    input_name: str = INPUT_VALUES
+    output_name: str = LOGITS
     optimized: bool = False
     source: str = ""
     package_version: str = ""
@@ -126,3 +135,18 @@ class ModelMetadata:
 def has_metadata(props: dict[str, str]) -> bool:
     """Whether ONNX metadata props carry ast-onnx metadata."""
     return METADATA_KEY in props
+
+
+def check_opset(opset: Any) -> int:
+    """``opset`` if it is an int >= :data:`MIN_OPSET`, else :class:`ExportError`."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    return opset
+
+
+def opset_of(proto: Any) -> int:
+    """Opset version of the default ONNX domain of an ``onnx.ModelProto``."""
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ExportError("the model imports no default-domain opset")

@@ -50,7 +50,13 @@ def demo_checkpoint_dir() -> Path:
         Path to ``ast_onnx/data/demo`` holding ``config.json``, ``model.safetensors``
         and ``preprocessor_config.json``.
     """
-    return _data_dir("demo")
+    path = Path(str(files(__name__).joinpath("demo")))
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"the bundled demo checkpoint is missing ({path} has no config.json): reinstall "
+            "ast-onnx, or build it with the scripts in tools/"
+        )
+    return path
 
 
 def sample_paths() -> list[Path]:

@@ -18,10 +18,10 @@ from ast_onnx.export.checkpoint import (
     PthOptions,
     load_checkpoint,
 )
-from ast_onnx.export.onnx_export import MIN_OPSET, export_onnx, opset_of
+from ast_onnx.export.onnx_export import export_onnx
 from ast_onnx.export.verify import verify_export
 from ast_onnx.graph.model_files import data_path, save_model
-from ast_onnx.metadata import ModelMetadata
+from ast_onnx.metadata import MIN_OPSET, ModelMetadata, check_opset, opset_of
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
 
@@ -165,8 +165,7 @@ def export_model(
         from ast_onnx.graph.quantize import audio_files
 
         audio_files(calibrate)  # a missing path or a directory without audio fails now
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    check_opset(opset)
     timer = StepTimer(show=progress)
     with timer.step("load", f"Loading checkpoint {checkpoint}"):
         loaded = load_checkpoint(

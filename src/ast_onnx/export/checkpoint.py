@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ast_onnx.data import DEMO_CHECKPOINT, demo_checkpoint_dir
 from ast_onnx.errors import CheckpointError, require
-from ast_onnx.labels import labels_from_id2label, read_labels, resolve_activation
+from ast_onnx.export.geometry import length_range, num_patches
+from ast_onnx.export.original import PthOptions, convert_original
+from ast_onnx.labels import labels_from_id2label, load_labels, resolve_activation
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +44,6 @@ _LOCAL_HINT = (
     "pass a local checkpoint instead: a save_pretrained directory (config.json + "
     "model.safetensors), an original AST FILE.pth, or 'demo' (CLI: --checkpoint DIR|FILE.pth|demo)"
 )
-
-
-@dataclass
-class PthOptions:
-    """Architecture of an original AST ``.pth`` checkpoint; ``None`` means infer from shapes."""
-
-    fstride: int | None = None
-    tstride: int | None = None
-    input_tdim: int | None = None
-    num_labels: int | None = None
-    num_heads: int | None = None
 
 
 @dataclass
@@ -93,7 +85,7 @@ def resolve_source(source: str | Path) -> tuple[str, Path | str]:
         ``(kind, where)`` with kind ``"dir"``, ``"pth"`` or ``"hub"``.
     """
     text = str(source)
-    if text == "demo":
+    if text == DEMO_CHECKPOINT:
         return "dir", demo_checkpoint_dir()
     path = Path(text).expanduser()
     if path.is_dir():
@@ -114,18 +106,6 @@ def resolve_source(source: str | Path) -> tuple[str, Path | str]:
     if looks_like_path:
         raise CheckpointError(f"checkpoint not found: {text!r} (no such file or directory)")
     return "hub", text
-
-
-def demo_checkpoint_dir() -> Path:
-    """The bundled demo checkpoint directory (``ast_onnx/data/demo``)."""
-    root = resources.files("ast_onnx").joinpath("data", "demo")
-    path = Path(str(root))
-    if not (path / "config.json").is_file():
-        raise CheckpointError(
-            f"the bundled demo checkpoint is missing ({path} has no config.json): reinstall "
-            "ast-onnx, or build it with the scripts in tools/"
-        )
-    return path
 
 
 def load_checkpoint(
@@ -158,8 +138,6 @@ def load_checkpoint(
     require("transformers", "export", "Loading a checkpoint")
     preprocessor: dict[str, Any] = {}
     if kind == "pth":
-        from ast_onnx.export.original import load_original
-
         options = pth or PthOptions()
         if max_length is not None and options.input_tdim not in (None, max_length):
             raise CheckpointError(
@@ -168,7 +146,7 @@ def load_checkpoint(
             )
         if max_length is not None:
             options = PthOptions(**{**options.__dict__, "input_tdim": max_length})
-        model = load_original(Path(where), options)
+        model = _load_original(Path(where), options)
         max_length = None
     elif kind == "dir":
         model = load_pretrained(str(where), str(source))
@@ -182,28 +160,11 @@ def load_checkpoint(
     num_labels = int(config.num_labels)
     if labels is None:
         label_list = labels_from_id2label(config.id2label, num_labels)
-    elif isinstance(labels, (list, tuple)):
-        label_list = [str(x) for x in labels]
-        if len(label_list) != num_labels:
-            raise CheckpointError(
-                f"{len(label_list)} labels given but the model has {num_labels} outputs"
-            )
     else:
-        label_list = read_labels(labels, num_labels)
+        label_list = load_labels(labels, num_labels)
     act = resolve_activation(getattr(config, "problem_type", None), num_labels, activation)
     frontend = _frontend_dict(config, preprocessor)
     return LoadedCheckpoint(model, label_list, act, frontend, str(source))
-
-
-def time_patches(max_length: int, patch_size: int, stride: int) -> int:
-    """Number of patches along time for ``max_length`` frames (AST's conv arithmetic)."""
-    return (max_length - patch_size) // stride + 1
-
-
-def max_length_range(patches: int, patch_size: int, stride: int) -> tuple[int, int]:
-    """The inclusive range of frame counts that give ``patches`` time patches."""
-    low = (patches - 1) * stride + patch_size
-    return low, low + stride - 1
 
 
 def _set_max_length(config: Any, max_length: int) -> None:
@@ -211,16 +172,27 @@ def _set_max_length(config: Any, max_length: int) -> None:
         raise CheckpointError(
             f"max_length must be an integer >= patch size {config.patch_size}, got {max_length!r}"
         )
-    have = time_patches(config.max_length, config.patch_size, config.time_stride)
-    want = time_patches(max_length, config.patch_size, config.time_stride)
+    have = num_patches(config.max_length, config.patch_size, config.time_stride)
+    want = num_patches(max_length, config.patch_size, config.time_stride)
     if have != want:
-        low, high = max_length_range(have, config.patch_size, config.time_stride)
+        low, high = length_range(have, config.patch_size, config.time_stride)
         raise CheckpointError(
             f"max_length={max_length} gives {want} time patches but the checkpoint's positional "
             f"embedding has {have} (max_length {low}..{high}); positional embeddings are not "
             "interpolated"
         )
     config.max_length = max_length
+
+
+def _load_original(path: Path, options: PthOptions) -> Any:
+    """An original AST ``.pth``, converted, saved and loaded through :func:`load_pretrained`."""
+    from safetensors.torch import save_file
+
+    config, converted = convert_original(path, options)
+    with tempfile.TemporaryDirectory(prefix="ast-onnx-pth-") as tmp:
+        config.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in converted.items()}, f"{tmp}/model.safetensors")
+        return load_pretrained(tmp, str(path))
 
 
 def load_pretrained(where: str, source: str, hub: bool = False) -> Any:

@@ -24,6 +24,7 @@ from ast_onnx.frontend.graph import (
 )
 from ast_onnx.graph.wavein import numpy_features, verification_waves
 from ast_onnx.quality import FRONTEND_MAX_ABS
+from ast_onnx.runtime.providers import CPU
 
 #: metadata_props key of a frontend-only model (JSON: frontend dict, I/O names, version).
 FRONTEND_METADATA_KEY = "ast_onnx_frontend"
@@ -115,7 +116,7 @@ def verify_frontend(model: Any, frontend: Any) -> dict[str, Any]:
     """Max abs difference of the frontend-only model to the numpy frontend (raises beyond)."""
     ort = require("onnxruntime", "cpu", "Export verification")
     fe = as_extractor(frontend)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=[CPU])
     diffs = {}
     for name, wave in verification_waves(fe).items():
         got = sess.run(None, {FRONTEND_INPUT: wave[None]})[0]

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import ExportError, require
+from ast_onnx.metadata import INPUT_VALUES as INPUT_NAME
+from ast_onnx.metadata import LOGITS as OUTPUT_NAME
+from ast_onnx.metadata import MIN_OPSET, check_opset
 from ast_onnx.progress import quiet_logs
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input_values"
-OUTPUT_NAME = "logits"
 #: Name under which the fusion-friendly attention is registered with transformers.
 EXPORT_ATTENTION = "ast_onnx_export"
-MIN_OPSET = 17
 #: Protobuf limit: a single-file ONNX model must stay below 2 GiB.
 MAX_SINGLE_FILE_BYTES = 2**31 - 1
 
@@ -112,8 +112,7 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
     """
     torch = require("torch", "export", "ONNX export")
     onnx = require("onnx", "export", "ONNX export")
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    check_opset(opset)
     config = model.config
     example = torch.zeros(2, int(config.max_length), int(config.num_mel_bins))
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -133,7 +132,7 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
                 output_names=[OUTPUT_NAME],
                 opset_version=opset,
                 dynamo=True,
-                dynamic_shapes={"input_values": {0: batch}},
+                dynamic_shapes={INPUT_NAME: {0: batch}},
                 optimize=True,
                 verbose=False,
             )
@@ -162,11 +161,3 @@ def _check_io(proto: Any, num_labels: int) -> None:
     dims = proto.graph.output[0].type.tensor_type.shape.dim
     if len(dims) != 2 or (dims[1].HasField("dim_value") and dims[1].dim_value != num_labels):
         raise ExportError(f"output {OUTPUT_NAME!r} does not have shape [batch, {num_labels}]")
-
-
-def opset_of(proto: Any) -> int:
-    """Opset version of the default ONNX domain of ``proto``."""
-    for entry in proto.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    raise ExportError("the model imports no default-domain opset")

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import CheckpointError
+from ast_onnx.export.geometry import length_range, num_patches
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,17 @@ _BLOCK_KEY = re.compile(
 _PREFIX = "audio_spectrogram_transformer."
 
 
+@dataclass
+class PthOptions:
+    """Architecture of an original AST ``.pth`` checkpoint; ``None`` means infer from shapes."""
+
+    fstride: int | None = None
+    tstride: int | None = None
+    input_tdim: int | None = None
+    num_labels: int | None = None
+    num_heads: int | None = None
+
+
 def read_state_dict(path: Path) -> dict[str, Any]:
     """Load a ``.pth`` state dict on CPU (tensors only: ``weights_only=True``)."""
     import torch
@@ -77,16 +89,16 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 
 
 def infer_strides(
-    num_patches: int, patch: int, fstride: int | None, tstride: int | None, tdim: int | None
+    total: int, patch: int, fstride: int | None, tstride: int | None, tdim: int | None
 ) -> tuple[int, int, int]:
-    """``(fstride, tstride, time_patches)`` fitting ``num_patches`` (rule in module docstring)."""
+    """``(fstride, tstride, time_patches)`` fitting ``total`` patches (rule in module docstring)."""
 
     def fits(fs: int, ts: int) -> int | None:
-        f_dim = (NUM_MEL_BINS - patch) // fs + 1
-        if num_patches % f_dim:
+        f_dim = num_patches(NUM_MEL_BINS, patch, fs)
+        if total % f_dim:
             return None
-        t_dim = num_patches // f_dim
-        if tdim is not None and (tdim - patch) // ts + 1 != t_dim:
+        t_dim = total // f_dim
+        if tdim is not None and num_patches(tdim, patch, ts) != t_dim:
             return None
         return t_dim
 
@@ -97,7 +109,7 @@ def infer_strides(
             raise CheckpointError(
                 f"fstride={fs}, tstride={ts}"
                 + (f", input_tdim={tdim}" if tdim else "")
-                + f" do not fit the positional embedding's {num_patches} patches"
+                + f" do not fit the positional embedding's {total} patches"
             )
         return fs, ts, t_dim
     for s in PUBLISHED_STRIDES:
@@ -106,7 +118,7 @@ def infer_strides(
     found = [(s, t) for s in range(1, patch + 1) if (t := fits(s, s)) is not None]
     if len(found) != 1:
         raise CheckpointError(
-            f"cannot infer the strides of a positional embedding with {num_patches} patches "
+            f"cannot infer the strides of a positional embedding with {total} patches "
             f"(candidates {[s for s, _ in found]}): pass fstride/tstride (--fstride/--tstride)"
         )
     return found[0][0], found[0][0], found[0][1]
@@ -163,8 +175,8 @@ def convert_state_dict(
     return out
 
 
-def infer_config(sd: dict[str, Any], options: Any) -> Any:
-    """Build an ``ASTConfig`` from tensor shapes and ``options`` (a ``PthOptions``)."""
+def infer_config(sd: dict[str, Any], options: PthOptions) -> Any:
+    """Build an ``ASTConfig`` from tensor shapes and ``options``."""
     from transformers import ASTConfig
 
     required = [
@@ -203,12 +215,10 @@ def infer_config(sd: dict[str, Any], options: Any) -> Any:
         heads = hidden // HEAD_DIM
     if hidden % heads:
         raise CheckpointError(f"hidden size {hidden} is not divisible by num_heads={heads}")
-    num_patches = int(pos.shape[1]) - 2
     fs, ts, t_dim = infer_strides(
-        num_patches, patch, options.fstride, options.tstride, options.input_tdim
+        int(pos.shape[1]) - 2, patch, options.fstride, options.tstride, options.input_tdim
     )
-    low = (t_dim - 1) * ts + patch
-    tdim = options.input_tdim or roundest(low, low + ts - 1)
+    tdim = options.input_tdim or roundest(*length_range(t_dim, patch, ts))
     logger.info(
         "original checkpoint: hidden %d, %d layers, %d heads, patch %d, strides %d/%d, "
         "input_tdim %d, %d labels",
@@ -289,19 +299,14 @@ def check_shapes(converted: dict[str, Any], config: Any, origin: dict[str, str])
         )
 
 
-def load_original(path: Path, options: Any) -> Any:
-    """Load an original AST ``.pth`` as an ``ASTForAudioClassification`` (eval, fp32)."""
-    from safetensors.torch import save_file
+def convert_original(path: Path, options: PthOptions) -> tuple[Any, dict[str, Any]]:
+    """An original AST ``.pth`` as ``(ASTConfig, Hub-layout state dict)``, every shape checked.
 
-    from ast_onnx.export.checkpoint import load_pretrained
-
+    A pure conversion: the caller saves both and loads them with ``from_pretrained``.
+    """
     sd = read_state_dict(path)
     config = infer_config(sd, options)
     origin: dict[str, str] = {}
     converted = convert_state_dict(sd, config.hidden_size, origin)
     check_shapes(converted, config, origin)
-    with tempfile.TemporaryDirectory(prefix="ast-onnx-pth-") as tmp:
-        config.save_pretrained(tmp)
-        save_file({k: v.contiguous() for k, v in converted.items()}, f"{tmp}/model.safetensors")
-        model = load_pretrained(tmp, str(path))
-    return model
+    return config, converted

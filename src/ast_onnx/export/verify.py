@@ -34,6 +34,7 @@ from ast_onnx.quality import (
     resolve_thresholds,
     violations,
 )
+from ast_onnx.runtime.providers import CPU
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def verify_export(
     names, features = verification_inputs(frontend)
     reference = torch_logits(model, features)
     try:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(onnx_path), providers=[CPU])
     except Exception as e:  # onnxruntime raises its own exception types
         raise ExportError(f"onnxruntime cannot load the exported model: {e}") from e
     runs = {b: onnx_logits(session, features, b) for b in BATCH_SIZES}
@@ -133,7 +134,7 @@ def verify_export(
     by_input = np.max([np.abs(out - reference).max(axis=1) for out in runs.values()], axis=0)
     record: dict[str, Any] = {
         "reference": "pytorch-fp32",
-        "provider": "CPUExecutionProvider",
+        "provider": CPU,
         "inputs": names,
         "batch_sizes": list(BATCH_SIZES),
         **merged,

@@ -42,14 +42,14 @@ import numpy as np
 from ast_onnx.errors import ExportError, require
 from ast_onnx.frontend import FbankOptions, FeatureExtractor, KaldiFbank
 from ast_onnx.frontend.fbank import LOG_FLOOR
+from ast_onnx.metadata import INPUT_VALUES, MIN_OPSET, WAVEFORM, check_opset
 
 logger = logging.getLogger(__name__)
 
-FRONTEND_INPUT = "waveform"
-FRONTEND_OUTPUT = "input_values"
+FRONTEND_INPUT = WAVEFORM
+FRONTEND_OUTPUT = INPUT_VALUES
 #: Prefix of every name the frontend adds to a graph (besides its input and output).
 PREFIX = "frontend/"
-MIN_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,7 @@ def frontend_nodes(
     opts = fe.options
     if not opts.snip_edges:
         raise ExportError("the in-graph frontend implements snip_edges=True only (AST's setting)")
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+    check_opset(opset)
     bases = frontend_bases(opts)
     size, shift, bins = opts.window_size, opts.window_shift, bases.bins
     b = _Builder(onnx.helper, onnx.numpy_helper, opset)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ExportError, require
+from ast_onnx.metadata import INPUT_VALUES
 from ast_onnx.progress import quiet_logs
 
 #: Expected quantizer chatter: advice to run its pre-processing (which would undo the
@@ -109,7 +110,7 @@ def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarr
 
     class Reader(CalibrationDataReader):
         def __init__(self, data: np.ndarray) -> None:
-            self._items = iter([{"input_values": data[i : i + 1]} for i in range(len(data))])
+            self._items = iter([{INPUT_VALUES: data[i : i + 1]} for i in range(len(data))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._items, None)

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import DriftError, ExportError, require
-from ast_onnx.export.onnx_export import opset_of
 from ast_onnx.frontend.graph import (
     FRONTEND_INPUT,
     FRONTEND_OUTPUT,
@@ -35,15 +34,16 @@ from ast_onnx.frontend.graph import (
     frontend_nodes,
     waveform_input,
 )
-from ast_onnx.metadata import ModelMetadata
+from ast_onnx.metadata import LOGITS, SCORES, ModelMetadata, opset_of
 from ast_onnx.progress import quiet_logs
 from ast_onnx.quality import FRONTEND_MAX_ABS, SCORES_MAX_ABS, violations
+from ast_onnx.runtime.providers import CPU
 from ast_onnx.runtime.results import activate
 
 logger = logging.getLogger(__name__)
 
-SCORES_OUTPUT = "scores"
-LOGITS_OUTPUT = "logits"
+SCORES_OUTPUT = SCORES
+LOGITS_OUTPUT = LOGITS
 
 
 def attach_frontend(model: Any, frontend: Any, activation: str) -> Any:
@@ -196,7 +196,7 @@ def verify_wavein(
     """
     ort = require("onnxruntime", "cpu", "Export verification")
     fe = as_extractor(frontend)
-    cpu = ["CPUExecutionProvider"]
+    cpu = [CPU]
     source = (
         str(wave_model) if isinstance(wave_model, (str, Path)) else wave_model.SerializeToString()
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import MissingDependencyError, ProviderError
+from ast_onnx.metadata import INPUT_VALUES
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ PROVIDER_NAMES: dict[str, str] = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+#: onnxruntime's CPU provider: always available, the fallback of every chain.
+CPU = PROVIDER_NAMES["cpu"]
 #: Short name -> provider chain, in priority order.
 PROVIDER_CHAINS: dict[str, tuple[str, ...]] = {
     "tensorrt": ("tensorrt", "cuda", "cpu"),
@@ -166,7 +169,7 @@ class ProviderSettings:
     """
 
     device_id: int = 0
-    input_name: str = "input_values"
+    input_name: str = INPUT_VALUES
     frame_shape: tuple[int, ...] = (1024, 128)
     min_frame_shape: tuple[int, ...] | None = None
     batch_size: int = 8

@@ -8,7 +8,6 @@ accepted with AST's default frontend, sized from the input shape.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -19,12 +18,12 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, MetadataError, ModelError, ProviderError
 from ast_onnx.frontend import FeatureExtractor
-from ast_onnx.metadata import ModelMetadata, has_metadata
-from ast_onnx.runtime.providers import ProviderSettings
+from ast_onnx.labels import default_labels, load_labels
+from ast_onnx.metadata import INPUT_VALUES, LOGITS, ModelMetadata, has_metadata
+from ast_onnx.runtime.providers import CPU, ProviderSettings
 
 logger = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
 AST_PATCH = 16  # AST splits the spectrogram into 16x16 patches
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -87,8 +86,8 @@ def _dim(d) -> int | None:
 def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None) -> ModelIO:
     """Check the session's I/O looks like an AST classifier; raise :class:`ModelError` if not."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    want_in = metadata.input_name if metadata else "input_values"
-    want_out = metadata.output_name if metadata else "logits"
+    want_in = metadata.input_name if metadata else INPUT_VALUES
+    want_out = metadata.output_name if metadata else LOGITS
     names = [i.name for i in inputs]
     where = f"model {str(path)!r}"
     if len(inputs) != 1 or inputs[0].name != want_in:
@@ -133,39 +132,6 @@ def read_metadata(session, path: str | os.PathLike) -> ModelMetadata | None:
         return ModelMetadata.from_props(props)
     except MetadataError as e:
         raise MetadataError(f"model {str(path)!r}: {e}") from e
-
-
-def load_labels(labels: Any) -> list[str]:
-    """Labels from a list, a text file (one per line) or a JSON file.
-
-    JSON may be a list of names, an ``{index: name}`` mapping, or a transformers
-    ``config.json`` (its ``id2label``).
-    """
-    if isinstance(labels, (str, os.PathLike)):
-        path = Path(labels)
-        if not path.is_file():
-            raise ModelError(f"labels file not found: {str(path)!r}")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ModelError(f"labels file {str(path)!r} is not valid JSON: {e}") from e
-            data = data.get("id2label", data) if isinstance(data, dict) else data
-            if isinstance(data, dict):
-                try:
-                    data = [data[k] for k in sorted(data, key=int)]
-                except (ValueError, TypeError) as e:
-                    raise ModelError(
-                        f"labels file {str(path)!r}: expected a list or an {{index: name}} mapping"
-                    ) from e
-            if not isinstance(data, list):
-                raise ModelError(f"labels file {str(path)!r}: expected a JSON list of names")
-            return [str(x) for x in data]
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    if isinstance(labels, (list, tuple)) and all(isinstance(x, str) for x in labels):
-        return list(labels)
-    raise ModelError(f"labels must be a list of strings or a file path, got {type(labels)}")
 
 
 def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSettings:
@@ -238,7 +204,7 @@ def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, pat
     elif metadata is not None:
         names = list(metadata.labels)
     elif n is not None:
-        names = [f"LABEL_{i}" for i in range(n)]
+        names = default_labels(n)
     else:
         raise ModelError(
             f"model {str(path)!r} has no ast-onnx metadata and a symbolic label axis: pass labels="

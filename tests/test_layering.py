@@ -1,0 +1,160 @@
+"""The package's layers: each imports only the layers beneath it, and no module cycle exists.
+
+Two checks, both independent of the code under test: a static walk of every ``import``
+in ``src/ast_onnx`` (module-level and lazy, function-level ones alike), and fresh
+interpreters that import a layer and list what got loaded. ARCHITECTURE.md draws the same
+layers; change both together.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import modules_imported_by
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "ast_onnx"
+
+#: Layer of each top-level part of the package; a module may import modules of its own
+#: part and of lower layers only.
+LAYERS: dict[str, int] = {
+    "errors": 0,
+    "atomic": 0,
+    "progress": 0,
+    "metadata": 1,
+    "labels": 2,
+    "quality": 1,
+    "data": 1,
+    "frontend": 3,
+    "runtime": 4,
+    "graph": 5,
+    "serving": 6,
+    "export": 7,
+    "bench": 8,
+    "distributed": 8,
+    "cli": 9,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """ast_onnx modules that ``path`` imports anywhere in its body (lazy imports included)."""
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # ``from pkg import sub`` imports the submodule when one exists.
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n in modules and n.startswith("ast_onnx"))
+    return found
+
+
+def part(module: str) -> str:
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 else ""
+
+
+def test_every_part_has_a_layer():
+    parts = {part(m) for m in all_modules()} - {""}
+    assert parts <= set(LAYERS), f"parts without a layer: {sorted(parts - set(LAYERS))}"
+
+
+def test_each_layer_imports_only_layers_beneath_it():
+    modules = all_modules()
+    bad = []
+    for name, path in modules.items():
+        if name == "ast_onnx":  # the facade: re-exports errors/metadata, lazy Runtime
+            continue
+        here = part(name)
+        for target in imports_of(path, modules):
+            there = part(target)
+            if there in ("", here):
+                continue
+            if LAYERS[there] >= LAYERS[here]:
+                bad.append(
+                    f"{name} ({here}, layer {LAYERS[here]}) imports {target} "
+                    f"({there}, layer {LAYERS[there]})"
+                )
+    assert bad == []
+
+
+def test_no_import_cycle_between_modules():
+    modules = all_modules()
+    graph = {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+    # A package's __init__ imported by its own submodules is how Python resolves them,
+    # not a dependency of the submodule on its siblings: drop child -> own parent edges.
+    for name, targets in graph.items():
+        graph[name] = {t for t in targets if not name.startswith(t + ".")}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_the_walk_sees_lazy_imports():
+    # The checker above must see function-level imports, or it would miss lazy cycles.
+    modules = all_modules()
+    lazy = imports_of(PACKAGE / "__init__.py", modules)
+    assert "ast_onnx.runtime" in lazy
+
+
+@pytest.mark.parametrize(
+    ("body", "forbidden"),
+    [
+        ("import ast_onnx.export", ("ast_onnx.bench", "ast_onnx.distributed", "ast_onnx.cli")),
+        (
+            "import ast_onnx.runtime",
+            (
+                "ast_onnx.export",
+                "ast_onnx.bench",
+                "ast_onnx.distributed",
+                "ast_onnx.cli",
+                "ast_onnx.graph",
+                "ast_onnx.serving",
+            ),
+        ),
+        (
+            "import ast_onnx.frontend",
+            (
+                "ast_onnx.runtime",
+                "ast_onnx.export",
+                "ast_onnx.bench",
+                "ast_onnx.distributed",
+                "ast_onnx.cli",
+                "ast_onnx.graph",
+                "ast_onnx.serving",
+            ),
+        ),
+        ("import ast_onnx.graph, ast_onnx.serving", ("ast_onnx.export", "ast_onnx.bench")),
+    ],
+)
+def test_a_fresh_import_loads_nothing_above_its_layer(body, forbidden):
+    assert modules_imported_by(body, forbidden) == []
