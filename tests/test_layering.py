@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "atomic": 0,
     "progress": 0,
+    "paths": 0,
     "metadata": 1,
     "labels": 2,
     "quality": 1,

@@ -76,13 +76,17 @@ class EvalSetError(AstOnnxError, ValueError):
     """An evaluation directory is missing, empty, or has a bad labels file."""
 
 
-def require(module: str, extra: str, feature: str):
+def require(module: str, extra: str, feature: str, hint: str = ""):
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra.
+
+    The one optional-import helper of the package: every optional dependency is imported
+    through it, where it is used.
 
     Args:
         module: Module to import, e.g. ``"onnxruntime"``.
         extra: The ast-onnx extra that provides it, e.g. ``"cpu"``.
         feature: What needs it, used in the message.
+        hint: Appended to the message (e.g. an alternative extra).
     """
     import importlib
 
@@ -91,4 +95,5 @@ def require(module: str, extra: str, feature: str):
     except ImportError as e:
         raise MissingDependencyError(
             f"{feature} requires the '{module}' package: pip install \"ast-onnx[{extra}]\""
+            + (f" {hint}" if hint else "")
         ) from e

@@ -8,7 +8,7 @@ from typing import Any
 from ast_onnx.errors import BenchError
 
 #: Benchmark precision name -> export_model keyword arguments.
-PRECISIONS: dict[str, dict[str, Any]] = {
+BENCH_VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {"precision": "fp32"},
     "fp32-noopt": {"precision": "fp32", "optimize": False},
     "fp16": {"precision": "fp16"},
@@ -35,10 +35,26 @@ class BenchOptions:
     torch_baseline: bool = True
     max_drift: dict[str, float] | None = None
 
+    @classmethod
+    def create(cls, targets: list[str], quick: bool = False, **given: Any) -> BenchOptions:
+        """Options from what was given (None: not given), over :data:`QUICK` if ``quick``.
+
+        The one place that applies the defaults: ``ast-bench`` passes its flags as they
+        are, so a default is never restated.
+        """
+        values = {k: v for k, v in given.items() if v is not None}
+        return cls(targets=targets, **({**QUICK, **values} if quick else values))
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name`` (for help texts)."""
+        f = cls.__dataclass_fields__[name]
+        return f.default_factory() if callable(f.default_factory) else f.default
+
     def __post_init__(self) -> None:
-        unknown = [p for p in self.precisions if p not in PRECISIONS]
+        unknown = [p for p in self.precisions if p not in BENCH_VARIANTS]
         if unknown:
-            raise BenchError(f"unknown precision(s) {unknown}; choose from {list(PRECISIONS)}")
+            raise BenchError(f"unknown precision(s) {unknown}; choose from {list(BENCH_VARIANTS)}")
         if not self.targets:
             raise BenchError("no target: give a checkpoint or one or more .onnx files")
         if any(b < 1 for b in self.batch_sizes):

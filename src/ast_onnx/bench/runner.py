@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ast_onnx.bench.options import BenchError, BenchOptions
 from ast_onnx.bench.report import BenchReport, DriftRow, LatencyRow
 from ast_onnx.bench.stats import PeakRss, Timing, time_call
 from ast_onnx.bench.targets import (
+    BenchModel,
     ProgressFn,
     calibration_files,
     export_precisions,
@@ -118,38 +120,74 @@ def _latency_row(
     )
 
 
-def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
-    """Run the benchmark described by ``options`` and return its report."""
-    from ast_onnx.runtime import Runtime
+@dataclass
+class _Run:
+    """What the steps of one benchmark run share: the inputs, the reference, the report."""
 
-    say = progress or (lambda msg: logger.info(msg))
+    options: BenchOptions
+    say: ProgressFn
+    eval_set: EvalSet
+    features: np.ndarray
+    labels: list[str]
+    activation: str
+    clip: np.ndarray
+    clip_seconds: float
+    report: BenchReport
+    reference: np.ndarray | None = None
+    reference_name: str | None = None
+    eager_ms: dict[int, float] = field(default_factory=dict)
+
+    def metric(self, logits: np.ndarray) -> tuple[str | None, float | None]:
+        scores = activate(logits, self.activation)
+        return _metric(scores, self.eval_set, self.labels, self.activation)
+
+    def drift_row(self, name: str, precision: str, provider: str, logits: np.ndarray) -> DriftRow:
+        """Drift of ``logits`` against the reference, with the task metric and its drop."""
+        assert self.reference is not None and self.reference_name is not None
+        drift = logit_drift(logits, self.reference)
+        metric_name, value = self.metric(logits)
+        ref_value = self.metric(self.reference)[1]
+        return DriftRow(
+            name=name,
+            precision=precision,
+            provider=provider,
+            reference=self.reference_name if name != "pytorch" else "-",
+            max_abs=drift.max_abs,
+            max_rel=drift.max_rel,
+            top1_agreement=drift.top1_agreement,
+            top5_agreement=drift.top5_agreement,
+            num_inputs=drift.num_inputs,
+            metric_name=metric_name,
+            metric=value,
+            metric_drop=None if value is None or ref_value is None else ref_value - value,
+        )
+
+
+def _targets(options: BenchOptions, say: ProgressFn) -> tuple[str | None, list[BenchModel]]:
+    """The checkpoint (None for .onnx targets) and the models to measure."""
     onnx_targets = [t for t in options.targets if is_onnx_target(t)]
     if onnx_targets and len(onnx_targets) != len(options.targets):
         raise BenchError("give either one checkpoint or .onnx files, not both")
     if not onnx_targets and len(options.targets) != 1:
         raise BenchError(f"give exactly one checkpoint, got {options.targets}")
-    checkpoint = None if onnx_targets else options.targets[0]
+    if onnx_targets:
+        return None, onnx_models(onnx_targets)
+    checkpoint = options.targets[0]
+    say("exporting models")
+    calibration = calibration_files(options) if "int8-static" in options.precisions else []
+    return checkpoint, export_precisions(checkpoint, options, calibration, say)
 
-    # The frontend of the first model fixes inputs for all (same checkpoint).
-    calibration: list[Path] = []
-    if checkpoint is not None:
-        say("exporting models")
-        if "int8-static" in options.precisions:
-            calibration = calibration_files(options)
-        models = export_precisions(checkpoint, options, calibration, say)
-    else:
-        models = onnx_models(onnx_targets)
 
-    first = Runtime(models[0].path, providers="cpu", threads=options.threads)
+def _start(options: BenchOptions, say: ProgressFn, first_model: Path) -> _Run:
+    """Inputs from the first model's frontend (the same checkpoint for all), and the report."""
+    from ast_onnx.runtime import Runtime
+
+    first = Runtime(first_model, providers="cpu", threads=options.threads)
     sample_rate, window = first.sample_rate, first.window_samples
     source = first.metadata.source if first.metadata else None
     eval_set = resolve_eval(options, source, sample_rate, window)
     say(f"computing features of {len(eval_set.waves)} clips ({eval_set.source})")
-    features = first.features(eval_set.waves)
-    labels, activation = first.labels, first.activation
-    clip = generated_waves(1, window, sample_rate, seed=123).waves[0]
     clip_seconds = window / sample_rate
-
     report = BenchReport(
         environment=collect_environment(),
         settings={
@@ -165,119 +203,106 @@ def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> Benc
             "skipped": [],
         },
     )
+    return _Run(
+        options=options,
+        say=say,
+        eval_set=eval_set,
+        features=first.features(eval_set.waves),
+        labels=first.labels,
+        activation=first.activation,
+        clip=generated_waves(1, window, sample_rate, seed=123).waves[0],
+        clip_seconds=clip_seconds,
+        report=report,
+    )
 
-    reference_logits, reference_name, eager = None, None, {}
+
+def _torch_baseline(run: _Run, checkpoint: str) -> None:
+    """PyTorch eager fp32: the drift reference and the latency baseline (when torch is here)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        logger.warning("torch is not installed: no PyTorch eager baseline")
+        return
+    run.say("PyTorch eager fp32 baseline")
+    options = run.options
+    with _torch_model(checkpoint, options.threads) as torch_fn:
+        run.reference = _batched(torch_fn, run.features, 8)
+        run.reference_name = "pytorch-fp32"
+        for b in options.batch_sizes:
+            batch = np.repeat(run.features[:1], b, axis=0)
+            row = _latency_row(
+                "pytorch", "fp32", "eager", batch, torch_fn, None, run.clip_seconds, None, options
+            )
+            run.eager_ms[b] = row.model_ms["p50"]
+            run.report.latency.append(row)
+    run.report.drift.append(run.drift_row("pytorch", "fp32", "eager", run.reference))
+
+
+def _bench_model(run: _Run, model: BenchModel, provider: str) -> None:
+    """Drift and latency rows of one model on one provider (skipped when unavailable)."""
+    from ast_onnx.runtime import Runtime
+
+    options = run.options
+    try:
+        runtime = Runtime(
+            model.path,
+            providers=provider,
+            threads=options.threads,
+            batch_size=max(options.batch_sizes),
+        )
+    except ProviderError as e:
+        run.report.settings["skipped"].append(f"{model.name}/{provider}: {e}")
+        logger.warning("skipping %s on %s: %s", model.name, provider, e)
+        return
+    if not model.precision:
+        model.precision = runtime.metadata.precision if runtime.metadata else "unknown"
+    run.say(f"{model.name} ({model.precision}) on {runtime.provider}")
+    wave_in = runtime.input_kind == "waveform"  # the fbank is inside the model
+    if wave_in:
+        logits = runtime.window_logits(run.eval_set.waves)
+    else:
+        logits = _batched(runtime.logits, run.features, max(options.batch_sizes))
+    if run.reference is None:
+        run.reference, run.reference_name = logits, f"{model.name}-{provider}"
+    run.report.drift.append(run.drift_row(model.name, model.precision, provider, logits))
+    file_mb = _model_bytes(model.path) / 2**20
+    for b in options.batch_sizes:
+        batch = np.repeat(run.features[:1], b, axis=0)
+        waves = [run.clip] * b
+        if wave_in:  # model time includes the in-graph frontend
+            batch = np.stack(waves).astype(np.float32)
+        row = _latency_row(
+            model.name,
+            model.precision,
+            provider,
+            batch,
+            runtime.logits,
+            None if wave_in else lambda waves=waves, rt=runtime: rt.features(waves),
+            run.clip_seconds,
+            file_mb,
+            options,
+        )
+        if b in run.eager_ms:
+            row.speedup_vs_eager = run.eager_ms[b] / row.model_ms["p50"]
+        run.report.latency.append(row)
+
+
+def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
+    """Run the benchmark described by ``options`` and return its report.
+
+    Steps: the targets (exported per precision, cached), the inputs (the first model's
+    frontend), the PyTorch baseline when a checkpoint is benchmarked, then each model on
+    each provider, and the drift gate.
+    """
+    say = progress or (lambda msg: logger.info(msg))
+    checkpoint, models = _targets(options, say)
+    run = _start(options, say, models[0].path)
     if checkpoint is not None and options.torch_baseline:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            logger.warning("torch is not installed: no PyTorch eager baseline")
-        else:
-            say("PyTorch eager fp32 baseline")
-            with _torch_model(checkpoint, options.threads) as torch_fn:
-                reference_logits = _batched(torch_fn, features, 8)
-                reference_name = "pytorch-fp32"
-                for b in options.batch_sizes:
-                    batch = np.repeat(features[:1], b, axis=0)
-                    row = _latency_row(
-                        "pytorch",
-                        "fp32",
-                        "eager",
-                        batch,
-                        torch_fn,
-                        None,
-                        clip_seconds,
-                        None,
-                        options,
-                    )
-                    eager[b] = row.model_ms["p50"]
-                    report.latency.append(row)
-            ref_metric = _metric(
-                activate(reference_logits, activation), eval_set, labels, activation
-            )
-            report.drift.append(
-                DriftRow(
-                    "pytorch",
-                    "fp32",
-                    "eager",
-                    "-",
-                    0.0,
-                    0.0,
-                    1.0,
-                    1.0,
-                    len(features),
-                    ref_metric[0],
-                    ref_metric[1],
-                    0.0 if ref_metric[1] is not None else None,
-                )
-            )
-
+        _torch_baseline(run, checkpoint)
     for model in models:
         for provider in options.providers:
-            try:
-                runtime = Runtime(
-                    model.path,
-                    providers=provider,
-                    threads=options.threads,
-                    batch_size=max(options.batch_sizes),
-                )
-            except ProviderError as e:
-                report.settings["skipped"].append(f"{model.name}/{provider}: {e}")
-                logger.warning("skipping %s on %s: %s", model.name, provider, e)
-                continue
-            if not model.precision:
-                model.precision = runtime.metadata.precision if runtime.metadata else "unknown"
-            say(f"{model.name} ({model.precision}) on {runtime.provider}")
-            wave_in = runtime.input_kind == "waveform"  # the fbank is inside the model
-            if wave_in:
-                logits = runtime.window_logits(eval_set.waves)
-            else:
-                logits = _batched(runtime.logits, features, max(options.batch_sizes))
-            if reference_logits is None:
-                reference_logits, reference_name = logits, f"{model.name}-{provider}"
-            drift = logit_drift(logits, reference_logits)
-            name, value = _metric(activate(logits, activation), eval_set, labels, activation)
-            ref_value = _metric(
-                activate(reference_logits, activation), eval_set, labels, activation
-            )[1]
-            report.drift.append(
-                DriftRow(
-                    model.name,
-                    model.precision,
-                    provider,
-                    reference_name,
-                    drift.max_abs,
-                    drift.max_rel,
-                    drift.top1_agreement,
-                    drift.top5_agreement,
-                    drift.num_inputs,
-                    name,
-                    value,
-                    None if value is None or ref_value is None else ref_value - value,
-                )
-            )
-            file_mb = _model_bytes(model.path) / 2**20
-            for b in options.batch_sizes:
-                batch = np.repeat(features[:1], b, axis=0)
-                waves = [clip] * b
-                if wave_in:  # model time includes the in-graph frontend
-                    batch = np.stack(waves).astype(np.float32)
-                row = _latency_row(
-                    model.name,
-                    model.precision,
-                    provider,
-                    batch,
-                    runtime.logits,
-                    None if wave_in else lambda waves=waves, rt=runtime: rt.features(waves),
-                    clip_seconds,
-                    file_mb,
-                    options,
-                )
-                if b in eager:
-                    row.speedup_vs_eager = eager[b] / row.model_ms["p50"]
-                report.latency.append(row)
+            _bench_model(run, model, provider)
     if options.max_drift:
-        report.gate = check_gate(
-            [r for r in report.drift if r.provider != "eager"], options.max_drift
-        )
-    return report
+        rows = [r for r in run.report.drift if r.provider != "eager"]
+        run.report.gate = check_gate(rows, options.max_drift)
+    return run.report

@@ -5,14 +5,15 @@ find the audio to measure drift on (--eval, the demo's evaluation set, or genera
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
-from ast_onnx.bench.options import PRECISIONS, BenchError, BenchOptions
-from ast_onnx.frontend import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
+from ast_onnx.bench.options import BENCH_VARIANTS, BenchError, BenchOptions
+from ast_onnx.frontend import SAMPLE_RATE, load_audio
+from ast_onnx.frontend.files import audio_files_in
+from ast_onnx.paths import cache_root
 
 ProgressFn = Callable[[str], None]
 
@@ -29,8 +30,8 @@ def is_onnx_target(target: str) -> bool:
 
 
 def cache_dir(options: BenchOptions) -> Path:
-    base = options.cache_dir or os.environ.get("AST_ONNX_CACHE") or "~/.cache/ast-onnx"
-    return Path(base).expanduser() / "bench"
+    base = Path(options.cache_dir).expanduser() if options.cache_dir else cache_root()
+    return base / "bench"
 
 
 def export_precisions(
@@ -47,7 +48,7 @@ def export_precisions(
         path = directory / f"{precision}.onnx"
         if not path.is_file():
             progress(f"exporting {precision}")
-            kwargs = dict(PRECISIONS[precision])
+            kwargs = dict(BENCH_VARIANTS[precision])
             if precision == "int8-static":
                 kwargs["calibrate"] = calibration
             export_model(checkpoint, path, verify=False, overwrite=True, **kwargs)
@@ -91,8 +92,7 @@ def resolve_eval(
 def calibration_files(options: BenchOptions) -> list[Path]:
     """Audio for static int8 calibration: --eval's, the demo's, else generated clips."""
     if options.eval_dir is not None:
-        folder = Path(options.eval_dir)
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        return audio_files_in(options.eval_dir)
     if uses_demo(options, None):
         from ast_onnx.data import eval_set
 

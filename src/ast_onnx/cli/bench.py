@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ast_onnx.bench.options import BENCH_VARIANTS, QUICK, BenchOptions
+
 
 def _csv(kind: type = str):
     def parse(text: str) -> list:
@@ -18,6 +20,11 @@ def _csv(kind: type = str):
             ) from e
 
     return parse
+
+
+def _default(name: str) -> str:
+    value = BenchOptions.default(name)
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,18 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--precisions",
         type=_csv(),
         default=None,
-        help="comma-separated: fp32, fp32-noopt, fp16, int8, int8-static (default fp32,int8)",
+        help=f"comma-separated: {', '.join(BENCH_VARIANTS)} (default {_default('precisions')})",
     )
-    p.add_argument("--providers", type=_csv(), default=["cpu"], help="cpu,cuda,tensorrt")
-    p.add_argument("--batch-sizes", type=_csv(int), default=None, help="default 1,8")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs per row (default 1)")
-    p.add_argument("--iterations", type=int, default=None, help="timed runs per row (default 5)")
+    p.add_argument("--providers", type=_csv(), help=f"default {_default('providers')}")
+    p.add_argument("--batch-sizes", type=_csv(int), help=f"default {_default('batch_sizes')}")
+    p.add_argument(
+        "--warmup", type=int, help=f"untimed runs per row (default {_default('warmup')})"
+    )
+    p.add_argument(
+        "--iterations", type=int, help=f"timed runs per row (default {_default('iterations')})"
+    )
     p.add_argument("--eval", dest="eval_dir", help="labelled eval directory (audio + labels.csv)")
     p.add_argument("--report", help="write the Markdown report here")
     p.add_argument("--json", dest="json_path", help="write the JSON report here")
-    p.add_argument(
-        "--quick", action="store_true", help="CI mode: batch 1, 3 iterations, 4 drift inputs"
-    )
+    p.add_argument("--quick", action="store_true", help=f"CI mode: {QUICK}")
     p.add_argument(
         "--max-drift",
         help="fail (exit 3) past these limits, e.g. 'top1=0.99,abs=0.05' "
@@ -66,24 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    from ast_onnx.bench import BenchOptions, parse_gate, print_tables, write_atomic
-    from ast_onnx.bench.options import QUICK
+    from ast_onnx.bench import print_tables, write_atomic
+    from ast_onnx.bench.gate import parse_gate
     from ast_onnx.errors import AstOnnxError
 
-    def pick(value, key, default):
-        if value is not None:
-            return value
-        return QUICK[key] if args.quick else default
-
     try:
-        options = BenchOptions(
-            targets=args.targets,
-            precisions=args.precisions or ["fp32", "int8"],
+        options = BenchOptions.create(
+            args.targets,
+            quick=args.quick,
+            precisions=args.precisions or None,
             providers=args.providers,
-            batch_sizes=pick(args.batch_sizes, "batch_sizes", [1, 8]),
-            warmup=pick(args.warmup, "warmup", 1),
-            iterations=pick(args.iterations, "iterations", 5),
-            drift_inputs=QUICK["drift_inputs"] if args.quick else 16,
+            batch_sizes=args.batch_sizes,
+            warmup=args.warmup,
+            iterations=args.iterations,
             eval_dir=args.eval_dir,
             cache_dir=args.cache_dir,
             threads=args.threads,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ast_onnx.errors import require
 from ast_onnx.frontend import AUDIO_EXTENSIONS
+from ast_onnx.frontend.files import audio_files_in, is_audio_name
 
 
 def is_uri(path: str) -> bool:
@@ -16,15 +17,11 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def _matches(name: str, exts: set[str]) -> bool:
-    return os.path.splitext(name)[1].lower() in exts
-
-
 def _list_local(item: str, exts: set[str]) -> tuple[list[str], str | None]:
     path = Path(os.path.abspath(os.path.expanduser(item)))
     if not path.is_dir():
         return [str(path)], None  # a missing/unreadable file becomes an error row later
-    found = sorted(str(f) for f in path.rglob("*") if f.is_file() and _matches(f.name, exts))
+    found = [str(f) for f in audio_files_in(path, tuple(exts))]
     return found, None if found else f"{item}: no audio files ({', '.join(sorted(exts))})"
 
 
@@ -40,7 +37,7 @@ def _list_fs(item: str, fs: Any, path_in_fs: str, exts: set[str]) -> tuple[list[
     found = sorted(
         prefix + i.path[len(base) :]
         for i in infos
-        if i.type == pafs.FileType.File and _matches(i.base_name, exts)
+        if i.type == pafs.FileType.File and is_audio_name(i.base_name, tuple(exts))
     )
     return found, None if found else f"{item}: no audio files ({', '.join(sorted(exts))})"
 

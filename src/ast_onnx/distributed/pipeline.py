@@ -27,7 +27,7 @@ from typing import Any
 from ast_onnx.distributed.files import list_audio_files
 from ast_onnx.distributed.output import ResultWriter
 from ast_onnx.distributed.stages import ModelSpec, Scorer, decode_batch
-from ast_onnx.errors import InvalidOptionError, MissingDependencyError, ProviderError
+from ast_onnx.errors import InvalidOptionError, ProviderError, require
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
 
@@ -139,15 +139,8 @@ class RunSummary:
 
 def import_ray():
     """``(ray, ray.data)``, or :class:`MissingDependencyError` naming the extra."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as e:
-        raise MissingDependencyError(
-            "Ray Data batch tagging requires ray[data] and pyarrow: "
-            'pip install "ast-onnx[distributed]"'
-        ) from e
-    return ray, ray.data
+    feature = "Ray Data batch tagging"
+    return require("ray", "distributed", feature), require("ray.data", "distributed", feature)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:

@@ -7,7 +7,7 @@ the steps import it when they run.
 
 from __future__ import annotations
 
-from ast_onnx.export.api import PRECISIONS, ExportResult, export_model
+from ast_onnx.export.api import EXPORT_PRECISIONS, ExportResult, export_model
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
     LoadedCheckpoint,
@@ -22,7 +22,7 @@ from ast_onnx.serving.triton import TritonRepo, write_triton_repo
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "DEFAULT_THRESHOLDS",
-    "PRECISIONS",
+    "EXPORT_PRECISIONS",
     "ExportResult",
     "FrontendExportResult",
     "LoadedCheckpoint",

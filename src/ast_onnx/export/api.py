@@ -27,8 +27,10 @@ from ast_onnx.quality import resolve_thresholds
 
 logger = logging.getLogger(__name__)
 
-#: Accepted ``precision`` values; ``"int8"`` means static with ``calibrate``, else dynamic.
-PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
+#: Accepted ``precision`` values of :func:`export_model` (``"int8"`` is static with
+#: ``calibrate``, else dynamic); the precision stored in a model is one of
+#: :data:`ast_onnx.metadata.PRECISIONS`.
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
 
 
 @dataclass
@@ -60,8 +62,8 @@ class ExportResult:
 
 def resolve_precision(precision: str, calibrate: Any) -> str:
     """Map the user's ``precision``/``calibrate`` pair to a metadata precision name."""
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(f"precision must be one of {EXPORT_PRECISIONS}, got {precision!r}")
     if calibrate is not None and precision in ("fp32", "fp16", "int8-dynamic"):
         raise ExportError(f"calibrate= applies to static int8 only, not to precision {precision!r}")
     if precision == "int8":
@@ -300,4 +302,4 @@ def _write(
     return metadata, files
 
 
-__all__ = ["PRECISIONS", "ExportResult", "export_model"]
+__all__ = ["EXPORT_PRECISIONS", "ExportResult", "export_model"]

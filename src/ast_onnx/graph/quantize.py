@@ -136,15 +136,14 @@ def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarr
 def audio_files(calibrate: str | Path | Sequence[str | Path]) -> list[Path]:
     """Audio files named by ``calibrate``: a directory (searched recursively) or a list."""
     from ast_onnx.frontend import AUDIO_EXTENSIONS
+    from ast_onnx.frontend.files import audio_files_in
 
     if isinstance(calibrate, (str, Path)):
         root = Path(calibrate)
         if not root.exists():
             raise ExportError(f"calibration path not found: {str(root)!r}")
         if root.is_dir():
-            files = sorted(
-                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-            )
+            files = audio_files_in(root)
             if not files:
                 raise ExportError(
                     f"calibration directory {str(root)!r} holds no audio files "

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.errors import MissingDependencyError, ProviderError
+from ast_onnx.errors import ProviderError, require
 from ast_onnx.metadata import INPUT_VALUES
+from ast_onnx.paths import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +46,12 @@ ProviderSpec = str | Sequence[str | tuple[str, dict[str, Any]]]
 
 def import_onnxruntime():
     """Import onnxruntime, or raise :class:`MissingDependencyError` naming the extras."""
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise MissingDependencyError(
-            'the ast-onnx runtime requires onnxruntime: pip install "ast-onnx[cpu]" '
-            '(or "ast-onnx[gpu]" for CUDA/TensorRT; never both)'
-        ) from e
-    return onnxruntime
+    return require(
+        "onnxruntime",
+        "cpu",
+        "the ast-onnx runtime",
+        hint='(or "ast-onnx[gpu]" for CUDA/TensorRT; never both)',
+    )
 
 
 def short_name(provider: str) -> str:
@@ -61,9 +60,8 @@ def short_name(provider: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where TensorRT engines and timing caches go: ``$XDG_CACHE_HOME/ast-onnx/trt``."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "ast-onnx" / "trt"
+    """Where TensorRT engines and timing caches go: ``trt/`` under :func:`cache_root`."""
+    return cache_root() / "trt"
 
 
 @dataclass(frozen=True)

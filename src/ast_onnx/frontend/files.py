@@ -1,0 +1,54 @@
+"""Finding audio files: the one directory walker of ast-classify, calibration, ast-bench and Ray.
+
+Directories are searched recursively and their audio files (by extension) returned
+sorted; files named directly are always taken, whatever their extension (a missing or
+unreadable one is reported when it is read, as that file's error).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ast_onnx.frontend.audio import AUDIO_EXTENSIONS
+
+
+def is_audio_name(name: str, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> bool:
+    """Whether a file name ends in one of ``extensions`` (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in {e.lower() for e in extensions}
+
+
+def audio_files_in(directory: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS):
+    """The audio files under ``directory``, recursively, sorted by path."""
+    return sorted(
+        p for p in Path(directory).rglob("*") if p.is_file() and is_audio_name(p.name, extensions)
+    )
+
+
+def find_audio_files(
+    inputs: Iterable[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS
+) -> tuple[list[Path], list[str]]:
+    """Expand files and directories to audio files.
+
+    Args:
+        inputs: Files (taken as they are) and directories (walked recursively).
+        extensions: File extensions taken from directories.
+
+    Returns:
+        ``(files, problems)``: the files in input order (each directory's sorted), and one
+        message per directory that holds no audio file.
+    """
+    files: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = audio_files_in(path, extensions)
+            if not found:
+                exts = ", ".join(sorted(e.lower() for e in extensions))
+                problems.append(f"{item}: no audio files ({exts}) in directory")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files, problems
