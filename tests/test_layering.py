@@ -159,3 +159,10 @@ def test_the_walk_sees_lazy_imports():
 )
 def test_a_fresh_import_loads_nothing_above_its_layer(body, forbidden):
     assert modules_imported_by(body, forbidden) == []
+
+
+def test_bench_variants_are_export_presets():
+    from ast_onnx.bench.options import BENCH_VARIANTS
+    from ast_onnx.export import PRESETS
+
+    assert set(BENCH_VARIANTS) <= set(PRESETS)

@@ -7,14 +7,8 @@ from typing import Any
 
 from ast_onnx.errors import BenchError
 
-#: Benchmark precision name -> export_model keyword arguments.
-BENCH_VARIANTS: dict[str, dict[str, Any]] = {
-    "fp32": {"precision": "fp32"},
-    "fp32-noopt": {"precision": "fp32", "optimize": False},
-    "fp16": {"precision": "fp16"},
-    "int8": {"precision": "int8"},
-    "int8-static": {"precision": "int8-static"},
-}
+#: The export presets ast-bench measures (names of :data:`ast_onnx.export.PRESETS`).
+BENCH_VARIANTS: tuple[str, ...] = ("fp32", "fp32-noopt", "fp16", "int8", "int8-static")
 QUICK = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "drift_inputs": 4}
 
 

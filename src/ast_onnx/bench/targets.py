@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
-from ast_onnx.bench.options import BENCH_VARIANTS, BenchError, BenchOptions
+from ast_onnx.bench.options import BenchError, BenchOptions
 from ast_onnx.frontend import SAMPLE_RATE, load_audio
 from ast_onnx.frontend.files import audio_files_in
 from ast_onnx.paths import cache_root
@@ -48,10 +48,10 @@ def export_precisions(
         path = directory / f"{precision}.onnx"
         if not path.is_file():
             progress(f"exporting {precision}")
-            kwargs = dict(BENCH_VARIANTS[precision])
-            if precision == "int8-static":
-                kwargs["calibrate"] = calibration
-            export_model(checkpoint, path, verify=False, overwrite=True, **kwargs)
+            calibrate = calibration if precision == "int8-static" else None
+            export_model(
+                checkpoint, path, precision, calibrate=calibrate, verify=False, overwrite=True
+            )
         models.append(BenchModel(precision, "", path))  # precision read from its metadata
     return models
 

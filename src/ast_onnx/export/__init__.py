@@ -15,6 +15,7 @@ from ast_onnx.export.checkpoint import (
     load_checkpoint,
 )
 from ast_onnx.export.frontend_export import FrontendExportResult, export_frontend
+from ast_onnx.export.options import PRESETS, ExportOptions
 from ast_onnx.export.verify import parse_max_drift
 from ast_onnx.quality import DEFAULT_THRESHOLDS
 from ast_onnx.serving.triton import TritonRepo, write_triton_repo
@@ -23,6 +24,8 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "DEFAULT_THRESHOLDS",
     "EXPORT_PRECISIONS",
+    "PRESETS",
+    "ExportOptions",
     "ExportResult",
     "FrontendExportResult",
     "LoadedCheckpoint",

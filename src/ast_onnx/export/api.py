@@ -6,7 +6,6 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,13 @@ from ast_onnx.errors import ExportError, GateSpecError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
     LoadedCheckpoint,
-    PthOptions,
     load_checkpoint,
 )
 from ast_onnx.export.onnx_export import export_onnx
+from ast_onnx.export.options import ExportOptions, resolve_options
 from ast_onnx.export.verify import verify_export
 from ast_onnx.graph.model_files import data_path, save_model
-from ast_onnx.metadata import MIN_OPSET, ModelMetadata, check_opset, opset_of
+from ast_onnx.metadata import ModelMetadata, check_opset, opset_of
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
 
@@ -95,21 +94,8 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
 def export_model(
     checkpoint: str | Path = DEFAULT_CHECKPOINT,
     output: str | Path | None = None,
-    *,
-    precision: str = "fp32",
-    calibrate: str | Path | Sequence[str | Path] | None = None,
-    opset: int = MIN_OPSET,
-    optimize: bool = True,
-    max_length: int | None = None,
-    overwrite: bool = False,
-    labels: str | Path | list[str] | None = None,
-    activation: str | None = None,
-    thresholds: dict[str, float] | None = None,
-    verify: bool = True,
-    progress: bool = False,
-    pth: PthOptions | None = None,
-    with_frontend: bool = False,
-    external_data: bool = False,
+    options: ExportOptions | str | None = None,
+    **overrides: Any,
 ) -> ExportResult:
     """Export an AST checkpoint to a verified ONNX file.
 
@@ -120,31 +106,10 @@ def export_model(
         checkpoint: ``"demo"``, a save_pretrained directory, an original AST ``.pth``
             or a Hugging Face Hub id.
         output: The ``.onnx`` file to write.
-        precision: ``"fp32"``, ``"fp16"``, ``"int8"`` (dynamic, or static when
-            ``calibrate`` is given), ``"int8-dynamic"`` or ``"int8-static"``. Dynamic
-            int8 makes an item's scores depend on its batch peers (one activation scale
-            per tensor over the batch, ~1e-2 on logits); static int8 is batch-invariant.
-        calibrate: Directory of audio files, or a list of files, for static int8.
-        opset: ONNX opset (>= 17).
-        optimize: Apply onnxruntime's transformer fusions (attention, layer norm, GELU).
-        max_length: Input frames (checked against the positional embedding).
-        overwrite: Replace an existing ``output``.
-        labels: Labels file (CSV/JSON) or list overriding the checkpoint's labels.
-        activation: ``"sigmoid"``/``"softmax"`` override (default rule in
-            :mod:`ast_onnx.labels`).
-        thresholds: Drift threshold overrides, e.g. ``{"abs": 1e-3, "top1": 0.9}``.
-        verify: Compare with PyTorch after export (recommended).
-        progress: Show a progress display on stderr.
-        pth: Architecture options for original ``.pth`` checkpoints.
-        with_frontend: Write a wave-in model: input ``waveform`` float32 [batch, samples]
-            with the Kaldi fbank inside the graph (always fp32, in front of the
-            ``precision`` model), outputs ``logits`` and ``scores``. Verification then also
-            compares it with the numpy frontend + the feature-input model
-            (see :mod:`ast_onnx.graph.wavein`).
-        external_data: Write the weights to ``OUTPUT.data`` beside ``output`` (the two
-            files travel together). onnxruntime memory-maps them: with
-            ``Runtime(prepack=False)`` the model loads almost instantly and processes
-            share one copy (see :mod:`ast_onnx.graph.model_files`).
+        options: An :class:`~ast_onnx.export.options.ExportOptions`, or the name of one
+            of its :data:`~ast_onnx.export.options.PRESETS` (None: the defaults, fp32).
+        **overrides: :class:`~ast_onnx.export.options.ExportOptions` fields by name,
+            applied over ``options``, e.g. ``precision="int8", calibrate="clips/"``.
 
     Returns:
         The :class:`ExportResult`.
@@ -155,23 +120,28 @@ def export_model(
         DriftError: The exported model drifts beyond the thresholds.
     """
     start = time.perf_counter()
+    o = resolve_options(options, overrides)
     if output is None:
         raise ExportError("output= is required: the .onnx file to write")
-    final = resolve_precision(precision, calibrate)
+    final = resolve_precision(o.precision, o.calibrate)
     try:
-        gates = resolve_thresholds(final, thresholds)
+        gates = resolve_thresholds(final, o.thresholds)
     except GateSpecError as e:
         raise ExportError(str(e)) from e
-    path = check_output(output, overwrite, external_data)
+    path = check_output(output, o.overwrite, o.external_data)
     if final == "int8-static":
         from ast_onnx.graph.quantize import audio_files
 
-        audio_files(calibrate)  # a missing path or a directory without audio fails now
-    check_opset(opset)
-    timer = StepTimer(show=progress)
+        audio_files(o.calibrate)  # a missing path or a directory without audio fails now
+    check_opset(o.opset)
+    timer = StepTimer(show=o.progress)
     with timer.step("load", f"Loading checkpoint {checkpoint}"):
         loaded = load_checkpoint(
-            checkpoint, labels=labels, activation=activation, max_length=max_length, pth=pth
+            checkpoint,
+            labels=o.labels,
+            activation=o.activation,
+            max_length=o.max_length,
+            pth=o.pth,
         )
     calibration = None
     if final == "int8-static":
@@ -179,23 +149,21 @@ def export_model(
         from ast_onnx.graph.quantize import calibration_features
 
         with timer.step("calibrate", "Reading calibration audio"):
-            calibration = calibration_features(calibrate, loaded.frontend)
+            calibration = calibration_features(o.calibrate, loaded.frontend)
     with tempfile.TemporaryDirectory(prefix="ast-onnx-") as tmp:
         work = Path(tmp)
-        built, fused = _build(loaded, work, final, calibration, opset, optimize, timer)
+        built, fused = _build(loaded, work, final, calibration, o.opset, o.optimize, timer)
         record: dict[str, Any] = {"skipped": True}
-        if verify:
+        if o.verify:
             with timer.step("verify", "Verifying against PyTorch"):
                 record = verify_export(loaded.model, built, loaded.frontend, final, gates)
-        if with_frontend:
+        if o.with_frontend:
             from ast_onnx.graph.wavein import add_frontend
 
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
-                built = add_frontend(built, work, loaded, gates if verify else None, record)
+                built = add_frontend(built, work, loaded, gates if o.verify else None, record)
         with timer.step("write", f"Writing {path}"):
-            metadata, files = _write(
-                built, path, loaded, final, optimize, record, fused, with_frontend, external_data
-            )
+            metadata, files = _write(built, path, loaded, final, record, fused, o)
     seconds = time.perf_counter() - start
     return ExportResult(
         path=path,
@@ -259,11 +227,9 @@ def _write(
     path: Path,
     loaded: LoadedCheckpoint,
     precision: str,
-    optimized: bool,
     record: dict[str, Any],
     fused: dict[str, int],
-    wave_in: bool = False,
-    external_data: bool = False,
+    options: ExportOptions,
 ) -> tuple[ModelMetadata, list[Path]]:
     """Add metadata to ``built`` and write it to ``path`` atomically; return the files."""
     import ast_onnx
@@ -276,14 +242,14 @@ def _write(
         activation=loaded.activation,  # type: ignore[arg-type]
         frontend=loaded.frontend,
         precision=precision,  # type: ignore[arg-type]
-        optimized=optimized,
+        optimized=options.optimize,
         source=loaded.source,
         package_version=ast_onnx.__version__,
         opset=opset_of(model),
         verification=record,
         extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
     )
-    if wave_in:
+    if options.with_frontend:
         from ast_onnx.graph.wavein import wavein_metadata
 
         metadata = wavein_metadata(metadata)
@@ -294,7 +260,7 @@ def _write(
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
     try:
-        files = save_model(onnx, model, path, external_data)
+        files = save_model(onnx, model, path, options.external_data)
     except OSError as e:
         raise ExportError(f"cannot write {str(path)!r}: {e}") from e
     size = sum(f.stat().st_size for f in files)

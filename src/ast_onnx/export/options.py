@@ -1,0 +1,94 @@
+"""What :func:`~ast_onnx.export.export_model` does, as one options object with named presets.
+
+Every knob of an export lives here once; ``export_model`` takes an :class:`ExportOptions`
+(or a preset's name) plus keyword overrides, ``ast-export`` builds one from its flags, and
+``ast-bench`` names its variants by preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ast_onnx.errors import ExportError
+from ast_onnx.export.original import PthOptions
+from ast_onnx.metadata import MIN_OPSET
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How a checkpoint becomes an ONNX file.
+
+    Attributes:
+        precision: ``"fp32"``, ``"fp16"``, ``"int8"`` (dynamic, or static when
+            ``calibrate`` is given), ``"int8-dynamic"`` or ``"int8-static"``. Dynamic
+            int8 makes an item's scores depend on its batch peers (one activation scale
+            per tensor over the batch, ~1e-2 on logits); static int8 is batch-invariant.
+        calibrate: Directory of audio files, or a list of files, for static int8.
+        opset: ONNX opset (>= 17).
+        optimize: Apply onnxruntime's transformer fusions (attention, layer norm, GELU).
+        max_length: Input frames (checked against the positional embedding).
+        overwrite: Replace an existing output.
+        labels: Labels file (CSV/JSON/TXT) or list overriding the checkpoint's labels.
+        activation: ``"sigmoid"``/``"softmax"`` override (default rule in
+            :mod:`ast_onnx.labels`).
+        thresholds: Drift threshold overrides, e.g. ``{"abs": 1e-3, "top1": 0.9}``.
+        verify: Compare with PyTorch after export (recommended).
+        progress: Show a progress display on stderr.
+        pth: Architecture options for original ``.pth`` checkpoints.
+        with_frontend: Write a wave-in model: input ``waveform`` float32 [batch, samples]
+            with the Kaldi fbank inside the graph (always fp32, in front of the
+            ``precision`` model), outputs ``logits`` and ``scores``.
+        external_data: Write the weights to ``OUTPUT.data`` beside the output (the two
+            files travel together). onnxruntime memory-maps them: with
+            ``Runtime(prepack=False)`` the model loads almost instantly.
+    """
+
+    precision: str = "fp32"
+    calibrate: str | Path | Sequence[str | Path] | None = None
+    opset: int = MIN_OPSET
+    optimize: bool = True
+    max_length: int | None = None
+    overwrite: bool = False
+    labels: str | Path | Sequence[str] | None = None
+    activation: str | None = None
+    thresholds: dict[str, float] | None = None
+    verify: bool = True
+    progress: bool = False
+    pth: PthOptions | None = None
+    with_frontend: bool = False
+    external_data: bool = False
+
+    def replace(self, **changes: Any) -> ExportOptions:
+        """A copy with ``changes``; unknown names raise :class:`ExportError`."""
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ExportError(f"unknown export option(s) {unknown}; expected some of {names}")
+        return dataclasses.replace(self, **changes)
+
+
+#: Named starting points: ``export_model(ckpt, out, "fp16")`` or ``PRESETS["fp16"]``.
+PRESETS: dict[str, ExportOptions] = {
+    "fp32": ExportOptions(),
+    "fp32-noopt": ExportOptions(optimize=False),
+    "fp16": ExportOptions(precision="fp16"),
+    "int8": ExportOptions(precision="int8-dynamic"),
+    "int8-static": ExportOptions(precision="int8-static"),
+    "wavein": ExportOptions(with_frontend=True),
+    "fast-start": ExportOptions(external_data=True),
+}
+
+
+def resolve_options(
+    options: ExportOptions | str | None, overrides: dict[str, Any]
+) -> ExportOptions:
+    """``options`` (an object, a preset name or None for the defaults) with ``overrides``."""
+    if isinstance(options, str):
+        if options not in PRESETS:
+            raise ExportError(f"unknown export preset {options!r}; expected one of {list(PRESETS)}")
+        options = PRESETS[options]
+    return (options or ExportOptions()).replace(**overrides)
