@@ -192,6 +192,17 @@ def actor_gpus(options: RayOptions, cluster_gpus: float) -> float:
     return gpus
 
 
+def actor_spec(spec: ModelSpec, options: RayOptions, gpus: float) -> ModelSpec:
+    """The spec the actors get: the job's Runtime options, placed on the actors' resources.
+
+    ``"auto"`` becomes ``"cpu"`` on CPU actors; threads default to the actor's CPUs.
+    Everything else of :attr:`RayOptions.runtime` reaches the actors' Runtime as it is.
+    """
+    provider = options.provider if gpus > 0 or options.provider != "auto" else "cpu"
+    threads = options.runtime.threads or max(1, int(options.actor_cpus))
+    return replace(spec, runtime=spec.runtime.replace(providers=provider, threads=threads))
+
+
 def classify_dataset(
     ds: Any,
     model: str | os.PathLike | ModelSpec,
@@ -220,9 +231,7 @@ def classify_dataset(
     if not ray.is_initialized():
         init_ray()
     gpus = actor_gpus(options, ray.cluster_resources().get("GPU", 0))
-    provider = options.provider if gpus > 0 or options.provider != "auto" else "cpu"
-    threads = options.runtime.threads or max(1, int(options.actor_cpus))
-    spec = replace(spec, runtime=spec.runtime.replace(providers=provider, threads=threads))
+    spec = actor_spec(spec, options, gpus)
     ds = ds.map_batches(
         decode_batch,
         batch_size=options.batch_size,
