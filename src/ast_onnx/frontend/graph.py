@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import ExportError, require
-from ast_onnx.frontend import FbankOptions, FeatureExtractor, KaldiFbank
+from ast_onnx.frontend import FbankOptions, FeatureExtractor
 from ast_onnx.frontend.fbank import LOG_FLOOR
+from ast_onnx.frontend.fbank_options import feature_window, mel_banks
 from ast_onnx.metadata import INPUT_VALUES, MIN_OPSET, WAVEFORM, check_opset
 
 logger = logging.getLogger(__name__)
@@ -95,15 +96,15 @@ def preemphasis_matrix(size: int, coefficient: float) -> np.ndarray:
 
 def frontend_bases(options: FbankOptions) -> FrontendBases:
     """The folded DFT bases and the mel matrix for ``options`` (computed in float64)."""
-    fb = KaldiFbank(options)
     size, n_fft = options.window_size, options.padded_window_size
-    banks = fb.mel_banks.astype(np.float64)  # [mel, n_fft // 2 + 1]
+    # The same window and mel banks as KaldiFbank (fbank_options owns both).
+    banks = mel_banks(options).astype(np.float32).astype(np.float64)  # [mel, n_fft // 2 + 1]
     used = np.flatnonzero(banks.any(axis=0))
     lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
     k = np.arange(lo, hi, dtype=np.float64)
     n = np.arange(size, dtype=np.float64)
     angle = 2.0 * np.pi * np.outer(n, k) / n_fft  # zero padding to n_fft: rows >= size drop
-    window = fb.window.astype(np.float64)[:, None]
+    window = feature_window(options).astype(np.float32).astype(np.float64)[:, None]
     bases = np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * window
     dft = preemphasis_matrix(size, options.preemphasis_coefficient) @ bases
     return FrontendBases(
@@ -141,36 +142,21 @@ class _Builder:
         return self.op("ReduceMean", [x], axes=[-1], keepdims=1)
 
 
-def frontend_nodes(
-    frontend: FeatureExtractor | dict[str, Any] | None, opset: int = MIN_OPSET
-) -> tuple[list[Any], list[Any]]:
-    """Nodes and initializers computing ``input_values`` from ``waveform``.
+def _frames(b: _Builder, fe: FeatureExtractor) -> tuple[str, str]:
+    """``(framed [batch, frames, size], frames [1])`` of the samples the first window uses.
 
-    Names other than ``waveform`` and ``input_values`` start with :data:`PREFIX`.
-
-    Raises:
-        ExportError: Options the graph does not implement (``snip_edges=False``), or
-            an opset below :data:`MIN_OPSET`.
+    Frame count as Kaldi's snip_edges; frame f = chunks f .. f+q-1 of the wave cut into
+    hop-sized chunks [batch, frames + q, shift] (zero-padded at the end), the last one cut
+    short: Slice + Concat, no index arithmetic per sample.
     """
-    onnx = require("onnx", "export", "The in-graph frontend")
-    fe = as_extractor(frontend)
     opts = fe.options
-    if not opts.snip_edges:
-        raise ExportError("the in-graph frontend implements snip_edges=True only (AST's setting)")
-    check_opset(opset)
-    bases = frontend_bases(opts)
-    size, shift, bins = opts.window_size, opts.window_shift, bases.bins
-    b = _Builder(onnx.helper, onnx.numpy_helper, opset)
+    size, shift = opts.window_size, opts.window_shift
     one = b.const("one", [1])
-
-    # 1. The samples the first max_length frames use (slicing clamps shorter waves).
+    # The samples the first max_length frames use (slicing clamps shorter waves).
     wave = b.op(
         "Slice",
         [FRONTEND_INPUT, b.const("zero", [0]), b.const("needed", [fe.window_samples]), one],
     )
-    # 2. Frame count (snip_edges); frame f = chunks f .. f+q-1 of the wave cut into
-    # hop-sized chunks [batch, frames + q, shift] (zero-padded at the end), the last one
-    # cut short: Slice + Concat, no index arithmetic per sample.
     samples = b.op("Shape", [wave], start=1, end=2)
     span = b.op("Sub", [samples, b.const("size_minus_shift", [size - shift])])
     frames = b.op(
@@ -195,11 +181,16 @@ def frontend_nodes(
             axis=0,
         )
         parts.append(b.op("Slice", [chunks, b.const(f"start{j}", [j, 0]), ends, axes]))
-    framed = b.op("Concat", parts, axis=2) if q > 1 else parts[0]  # [batch, frames, size]
-    # 3. DC removal, explicitly (see the module docstring).
-    if opts.remove_dc_offset:
+    return (b.op("Concat", parts, axis=2) if q > 1 else parts[0]), frames
+
+
+def _log_mel(b: _Builder, framed: str, opts: FbankOptions) -> str:
+    """DC removal, power spectrum of the used bins, mel banks and log floor."""
+    bases = frontend_bases(opts)
+    bins = bases.bins
+    if opts.remove_dc_offset:  # explicitly (see the module docstring)
         framed = b.op("Sub", [framed, b.reduce_mean_last(framed)])
-    # 4. Power spectrum of the used bins: pre-emphasis and window live in the bases.
+    # Pre-emphasis and window live in the bases.
     spec = b.op("MatMul", [framed, b.const("dft_bases", bases.dft, np.float32)])
     last = b.const("axis_last", [-1])
     re = b.op("Slice", [spec, b.const("re_start", [0]), b.const("re_end", [bins]), last])
@@ -207,12 +198,15 @@ def frontend_nodes(
     power = b.op("Add", [b.op("Mul", [re, re]), b.op("Mul", [im, im])])
     if not opts.use_power:
         power = b.op("Sqrt", [power])
-    # 5. Mel banks and log floor.
     mel = b.op("MatMul", [power, b.const("mel_banks", bases.mel, np.float32)])
     if opts.use_log_fbank:
         floor = b.const("log_floor", LOG_FLOOR, np.float32)
         mel = b.op("Log", [b.op("Max", [mel, floor])])
-    # 6. Pad to max_length frames with padding_value, then normalize.
+    return mel
+
+
+def _pad_and_normalize(b: _Builder, mel: str, frames: str, fe: FeatureExtractor) -> None:
+    """Pad to max_length frames with padding_value, then normalize, into ``input_values``."""
     missing = b.op("Sub", [b.const("max_length", [fe.max_length]), frames])
     pads = b.op(
         "Concat", [b.const("pads_begin", [0, 0, 0, 0]), missing, b.const("pads_end", [0])], axis=0
@@ -224,6 +218,27 @@ def frontend_nodes(
         centred = b.op("Sub", [feats, b.const("mean", np.float32(fe.mean), np.float32)])
         scale = b.const("two_std", np.float32(2.0 * fe.std), np.float32)
         b.op("Div", [centred, scale], FRONTEND_OUTPUT)
+
+
+def frontend_nodes(
+    frontend: FeatureExtractor | dict[str, Any] | None, opset: int = MIN_OPSET
+) -> tuple[list[Any], list[Any]]:
+    """Nodes and initializers computing ``input_values`` from ``waveform``.
+
+    Names other than ``waveform`` and ``input_values`` start with :data:`PREFIX`.
+
+    Raises:
+        ExportError: Options the graph does not implement (``snip_edges=False``), or
+            an opset below :data:`MIN_OPSET`.
+    """
+    onnx = require("onnx", "export", "The in-graph frontend")
+    fe = as_extractor(frontend)
+    if not fe.options.snip_edges:
+        raise ExportError("the in-graph frontend implements snip_edges=True only (AST's setting)")
+    check_opset(opset)
+    b = _Builder(onnx.helper, onnx.numpy_helper, opset)
+    framed, frames = _frames(b, fe)
+    _pad_and_normalize(b, _log_mel(b, framed, fe.options), frames, fe)
     return b.nodes, b.initializers
 
 

@@ -194,19 +194,56 @@ def verify_wavein(
     Raises:
         DriftError: The in-graph ``input_values`` or the logits differ beyond the gates.
     """
-    ort = require("onnxruntime", "cpu", "Export verification")
     fe = as_extractor(frontend)
-    cpu = [CPU]
+    wave_sess, feat_sess, front = _sessions(wave_model, feature_model, fe)
+    record = _measure(wave_sess, feat_sess, front, fe, activation)
+    logit_gates = {k: float(v) for k, v in gates.items() if k in ("abs", "rel")}
+    record["gates"] = {
+        "input_values": FRONTEND_MAX_ABS,
+        **{f"logits_{k}": v for k, v in logit_gates.items()},
+    }
+    measured = {"abs": record["logits_max_abs"], "rel": record["logits_max_rel"]}
+    failures = [
+        *(
+            f"input_values {v}"
+            for v in violations({"abs": record["input_values_max_abs"]}, {"abs": FRONTEND_MAX_ABS})
+        ),
+        *(f"logits_{v}" for v in violations(measured, logit_gates)),
+        *(
+            f"scores vs {activation}(logits) {v}"
+            for v in violations({"abs": record["scores_max_abs"]}, {"abs": SCORES_MAX_ABS})
+        ),
+    ]
+    record["passed"] = not failures
+    logger.info(
+        "wave-in verification: input_values %.3g, logits %.3g",
+        record["input_values_max_abs"],
+        record["logits_max_abs"],
+    )
+    if failures:
+        raise DriftError(
+            "the wave-in model differs from numpy frontend + model: " + "; ".join(failures)
+        )
+    return record
+
+
+def _sessions(wave_model: Any, feature_model: str | Path, fe: Any) -> tuple[Any, Any, Any]:
+    """CPU sessions of the wave-in model, the feature-input model and the frontend alone."""
+    ort = require("onnxruntime", "cpu", "Export verification")
     source = (
         str(wave_model) if isinstance(wave_model, (str, Path)) else wave_model.SerializeToString()
     )
     try:
-        wave_sess = ort.InferenceSession(source, providers=cpu)
-        feat_sess = ort.InferenceSession(str(feature_model), providers=cpu)
-        front = build_frontend(fe).SerializeToString()
-        front = ort.InferenceSession(front, providers=cpu)
+        wave_sess = ort.InferenceSession(source, providers=[CPU])
+        feat_sess = ort.InferenceSession(str(feature_model), providers=[CPU])
+        front = ort.InferenceSession(build_frontend(fe).SerializeToString(), providers=[CPU])
     except Exception as e:  # onnxruntime raises its own types
         raise ExportError(f"onnxruntime cannot load the wave-in model: {e}") from e
+    return wave_sess, feat_sess, front
+
+
+def _measure(wave_sess: Any, feat_sess: Any, front: Any, fe: Any, activation: str) -> dict:
+    """Differences of the wave-in model to the numpy frontend + feature-input model."""
     feat_in = feat_sess.get_inputs()[0].name
     waves = verification_waves(fe)
     input_diff, logit_diff, score_diff, scale = {}, {}, {}, 0.0
@@ -225,42 +262,16 @@ def verify_wavein(
     single = np.concatenate(
         [wave_sess.run([LOGITS_OUTPUT], {FRONTEND_INPUT: w[None]})[0] for w in same]
     )
-    logit_gates = {k: float(v) for k, v in gates.items() if k in ("abs", "rel")}
-    measured_in = max(input_diff.values())
-    record = {
+    return {
         "reference": "numpy frontend + feature-input model",
-        "provider": cpu[0],
-        "input_values_max_abs": measured_in,
+        "provider": CPU,
+        "input_values_max_abs": max(input_diff.values()),
         "logits_max_abs": max(logit_diff.values()),
         "logits_max_rel": max(logit_diff.values()) / (scale or 1.0),
         "scores_max_abs": max(score_diff.values()),
         "batch_max_abs": float(np.abs(batched - single).max()),
         "per_input": {k: {"input_values": input_diff[k], "logits": logit_diff[k]} for k in waves},
-        "gates": {
-            "input_values": FRONTEND_MAX_ABS,
-            **{f"logits_{k}": v for k, v in logit_gates.items()},
-        },
     }
-    measured = {"abs": record["logits_max_abs"], "rel": record["logits_max_rel"]}
-    failures = [
-        *(f"input_values {v}" for v in violations({"abs": measured_in}, {"abs": FRONTEND_MAX_ABS})),
-        *(f"logits_{v}" for v in violations(measured, logit_gates)),
-        *(
-            f"scores vs {activation}(logits) {v}"
-            for v in violations({"abs": record["scores_max_abs"]}, {"abs": SCORES_MAX_ABS})
-        ),
-    ]
-    record["passed"] = not failures
-    logger.info(
-        "wave-in verification: input_values %.3g, logits %.3g",
-        record["input_values_max_abs"],
-        record["logits_max_abs"],
-    )
-    if failures:
-        raise DriftError(
-            "the wave-in model differs from numpy frontend + model: " + "; ".join(failures)
-        )
-    return record
 
 
 def numpy_features(fe: Any, batch: np.ndarray) -> np.ndarray:
