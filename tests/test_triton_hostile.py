@@ -53,7 +53,7 @@ def test_tensor_names_a_config_cannot_hold_are_refused(tmp_path, name):
     path = toy_model(tmp_path / "evil.onnx", input_name=name, metadata=False)
     with pytest.raises(ModelError, match="tensor named") as e:
         write_triton_repo(path, tmp_path / "repo")
-    assert repr(name)[:40] in str(e.value)
+    assert repr(name)[:40] in str(e.value) and str(path) in str(e.value)
     assert entries(tmp_path / "repo") == []
 
 

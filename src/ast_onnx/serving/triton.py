@@ -40,8 +40,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError, require
+from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.graph.model_files import checked_external_data
 from ast_onnx.metadata import ModelMetadata, has_metadata
 from ast_onnx.serving.triton_config import (
@@ -49,6 +51,7 @@ from ast_onnx.serving.triton_config import (
     TRITON_DTYPES,
     TensorInfo,
     check_model_name,
+    check_tensor_name,
     config_text,
     model_config,
 )
@@ -106,14 +109,17 @@ def read_model_io(
     weights = {t.name for t in model.graph.initializer}
     inputs = [_tensor_info(i) for i in model.graph.input if i.name not in weights]
     outputs = [_tensor_info(o) for o in model.graph.output]
+    for t in (*inputs, *outputs):
+        try:
+            check_tensor_name(t.name)
+        except ModelError as e:
+            raise ModelError(f"model {str(path)!r}: {e}") from e
     props = {p.key: p.value for p in model.metadata_props}
     meta = _read_metadata(props, path) if has_metadata(props) else None
     return inputs, outputs, meta
 
 
 def _read_metadata(props: dict[str, str], path: Path) -> ModelMetadata:
-    from ast_onnx.frontend import FeatureExtractor
-
     try:
         meta = ModelMetadata.from_props(props)
     except MetadataError as e:
@@ -127,8 +133,10 @@ def _read_metadata(props: dict[str, str], path: Path) -> ModelMetadata:
     return meta
 
 
-def render_config(name: str, inputs, outputs, **options) -> str:
-    """The config.pbtxt text (:func:`~ast_onnx.serving.triton_config.model_config` options)."""
+def render_config(
+    name: str, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], **options: Any
+) -> str:
+    """The config.pbtxt text; ``options`` as for :func:`.triton_config.model_config`."""
     return config_text(model_config(name, inputs, outputs, **options))
 
 
@@ -244,6 +252,8 @@ def _check_options(kind, max_batch_size, instance_count, version, max_queue_dela
 
 def _labels(src: Path, labels, meta: ModelMetadata | None, logits: TensorInfo) -> list[str]:
     """The caller's labels, else the metadata's, else ``LABEL_i``; one line each."""
+    if labels is not None and not isinstance(labels, list | tuple):
+        raise ExportError(f"labels must be a list of strings, got {type(labels).__name__}")
     names = list(labels) if labels is not None else (list(meta.labels) if meta else None)
     if names is None:
         if logits.shape[1] <= 0:
