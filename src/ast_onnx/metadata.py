@@ -115,7 +115,7 @@ class ModelMetadata:
                 )
         # Depth counted from the document's top, as from_props sees it.
         _check_depth(
-            {"frontend": self.frontend, "verification": self.verification, "x": self.extra}
+            {"frontend": self.frontend, "verification": self.verification, "extra": self.extra}
         )
         if not isinstance(self.optimized, bool):
             raise MetadataError(f"optimized must be true or false, got {_short(self.optimized)}")
