@@ -72,3 +72,24 @@ def toy_logits(path: Path, input_values: np.ndarray) -> np.ndarray:
     model = onnx.load(path)
     w = numpy_helper.to_array(model.graph.initializer[0]).astype(np.float64)
     return input_values.astype(np.float64).mean(axis=1) @ w
+
+
+def metadata_of(path: Path) -> dict:
+    """The ast-onnx metadata document of model ``path`` (parsed JSON)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(path)
+    return json.loads(next(p.value for p in model.metadata_props if p.key == "ast_onnx"))
+
+
+def forge_metadata(path: Path, text: str) -> Path:
+    """Replace the ast-onnx metadata of model ``path`` with the raw ``text`` (hostile tests)."""
+    import onnx
+
+    model = onnx.load(path)
+    (entry,) = [p for p in model.metadata_props if p.key == "ast_onnx"]
+    entry.value = text
+    onnx.save(model, path)
+    return path

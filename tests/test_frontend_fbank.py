@@ -21,6 +21,12 @@ from conftest import SIGNALS, white_noise
 
 from ast_onnx.errors import InvalidAudioError
 from ast_onnx.frontend import WINDOW_TYPES, FbankOptions, FbankOptionsError, KaldiFbank, fbank
+from ast_onnx.frontend.fbank_options import (
+    MAX_MEL_BINS,
+    MAX_SAMPLE_FREQUENCY,
+    MAX_WINDOW_SAMPLES,
+    MIN_SAMPLE_FREQUENCY,
+)
 
 NON_SILENT = [name for name in sorted(SIGNALS) if name != "silence"]
 LOG_EPS = float(np.log(np.finfo(np.float32).eps))
@@ -256,3 +262,42 @@ def test_out_parameter():
     np.testing.assert_array_equal(out[1], fb(wave))
     with pytest.raises(FbankOptionsError, match="out must be"):
         fb(wave, out=np.empty((97, 128), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("allowed", "refused", "match"),
+    [
+        ({"num_mel_bins": MAX_MEL_BINS}, {"num_mel_bins": MAX_MEL_BINS + 1}, "num_mel_bins"),
+        ({"sample_frequency": MIN_SAMPLE_FREQUENCY}, {"sample_frequency": 999.0}, "sample_freq"),
+        ({"sample_frequency": MAX_SAMPLE_FREQUENCY}, {"sample_frequency": 384_001}, "sample_freq"),
+        # 16 samples per ms at 16 kHz: 1024 ms is the largest window allowed.
+        ({"frame_length": 1024.0}, {"frame_length": 1024.0625}, "at most 16384"),
+        ({"preemphasis_coefficient": 1.0}, {"preemphasis_coefficient": 1.5}, "preemphasis"),
+    ],
+)
+def test_option_bounds_are_inclusive(allowed, refused, match):
+    """Each bound flips between its value and the next: what metadata may ask is capped."""
+    assert FbankOptions(**allowed)
+    with pytest.raises(FbankOptionsError, match=match):
+        FbankOptions(**refused)
+    assert FbankOptions(frame_length=1024.0).window_size == MAX_WINDOW_SAMPLES
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("frame_length", "25"),
+        ("frame_length", float("nan")),
+        ("frame_shift", float("inf")),
+        ("sample_frequency", True),
+        ("low_freq", None),
+        ("blackman_coeff", [0.42]),
+        ("snip_edges", 1),
+        ("use_power", "yes"),
+        ("num_mel_bins", 128.0),
+        ("window_type", ["hanning"]),
+    ],
+)
+def test_option_types_are_checked_before_any_size_is_computed(option, value):
+    with pytest.raises(FbankOptionsError, match=option):
+        FbankOptions(**{option: value})

@@ -22,6 +22,7 @@ from ast_onnx.frontend import (
     FbankOptionsError,
     FeatureExtractor,
 )
+from ast_onnx.frontend.features import MAX_LENGTH
 from ast_onnx.metadata import ModelMetadata
 
 TOL = 1e-3
@@ -203,3 +204,21 @@ def test_bad_input(audio, match):
 def test_frontend_imports_no_torch():
     heavy = ("torch", "transformers", "torchaudio")
     assert modules_imported_by("import ast_onnx.frontend", heavy) == []
+
+
+def test_extractor_values_are_bounded_and_typed():
+    assert FeatureExtractor(max_length=MAX_LENGTH).max_length == MAX_LENGTH
+    with pytest.raises(FbankOptionsError, match="max_length"):
+        FeatureExtractor(max_length=MAX_LENGTH + 1)
+    for name, value in [
+        ("mean", float("nan")),
+        ("std", "4.5"),
+        ("padding_value", float("inf")),
+        ("do_normalize", "yes"),
+    ]:
+        with pytest.raises(FbankOptionsError, match=name):
+            FeatureExtractor(**{name: value})
+    with pytest.raises(FbankOptionsError, match="mapping"):
+        FeatureExtractor.from_dict([("sample_rate", 16000)])
+    with pytest.raises(FbankOptionsError, match="disagrees"):  # no float() of a string
+        FeatureExtractor(fbank_options={"sample_frequency": "16k"})

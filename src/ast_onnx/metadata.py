@@ -9,6 +9,13 @@ verification result. It is stored as one JSON document under the key
 This module is torch-free and onnx-free: the runtime reads the properties from
 ``onnxruntime.InferenceSession.get_modelmeta().custom_metadata_map``; the export
 side writes them with :func:`to_props` into ``onnx.ModelProto.metadata_props``.
+
+A model file may come from anyone, so reading its metadata is bounded: at most
+:data:`MAX_METADATA_BYTES` of JSON nested at most :data:`MAX_METADATA_DEPTH` deep, no
+NaN/Infinity, and every field's type checked (labels: 1 to :data:`MAX_LABELS` strings of
+at most :data:`MAX_LABEL_LENGTH` characters) before anything is built from it. The
+``frontend`` mapping is checked by its owner, ``FeatureExtractor.from_dict``, which
+bounds each value before it builds a table.
 """
 
 from __future__ import annotations
@@ -38,6 +45,18 @@ MIN_OPSET = 17
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "softmax")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-static")
 INPUT_KINDS: tuple[str, ...] = ("features", "waveform")
+
+#: Most bytes of metadata JSON read from a model (527 AudioSet labels take ~15 KB).
+MAX_METADATA_BYTES = 1 << 20
+#: Deepest nesting of JSON arrays/objects accepted (ours is 3 deep).
+MAX_METADATA_DEPTH = 32
+#: Most labels, and most characters in one label.
+MAX_LABELS = 65_536
+MAX_LABEL_LENGTH = 256
+#: Most characters in the other text fields (names, source, version).
+MAX_TEXT_LENGTH = 4096
+
+_TEXT_FIELDS = ("input_name", "output_name", "source", "package_version")
 
 
 @dataclass
@@ -78,14 +97,43 @@ class ModelMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise MetadataError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.precision not in PRECISIONS:
-            raise MetadataError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.input_kind not in INPUT_KINDS:
-            raise MetadataError(f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
-        if not self.labels:
-            raise MetadataError("labels must be a non-empty list of class names")
+        _check_labels(self.labels)
+        self.labels = list(self.labels)
+        for name, allowed in (
+            ("activation", ACTIVATIONS),
+            ("precision", PRECISIONS),
+            ("input_kind", INPUT_KINDS),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise MetadataError(f"{name} must be one of {allowed}, got {_short(value)}")
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
+                raise MetadataError(
+                    f"{name} must be a string of at most {MAX_TEXT_LENGTH} characters, "
+                    f"got {_short(value)}"
+                )
+        for name in ("input_name", "output_name"):
+            if not getattr(self, name):
+                raise MetadataError(f"{name} must not be empty")
+        for name in ("frontend", "verification", "extra"):
+            if not isinstance(getattr(self, name), dict):
+                raise MetadataError(
+                    f"{name} must be a JSON object, got {_short(getattr(self, name))}"
+                )
+        # Depth counted from the document's top, as from_props sees it.
+        _check_depth(
+            {"frontend": self.frontend, "verification": self.verification, "extra": self.extra}
+        )
+        if not isinstance(self.optimized, bool):
+            raise MetadataError(f"optimized must be true or false, got {_short(self.optimized)}")
+        if self.opset is not None and not _is_int(self.opset, 1):
+            raise MetadataError(f"opset must be an integer >= 1 or null, got {_short(self.opset)}")
+        if not _is_int(self.schema_version, 1):
+            raise MetadataError(
+                f"schema_version must be an integer >= 1, got {_short(self.schema_version)}"
+            )
 
     @property
     def num_labels(self) -> int:
@@ -96,8 +144,11 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        """Build from :meth:`to_dict` output (unknown keys go to ``extra``), fully checked."""
+        if not isinstance(data, dict):
+            raise MetadataError(f"model metadata must be a JSON object, got {_short(data)}")
         version = data.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if not _is_int(version, 1) or version > SCHEMA_VERSION:
             raise MetadataError(
                 f"model metadata has schema_version {version!r}; this ast-onnx reads "
                 f"versions <= {SCHEMA_VERSION}: upgrade ast-onnx"
@@ -109,12 +160,26 @@ class ModelMetadata:
         kwargs = {k: v for k, v in data.items() if k in known}
         unknown = {k: v for k, v in data.items() if k not in known}
         if unknown:
-            kwargs.setdefault("extra", {}).update(unknown)
+            extra = kwargs.setdefault("extra", {})
+            if not isinstance(extra, dict):
+                raise MetadataError(f"extra must be a JSON object, got {_short(extra)}")
+            kwargs["extra"] = {**extra, **unknown}
         return cls(**kwargs)
 
     def to_props(self) -> dict[str, str]:
-        """Serialize to ONNX ``metadata_props`` (string key -> string value)."""
-        return {METADATA_KEY: json.dumps(self.to_dict(), sort_keys=True)}
+        """Serialize to ONNX ``metadata_props`` (string key -> string value).
+
+        Raises:
+            MetadataError: A value is not standard JSON (NaN, Infinity, or not JSON-able)
+                or the text exceeds :data:`MAX_METADATA_BYTES`: :meth:`from_props`
+                would refuse to read it back.
+        """
+        try:
+            text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise MetadataError(f"metadata is not standard JSON: {e}") from e
+        _check_size(text)
+        return {METADATA_KEY: text}
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> ModelMetadata:
@@ -123,9 +188,18 @@ class ModelMetadata:
             raise MetadataError(
                 f"the model has no '{METADATA_KEY}' metadata (not exported by ast-onnx)"
             )
+        text = props[METADATA_KEY]
+        if not isinstance(text, str):
+            raise MetadataError(f"the model's '{METADATA_KEY}' metadata is not text")
+        _check_size(text)
         try:
-            data = json.loads(props[METADATA_KEY])
-        except json.JSONDecodeError as e:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError as e:  # nesting beyond the interpreter's recursion limit
+            raise MetadataError(
+                f"the model's '{METADATA_KEY}' metadata nests deeper than "
+                f"{MAX_METADATA_DEPTH} levels"
+            ) from e
+        except ValueError as e:  # JSONDecodeError, NaN/Infinity, ints of > 4300 digits
             raise MetadataError(f"the model's '{METADATA_KEY}' metadata is not JSON: {e}") from e
         if not isinstance(data, dict):
             raise MetadataError(f"the model's '{METADATA_KEY}' metadata is not a JSON object")
@@ -150,3 +224,57 @@ def opset_of(proto: Any) -> int:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
     raise ExportError("the model imports no default-domain opset")
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for messages about untrusted values."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_labels(labels: Any) -> None:
+    if not isinstance(labels, list | tuple) or not labels:
+        raise MetadataError(f"labels must be a non-empty list of class names, got {_short(labels)}")
+    if len(labels) > MAX_LABELS:
+        raise MetadataError(f"labels: {len(labels)} is more than the {MAX_LABELS} allowed")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            raise MetadataError(f"label {i} must be a string, got {_short(label)}")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise MetadataError(
+                f"label {i} has {len(label)} characters; at most {MAX_LABEL_LENGTH} are allowed"
+            )
+
+
+def _check_size(text: str) -> None:
+    # len() counts characters, at most 4 UTF-8 bytes each: encode only when it may fit.
+    if len(text) > MAX_METADATA_BYTES or len(text.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise MetadataError(
+            f"the model's '{METADATA_KEY}' metadata is larger than {MAX_METADATA_BYTES} bytes"
+        )
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_depth(data: Any) -> None:
+    """Raise :class:`MetadataError` if ``data`` nests deeper than :data:`MAX_METADATA_DEPTH`.
+
+    Iterative: the check itself must not recurse (copies and serializers later do).
+    """
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise MetadataError(
+                f"the model's '{METADATA_KEY}' metadata nests deeper than "
+                f"{MAX_METADATA_DEPTH} levels"
+            )
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, dict | list):
+            stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))

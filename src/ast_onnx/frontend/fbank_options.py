@@ -9,6 +9,7 @@ what the in-graph fbank of wave-in models folds into constants).
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -22,6 +23,42 @@ logger = logging.getLogger(__name__)
 WINDOW_TYPES: tuple[str, ...] = ("hanning", "hamming", "povey", "rectangular", "blackman")
 #: The log floor Kaldi and torchaudio use: float32 machine epsilon.
 LOG_FLOOR = float(np.finfo(np.float32).eps)
+
+# Upper bounds, so that options read from an untrusted model's metadata cannot make the
+# frontend allocate without limit (a million mel bins was 23 s and 8 GB of mel banks).
+# At the bounds the window and mel-bank tables take about 0.8 s and 220 MB to build.
+#: Lowest and highest sample rate (Hz) a frontend works at: telephone speech to 384 kHz.
+MIN_SAMPLE_FREQUENCY = 1_000
+MAX_SAMPLE_FREQUENCY = 384_000
+#: Most triangular mel filters (AST uses 128, Kaldi's default is 23, Whisper 80 or 128).
+MAX_MEL_BINS = 1024
+#: Most samples in one analysis frame (1.024 s at 16 kHz; 25 ms fits up to 655 kHz).
+MAX_WINDOW_SAMPLES = 16_384
+
+_BOOLS = ("remove_dc_offset", "snip_edges", "use_power", "use_log_fbank", "round_to_power_of_two")
+_REALS = ("frame_length", "frame_shift", "preemphasis_coefficient", "low_freq", "high_freq")
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite real number (not a bool), else raise.
+
+    Raises:
+        FbankOptionsError: Naming ``name`` and the value.
+    """
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+    ):
+        raise FbankOptionsError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (numpy's included), else raise :class:`FbankOptionsError`."""
+    if not isinstance(value, bool | np.bool_):
+        raise FbankOptionsError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def mel_scale(freq: np.ndarray | float) -> np.ndarray:
@@ -37,12 +74,15 @@ class FbankOptions:
     energy term is not computed (``use_energy=False``), so ``htk_compat`` has no effect.
 
     Attributes:
-        sample_frequency: Sample rate of the input in Hz.
-        frame_length: Frame length in milliseconds.
+        sample_frequency: Sample rate of the input in Hz, in
+            [:data:`MIN_SAMPLE_FREQUENCY`, :data:`MAX_SAMPLE_FREQUENCY`].
+        frame_length: Frame length in milliseconds (at most :data:`MAX_WINDOW_SAMPLES`
+            samples).
         frame_shift: Frame shift in milliseconds.
-        num_mel_bins: Number of triangular mel filters (at least 3, as in Kaldi).
+        num_mel_bins: Number of triangular mel filters (at least 3, as in Kaldi; at most
+            :data:`MAX_MEL_BINS`).
         window_type: One of :data:`WINDOW_TYPES`.
-        preemphasis_coefficient: Pre-emphasis coefficient (0 disables it).
+        preemphasis_coefficient: Pre-emphasis coefficient in [0, 1] (0 disables it).
         remove_dc_offset: Subtract each frame's mean before pre-emphasis.
         snip_edges: If True, only frames that fit entirely in the signal; if False,
             ``(samples + shift // 2) // shift`` frames with the signal reflected at the ends.
@@ -70,22 +110,43 @@ class FbankOptions:
     blackman_coeff: float = 0.42
 
     def __post_init__(self) -> None:
-        if not self.sample_frequency > 0:
-            raise FbankOptionsError(f"sample_frequency must be > 0 Hz, got {self.sample_frequency}")
-        if self.window_type not in WINDOW_TYPES:
+        # Types and bounds first: the properties below compute sizes from these values.
+        for name in ("sample_frequency", *_REALS, "blackman_coeff"):
+            check_real(name, getattr(self, name))
+        for name in _BOOLS:
+            check_bool(name, getattr(self, name))
+        if not MIN_SAMPLE_FREQUENCY <= self.sample_frequency <= MAX_SAMPLE_FREQUENCY:
+            raise FbankOptionsError(
+                f"sample_frequency must be in [{MIN_SAMPLE_FREQUENCY}, {MAX_SAMPLE_FREQUENCY}] "
+                f"Hz, got {self.sample_frequency}"
+            )
+        if not isinstance(self.window_type, str) or self.window_type not in WINDOW_TYPES:
             raise FbankOptionsError(
                 f"window_type must be one of {WINDOW_TYPES}, got {self.window_type!r}"
             )
         bins = self.num_mel_bins
-        if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 3:
+        if (
+            isinstance(bins, bool)
+            or not isinstance(bins, int | np.integer)
+            or not 3 <= bins <= MAX_MEL_BINS
+        ):
             raise FbankOptionsError(
-                f"num_mel_bins must be an integer >= 3, got {self.num_mel_bins}"
+                f"num_mel_bins must be an integer in [3, {MAX_MEL_BINS}], got {bins!r}"
+            )
+        if not 0.0 <= self.preemphasis_coefficient <= 1.0:
+            raise FbankOptionsError(
+                f"preemphasis_coefficient must be in [0, 1], got {self.preemphasis_coefficient}"
             )
         if self.window_shift < 1 or self.window_size < 2:
             raise FbankOptionsError(
                 f"frame_length={self.frame_length} ms / frame_shift={self.frame_shift} ms give "
                 f"{self.window_size} / {self.window_shift} samples at {self.sample_frequency} Hz; "
                 "need a window of >= 2 samples and a shift of >= 1"
+            )
+        if self.window_size > MAX_WINDOW_SAMPLES:
+            raise FbankOptionsError(
+                f"frame_length={self.frame_length} ms gives {self.window_size} samples at "
+                f"{self.sample_frequency:g} Hz; at most {MAX_WINDOW_SAMPLES} are allowed"
             )
         if self.window_shift > self.window_size:
             raise FbankOptionsError(
@@ -138,6 +199,8 @@ class FbankOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FbankOptions:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`FbankOptionsError`."""
+        if not isinstance(data, dict):
+            raise FbankOptionsError(f"fbank options must be a mapping, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -26,12 +26,16 @@ import numpy as np
 from ast_onnx.errors import InvalidAudioError
 from ast_onnx.frontend.audio import SAMPLE_RATE, check_sample_rate
 from ast_onnx.frontend.fbank import FbankOptions, FbankOptionsError, KaldiFbank, check_waveform
+from ast_onnx.frontend.fbank_options import check_bool, check_real
 
 logger = logging.getLogger(__name__)
 
 #: AudioSet statistics AST checkpoints are trained with.
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
+#: Most frames per item (164 s at a 10 ms shift; AST uses 1024). With the fbank's own
+#: bounds, one item's features then take at most 64 MiB (16384 frames x 1024 mel, float32).
+MAX_LENGTH = 16_384
 
 
 @dataclass
@@ -58,7 +62,7 @@ class FeatureExtractor:
     Args:
         sample_rate: Rate the waves are at (Hz).
         num_mel_bins: Mel bins (the model's frequency axis).
-        max_length: Frames per item (the model's time axis).
+        max_length: Frames per item (the model's time axis), at most :data:`MAX_LENGTH`.
         mean: Normalization mean.
         std: Normalization std; features are ``(x - mean) / (2 * std)``.
         padding_value: Value of padded frames, before normalization.
@@ -79,15 +83,21 @@ class FeatureExtractor:
         fbank_options: FbankOptions | dict[str, Any] | None = None,
     ) -> None:
         self.sample_rate = check_sample_rate(sample_rate)
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise FbankOptionsError(f"max_length must be a positive int, got {max_length!r}")
-        if do_normalize and not (np.isfinite(std) and std > 0 and np.isfinite(mean)):
-            raise FbankOptionsError(f"need finite mean and std > 0, got mean={mean}, std={std}")
-        self.max_length = max_length
-        self.mean = float(mean)
-        self.std = float(std)
-        self.padding_value = float(padding_value)
-        self.do_normalize = bool(do_normalize)
+        if (
+            isinstance(max_length, bool)
+            or not isinstance(max_length, int | np.integer)
+            or not 1 <= max_length <= MAX_LENGTH
+        ):
+            raise FbankOptionsError(
+                f"max_length must be an integer in [1, {MAX_LENGTH}], got {max_length!r}"
+            )
+        self.mean = check_real("mean", mean)
+        self.std = check_real("std", std)
+        self.padding_value = check_real("padding_value", padding_value)
+        self.do_normalize = check_bool("do_normalize", do_normalize)
+        if self.do_normalize and not self.std > 0:
+            raise FbankOptionsError(f"need std > 0 to normalize, got mean={mean}, std={std}")
+        self.max_length = int(max_length)
         options = _merge_options(fbank_options, self.sample_rate, num_mel_bins)
         self.fbank = KaldiFbank(options)
         self.num_mel_bins = options.num_mel_bins
@@ -194,7 +204,15 @@ class FeatureExtractor:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureExtractor:
-        """Build from :meth:`to_dict` output; unknown keys raise :class:`FbankOptionsError`."""
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`FbankOptionsError`.
+
+        Every value is checked (type and bounds) before any table is built, so a dict
+        from an untrusted model costs bounded time and memory.
+        """
+        if not isinstance(data, dict):
+            raise FbankOptionsError(
+                f"frontend parameters must be a mapping, got {type(data).__name__}"
+            )
         known = {"sample_rate", "num_mel_bins", "max_length", "mean", "std"}
         known |= {"padding_value", "do_normalize", "fbank_options"}
         unknown = sorted(set(data) - known)
@@ -228,7 +246,7 @@ def _merge_options(
             f"fbank_options must be FbankOptions, dict or None, got {type(fbank_options).__name__}"
         )
     for key, value in (("sample_frequency", sample_rate), ("num_mel_bins", num_mel_bins)):
-        if key in explicit and float(given[key]) != float(value):
+        if key in explicit and given[key] != value:  # no float(): it may be any JSON value
             raise FbankOptionsError(
                 f"fbank_options.{key}={given[key]} disagrees with the extractor's {value}"
             )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.atomic import atomic_path, default_file_mode
+from ast_onnx.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -90,4 +91,58 @@ def external_data_files(onnx: Any, path: str | os.PathLike[str]) -> list[Path]:
     return [path.parent / name for name in names]
 
 
-__all__ = ["EXTERNAL_THRESHOLD", "data_path", "external_data_files", "save_model"]
+def checked_external_data(onnx: Any, src: Path) -> list[Path]:
+    """The external-data files of model ``src``, checked as onnx and onnxruntime check them.
+
+    Each must be a regular file inside the model's folder, named without ``..``, and
+    not a symbolic link; its resolved path must stay inside the folder too (a linked
+    subfolder). Whoever copies a model with its data (the Triton writer) keeps each
+    file's place relative to the model and must never copy what a link points at.
+
+    Raises:
+        ModelError: Unreadable model, or a data file outside, linked, missing or not a
+            regular file (the message names it).
+    """
+    try:
+        files = external_data_files(onnx, src)
+    except Exception as e:  # onnx parse errors
+        raise ModelError(f"cannot read ONNX model {str(src)!r}: {e}") from e
+    folder = src.parent.resolve()
+    for f in files:
+        outside = f"{str(src)!r} refers to external data outside its folder: {str(f)!r}"
+        if not _below(f, src.parent):
+            raise ModelError(outside)
+        if f.is_symlink():
+            raise ModelError(
+                f"{str(src)!r} refers to external data {str(f)!r}, which is a symbolic link: "
+                "refused, as onnx and onnxruntime refuse it"
+            )
+        try:
+            real = f.resolve()
+        except (OSError, RuntimeError) as e:  # a loop of links
+            raise ModelError(f"{str(src)!r}: cannot resolve external data {str(f)!r}: {e}") from e
+        if not real.is_relative_to(folder):  # through a linked subfolder
+            raise ModelError(f"{outside} (resolves to {str(real)!r})")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ModelError(
+            f"{str(src)!r} refers to external data files that are missing or not regular "
+            f"files: {missing}"
+        )
+    return files
+
+
+def _below(path: Path, folder: Path) -> bool:
+    try:
+        return ".." not in path.relative_to(folder).parts
+    except ValueError:  # absolute, elsewhere
+        return False
+
+
+__all__ = [
+    "EXTERNAL_THRESHOLD",
+    "checked_external_data",
+    "data_path",
+    "external_data_files",
+    "save_model",
+]

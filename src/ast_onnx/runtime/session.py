@@ -155,13 +155,15 @@ def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSetting
             min_frame_shape=(1,),
             fp16=False,
         )
-    frontend = meta.frontend if meta else {}
-    frames = io.input_shape[0] or frontend.get("max_length", 1024)
-    mel = io.input_shape[1] or frontend.get("num_mel_bins", 128)
+    if meta is not None:  # the frontend checks the metadata's values (types, bounds)
+        fe = make_frontend(meta, io, path)
+        frames, mel = fe.max_length, fe.num_mel_bins
+    else:
+        frames, mel = io.input_shape[0] or 1024, io.input_shape[1] or 128
     return replace(
         settings,
         input_name=io.input_name,
-        frame_shape=(int(frames), int(mel)),
+        frame_shape=(frames, mel),
         fp16=bool(meta and meta.precision == "fp16"),
     )
 

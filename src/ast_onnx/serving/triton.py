@@ -18,54 +18,48 @@ for probabilities; the ranking is the same) and clients compute the fbank
 with a variable length (dims ``[-1]``) and also output activated ``scores``; Triton
 batches only requests of equal length together, as the graph requires.
 
-The config is written as text by hand (no protobuf needed here); the tests parse it
-with Triton's ``model_config.proto`` schema from tritonclient.
+The config is built through Triton's ModelConfig schema (tritonclient's
+``model_config_pb2``), or without tritonclient by an equivalent escaping renderer; names
+from the model are checked first (:mod:`ast_onnx.serving.triton_config`).
+
+A model file may come from anyone: its external data files must be regular files inside
+its folder, not symbolic links (as onnx and onnxruntime require), and its metadata is
+read with the bounds of :mod:`ast_onnx.metadata`. The entry is staged in a hidden
+directory inside the repository and renamed into place, so a failure (a full disk, say)
+leaves the repository as it was and raises one :class:`~ast_onnx.errors.ExportError`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ast_onnx.errors import ExportError, ModelError, require
-from ast_onnx.graph.model_files import external_data_files
+from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError, require
+from ast_onnx.frontend import FeatureExtractor
+from ast_onnx.graph.model_files import checked_external_data
 from ast_onnx.metadata import ModelMetadata, has_metadata
+from ast_onnx.serving.triton_config import (
+    LABELS_FILE,
+    TRITON_DTYPES,
+    TensorInfo,
+    check_model_name,
+    check_tensor_name,
+    config_text,
+    model_config,
+)
 
 logger = logging.getLogger(__name__)
 
-#: ONNX TensorProto element types -> Triton data types.
-TRITON_DTYPES = {
-    1: "TYPE_FP32",
-    2: "TYPE_UINT8",
-    3: "TYPE_INT8",
-    5: "TYPE_INT16",
-    6: "TYPE_INT32",
-    7: "TYPE_INT64",
-    9: "TYPE_BOOL",
-    10: "TYPE_FP16",
-    11: "TYPE_FP64",
-    16: "TYPE_BF16",
-}
 KINDS = ("gpu", "cpu")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-LABELS_FILE = "labels.txt"
 METADATA_FILE = "ast_onnx.json"
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One graph input or output: name, Triton data type, full shape (-1 = variable)."""
-
-    name: str
-    data_type: str
-    shape: tuple[int, ...]
 
 
 @dataclass
@@ -98,11 +92,16 @@ def _tensor_info(value_info) -> TensorInfo:
 def read_model_io(
     onnx_path: str | os.PathLike,
 ) -> tuple[list[TensorInfo], list[TensorInfo], ModelMetadata | None]:
-    """Graph inputs (initializers excluded), outputs and ast-onnx metadata of a model file."""
+    """Graph inputs (initializers excluded), outputs and ast-onnx metadata of a model file.
+
+    The metadata is fully checked, its frontend included (the frontend's own bounds), so
+    the ``ast_onnx.json`` written for clients is one they can use.
+    """
     onnx = require("onnx", "triton", "writing a Triton model repository")
     path = Path(onnx_path)
     if not path.is_file():
-        raise ModelError(f"model file not found: {str(path)!r}")
+        what = "is not a regular file" if path.exists() else "not found"
+        raise ModelError(f"model file {what}: {str(path)!r}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and friends
@@ -110,96 +109,35 @@ def read_model_io(
     weights = {t.name for t in model.graph.initializer}
     inputs = [_tensor_info(i) for i in model.graph.input if i.name not in weights]
     outputs = [_tensor_info(o) for o in model.graph.output]
+    for t in (*inputs, *outputs):
+        try:
+            check_tensor_name(t.name)
+        except ModelError as e:
+            raise ModelError(f"model {str(path)!r}: {e}") from e
     props = {p.key: p.value for p in model.metadata_props}
-    meta = ModelMetadata.from_props(props) if has_metadata(props) else None
+    meta = _read_metadata(props, path) if has_metadata(props) else None
     return inputs, outputs, meta
 
 
-def _dims(shape: tuple[int, ...], batched: bool, name: str) -> list[int]:
-    if not batched:
-        return list(shape)
-    if not shape or shape[0] > 0:
-        raise ExportError(
-            f"tensor {name!r} has shape {list(shape)} without a variable batch axis; "
-            "use max_batch_size=0 for fixed-batch models"
-        )
-    return list(shape[1:])
-
-
-def _fmt_dims(dims: Sequence[int]) -> str:
-    return "[ " + ", ".join(str(d) for d in dims) + " ]"
+def _read_metadata(props: dict[str, str], path: Path) -> ModelMetadata:
+    try:
+        meta = ModelMetadata.from_props(props)
+    except MetadataError as e:
+        raise MetadataError(f"model {str(path)!r}: {e}") from e
+    try:
+        FeatureExtractor.from_dict(meta.frontend)
+    except AstOnnxError as e:
+        raise MetadataError(
+            f"model {str(path)!r}: its metadata's frontend parameters are invalid: {e}"
+        ) from e
+    return meta
 
 
 def render_config(
-    name: str,
-    inputs: Sequence[TensorInfo],
-    outputs: Sequence[TensorInfo],
-    *,
-    max_batch_size: int,
-    labels_outputs: Sequence[str] = (),
-    kind: str = "gpu",
-    instance_count: int = 1,
-    preferred_batch_size: Sequence[int] = (),
-    max_queue_delay_us: int = 100,
-    tensorrt: bool = True,
-    fp16: bool = False,
-    workspace_bytes: int = 1 << 30,
-    trt_cache_dir: str | None = None,
+    name: str, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], **options: Any
 ) -> str:
-    """The config.pbtxt text (protobuf text format of Triton's ``ModelConfig``)."""
-    batched = max_batch_size > 0
-    lines = [
-        f'name: "{name}"',
-        'platform: "onnxruntime_onnx"',
-        'default_model_filename: "model.onnx"',
-        f"max_batch_size: {max_batch_size}",
-    ]
-    for section, tensors in (("input", inputs), ("output", outputs)):
-        lines.append(f"{section} [")
-        for i, t in enumerate(tensors):
-            body = [
-                f'name: "{t.name}"',
-                f"data_type: {t.data_type}",
-                f"dims: {_fmt_dims(_dims(t.shape, batched, t.name))}",
-            ]
-            if section == "output" and t.name in labels_outputs:
-                body.append(f'label_filename: "{LABELS_FILE}"')
-            sep = "," if i < len(tensors) - 1 else ""
-            lines += ["  {", *(f"    {b}" for b in body), "  }" + sep]
-        lines.append("]")
-    if batched:
-        lines.append("dynamic_batching {")
-        if preferred_batch_size:
-            lines.append(f"  preferred_batch_size: {_fmt_dims(preferred_batch_size)}")
-        lines += [f"  max_queue_delay_microseconds: {max_queue_delay_us}", "}"]
-    lines += [
-        "instance_group [",
-        f"  {{ count: {instance_count} kind: KIND_{kind.upper()} }}",
-        "]",
-    ]
-    if tensorrt:
-        params = [
-            ("precision_mode", "FP16" if fp16 else "FP32"),
-            ("max_workspace_size_bytes", str(workspace_bytes)),
-        ]
-        if trt_cache_dir:
-            params += [
-                ("trt_engine_cache_enable", "true"),
-                ("trt_engine_cache_path", trt_cache_dir),
-            ]
-        lines += [
-            "optimization {",
-            "  execution_accelerators {",
-            "    gpu_execution_accelerator : [",
-            "      {",
-            '        name : "tensorrt"',
-            *(f'        parameters {{ key: "{k}" value: "{v}" }}' for k, v in params),
-            "      }",
-            "    ]",
-            "  }",
-            "}",
-        ]
-    return "\n".join(lines) + "\n"
+    """The config.pbtxt text; ``options`` as for :func:`.triton_config.model_config`."""
+    return config_text(model_config(name, inputs, outputs, **options))
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -250,50 +188,38 @@ def write_triton_repo(
         A :class:`TritonRepo`.
 
     Raises:
-        ModelError: Unreadable model or labels that do not fit its output.
-        ExportError: Bad options, or ``repo_dir/name`` exists without ``overwrite``.
+        ModelError: Unreadable model, names a Triton config cannot hold, external data
+            outside the model's folder or behind a link, labels that do not fit its output.
+        MetadataError: Metadata that fails its checks (a :class:`ModelError`).
+        ExportError: Bad options, ``repo_dir/name`` exists without ``overwrite``, or the
+            entry cannot be written (full disk, read-only, name too long, ``repo_dir`` is
+            a file); nothing is left behind then.
     """
     src = Path(onnx_path)
-    name = src.stem if name is None else name
-    if not _NAME.match(name):
-        raise ExportError(f"Triton model name must match {_NAME.pattern}, got {name!r}")
-    if kind not in KINDS:
-        raise ExportError(f"kind must be one of {KINDS}, got {kind!r}")
-    _check_int("max_batch_size", max_batch_size, 0)
-    _check_int("instance_count", instance_count, 1)
-    _check_int("version", version, 1)
-    _check_int("max_queue_delay_us", max_queue_delay_us, 0)
+    name = check_model_name(src.stem if name is None else name)
+    preferred = _check_options(kind, max_batch_size, instance_count, version, max_queue_delay_us)
     tensorrt = kind == "gpu" if tensorrt is None else tensorrt
     if tensorrt and kind != "gpu":
         raise ExportError("the TensorRT accelerator needs kind='gpu'")
-    if preferred_batch_size is None:
-        preferred = [max_batch_size] if max_batch_size > 0 else []
-    else:
+    if preferred_batch_size is not None:
         preferred = list(preferred_batch_size)
     for size in preferred:
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= max_batch_size:
             raise ExportError(
                 f"preferred_batch_size must hold integers in [1, {max_batch_size}], got {preferred}"
             )
+    if trt_cache_dir is not None and not isinstance(trt_cache_dir, str | os.PathLike):
+        raise ExportError(f"trt_cache_dir must be a path, got {trt_cache_dir!r}")
 
     inputs, outputs, meta = read_model_io(src)
-    data = _external_data(src)
+    onnx = require("onnx", "triton", "writing a Triton model repository")
+    data = checked_external_data(onnx, src)
     logits = next(
         (o for o in outputs if meta and o.name == meta.output_name), outputs[0] if outputs else None
     )
     if logits is None or len(logits.shape) != 2:
         raise ModelError(f"{str(src)!r}: expected a [batch, labels] output, got {outputs}")
-    names = list(labels) if labels is not None else (list(meta.labels) if meta else None)
-    if names is None:
-        if logits.shape[1] <= 0:
-            raise ModelError(f"{str(src)!r} has no metadata and a symbolic label axis: pass labels")
-        names = [f"LABEL_{i}" for i in range(logits.shape[1])]
-    if logits.shape[1] > 0 and len(names) != logits.shape[1]:
-        raise ModelError(
-            f"{str(src)!r} outputs {logits.shape[1]} scores but got {len(names)} labels"
-        )
-    if any("\n" in n for n in names):
-        raise ModelError("labels must not contain newlines (labels.txt holds one per line)")
+    names = _labels(src, labels, meta, logits)
     fp16 = bool(meta and meta.precision == "fp16") if fp16 is None else fp16
     config = render_config(
         name,
@@ -307,63 +233,102 @@ def write_triton_repo(
         max_queue_delay_us=max_queue_delay_us,
         tensorrt=tensorrt,
         fp16=fp16,
-        trt_cache_dir=trt_cache_dir,
+        trt_cache_dir=None if trt_cache_dir is None else os.fspath(trt_cache_dir),
     )
-    return _write(src, data, Path(repo_dir), name, version, config, names, meta, overwrite)
+    files = _entry_files(src, data, version, config, names, meta)
+    return _write(files, Path(repo_dir), name, version, overwrite, config)
 
 
-def _external_data(src: Path) -> list[Path]:
-    """The model's external-data files, checked to exist (copied beside model.onnx)."""
-    onnx = require("onnx", "triton", "writing a Triton model repository")
-    files = external_data_files(onnx, src)
-    # The copy keeps each file's place relative to the model: it must lie below it.
-    outside = [str(f) for f in files if not _below(f, src.parent)]
-    if outside:
-        raise ModelError(f"{str(src)!r} refers to external data outside its folder: {outside}")
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise ModelError(f"{str(src)!r} refers to external data files that are missing: {missing}")
+def _check_options(kind, max_batch_size, instance_count, version, max_queue_delay_us) -> list[int]:
+    """Check the numeric options; return the default preferred batch sizes."""
+    if kind not in KINDS:
+        raise ExportError(f"kind must be one of {KINDS}, got {kind!r}")
+    _check_int("max_batch_size", max_batch_size, 0)
+    _check_int("instance_count", instance_count, 1)
+    _check_int("version", version, 1)
+    _check_int("max_queue_delay_us", max_queue_delay_us, 0)
+    return [max_batch_size] if max_batch_size > 0 else []
+
+
+def _labels(src: Path, labels, meta: ModelMetadata | None, logits: TensorInfo) -> list[str]:
+    """The caller's labels, else the metadata's, else ``LABEL_i``; one line each."""
+    if labels is not None and not isinstance(labels, list | tuple):
+        raise ExportError(f"labels must be a list of strings, got {type(labels).__name__}")
+    names = list(labels) if labels is not None else (list(meta.labels) if meta else None)
+    if names is None:
+        if logits.shape[1] <= 0:
+            raise ModelError(f"{str(src)!r} has no metadata and a symbolic label axis: pass labels")
+        names = [f"LABEL_{i}" for i in range(logits.shape[1])]
+    if logits.shape[1] > 0 and len(names) != logits.shape[1]:
+        raise ModelError(
+            f"{str(src)!r} outputs {logits.shape[1]} scores but got {len(names)} labels"
+        )
+    for i, label in enumerate(names):
+        # labels.txt holds one per line: no line breaks of any kind (\n, \r, \x85, ...).
+        if not isinstance(label, str) or label.splitlines() != [label]:
+            raise ModelError(
+                f"label {i} ({label!r:.80}) must be a non-empty string on one line "
+                "(labels.txt holds one label per line)"
+            )
+    return names
+
+
+#: A file of the entry: its path relative to ``REPO/NAME`` and how to write it there.
+EntryFile = tuple[str, Callable[[Path], object]]
+
+
+def _entry_files(src, data, version, config, names, meta) -> list[EntryFile]:
+    """What the entry holds, in writing order: model, external data, config, labels, JSON."""
+    v = str(version)
+    files: list[EntryFile] = [(f"{v}/model.onnx", lambda p: shutil.copyfile(src, p))]
+    for file in data:  # the .onnx names them relative to itself: keep that layout
+        rel = file.relative_to(src.parent).as_posix()
+        files.append((f"{v}/{rel}", lambda p, file=file: shutil.copyfile(file, p)))
+    files.append(("config.pbtxt", lambda p: p.write_text(config, encoding="utf-8")))
+    text = "".join(n + "\n" for n in names)
+    files.append((LABELS_FILE, lambda p: p.write_text(text, encoding="utf-8")))
+    if meta is not None:
+        doc = json.dumps(meta.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        files.append((METADATA_FILE, lambda p: p.write_text(doc, encoding="utf-8")))
     return files
 
 
-def _below(path: Path, folder: Path) -> bool:
-    try:
-        return ".." not in path.relative_to(folder).parts
-    except ValueError:  # absolute, elsewhere
-        return False
+def _os_error(action: str, path: Path, e: OSError) -> ExportError:
+    """One line: what failed, on which path, and why (``strerror``, e.g. ENOSPC's text)."""
+    cause = e.strerror or str(e)
+    if e.errno == errno.ENAMETOOLONG:
+        cause += " (shorten the model name or the repository path)"
+    return ExportError(f"cannot {action} {str(path)!r}: {cause}")
 
 
-def _write(src, data, repo, name, version, config, names, meta, overwrite) -> TritonRepo:
-    """Build the entry in a temporary directory inside ``repo``, then rename it into place."""
-    repo.mkdir(parents=True, exist_ok=True)
+def _write(files, repo: Path, name, version, overwrite, config) -> TritonRepo:
+    """Stage the entry in a hidden directory inside ``repo``, then rename it into place.
+
+    Staging inside the repository keeps the final rename on one file system (a
+    repository is often a mounted volume), so it is atomic. Any ``OSError`` (a full
+    disk, a read-only folder, a name too long, ``repo`` being a file) removes what was
+    staged, leaves an existing entry as it was, and raises one :class:`ExportError`.
+    """
     final = repo / name
-    if final.exists() and not overwrite:
-        raise ExportError(f"{str(final)!r} exists; pass overwrite=True (--overwrite) to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
-        (tmp / str(version)).mkdir()
-        shutil.copyfile(src, tmp / str(version) / "model.onnx")
-        for file in data:  # the .onnx names them relative to itself: keep that layout
-            target = tmp / str(version) / file.relative_to(src.parent)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, target)
-        (tmp / "config.pbtxt").write_text(config, encoding="utf-8")
-        (tmp / LABELS_FILE).write_text("".join(n + "\n" for n in names), encoding="utf-8")
-        if meta is not None:
-            text = json.dumps(meta.to_dict(), indent=2, sort_keys=True)
-            (tmp / METADATA_FILE).write_text(text + "\n", encoding="utf-8")
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=repo))
-            os.replace(final, old / name)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
+        if repo.exists() and not repo.is_dir():
+            raise ExportError(f"the Triton repository path {str(repo)!r} is not a directory")
+        repo.mkdir(parents=True, exist_ok=True)
+        exists = final.exists()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name[:32]}.tmp-", dir=repo))
+    except OSError as e:
+        raise _os_error("write into the Triton repository", repo, e) from e
+    try:
+        if exists and not overwrite:
+            raise ExportError(
+                f"{str(final)!r} exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        _stage(tmp, files, final)
+        _move_into_place(tmp, final, exists)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("wrote Triton model %s (%s)", final, src)
+    logger.info("wrote Triton model %s", final)
     return TritonRepo(
         model_dir=final,
         model_path=final / str(version) / "model.onnx",
@@ -371,3 +336,42 @@ def _write(src, data, repo, name, version, config, names, meta, overwrite) -> Tr
         labels_path=final / LABELS_FILE,
         config=config,
     )
+
+
+def _stage(tmp: Path, files: list[EntryFile], final: Path) -> None:
+    """Write ``files`` under ``tmp``; an ``OSError`` names the file's final path."""
+    rel = "."
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
+        for rel, write in files:
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(target)
+    except OSError as e:
+        raise _os_error("write", final / rel, e) from e
+
+
+def _move_into_place(tmp: Path, final: Path, replace: bool) -> None:
+    """Rename ``tmp`` to ``final``; an entry there is swapped out, and back on failure."""
+    if not replace:
+        try:
+            os.rename(tmp, final)  # not os.replace: never onto an entry made meanwhile
+        except OSError as e:
+            raise _os_error("create", final, e) from e
+        return
+    try:
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name[:32]}.old-", dir=final.parent))
+    except OSError as e:
+        raise _os_error("replace", final, e) from e
+    try:
+        os.replace(final, old / final.name)
+    except OSError as e:
+        shutil.rmtree(old, ignore_errors=True)
+        raise _os_error("replace", final, e) from e
+    try:
+        os.rename(tmp, final)
+    except OSError as e:
+        os.replace(old / final.name, final)  # the previous entry goes back
+        shutil.rmtree(old, ignore_errors=True)
+        raise _os_error("replace", final, e) from e
+    shutil.rmtree(old, ignore_errors=True)

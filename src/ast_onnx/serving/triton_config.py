@@ -1,0 +1,227 @@
+"""Triton's ``config.pbtxt``: names checked, then written through the ModelConfig schema.
+
+The names in a config come from an untrusted model file (tensor names) and from the
+caller (model name, TensorRT cache path). A name holding ``"`` and a newline used to
+add its own ``parameters { ... }`` block to the config, so:
+
+- names are checked first: a model name is a directory name (:data:`MODEL_NAME`), a
+  tensor name is printable, without whitespace, quotes or backslashes, at most
+  :data:`MAX_TENSOR_NAME_LENGTH` characters (what exporters produce: ``input_values``,
+  ``input.1``, ``onnx::MatMul_12``, ``serving_default_x:0``);
+- the config is one description (:func:`model_config`, ModelConfig's JSON mapping),
+  serialized by protobuf itself: ``json_format.ParseDict`` into tritonclient's
+  ``model_config_pb2.ModelConfig``, then ``text_format.MessageToString``. A value the
+  schema does not allow fails there, and every string is escaped by protobuf;
+- without tritonclient (the ``triton`` extra) a small renderer writes the same
+  description with protobuf's text-format escaping (C escapes, other bytes as octal);
+  the tests check that both parse back to the same message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ast_onnx.errors import ExportError, ModelError
+
+#: ONNX TensorProto element types -> Triton data types.
+TRITON_DTYPES = {
+    1: "TYPE_FP32",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    5: "TYPE_INT16",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    16: "TYPE_BF16",
+}
+#: A Triton model name: the entry's directory name in the repository (whole string).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: Longest tensor name accepted in a config.
+MAX_TENSOR_NAME_LENGTH = 256
+LABELS_FILE = "labels.txt"
+_FORBIDDEN_IN_TENSOR_NAMES = frozenset("\"'\\")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One graph input or output: name, Triton data type, full shape (-1 = variable)."""
+
+    name: str
+    data_type: str
+    shape: tuple[int, ...]
+
+
+class Enum(str):
+    """A ModelConfig enum value (written bare in the text format, e.g. ``TYPE_FP32``)."""
+
+
+class Map(dict):
+    """A ModelConfig ``map<string, string>`` field (``{ key: ... value: ... }`` entries)."""
+
+
+def check_model_name(name: Any) -> str:
+    """``name`` if it is a valid Triton model name, else :class:`ExportError`.
+
+    The whole string must match :data:`MODEL_NAME` (``re.fullmatch``: a ``$`` would
+    also accept ``"demo\\n"``).
+    """
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise ExportError(
+            f"Triton model name must be letters, digits, '_', '.' or '-', starting with a "
+            f"letter or digit (it is a directory name); got {_shown(name)}"
+        )
+    return name
+
+
+def check_tensor_name(name: Any) -> str:
+    """``name`` if a config may hold it (see the module doc), else :class:`ModelError`."""
+    bad = (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_TENSOR_NAME_LENGTH
+        or not name.isprintable()
+        or any(c.isspace() or c in _FORBIDDEN_IN_TENSOR_NAMES for c in name)
+    )
+    if bad:
+        raise ModelError(
+            f"the model has a tensor named {_shown(name)}: a Triton config accepts 1 to "
+            f"{MAX_TENSOR_NAME_LENGTH} printable characters without whitespace, quotes "
+            "or backslashes"
+        )
+    return name
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dims(shape: tuple[int, ...], batched: bool, name: str) -> list[int]:
+    if not batched:
+        return list(shape)
+    if not shape or shape[0] > 0:
+        raise ExportError(
+            f"tensor {name!r} has shape {list(shape)} without a variable batch axis; "
+            "use max_batch_size=0 for fixed-batch models"
+        )
+    return list(shape[1:])
+
+
+def model_config(
+    name: str,
+    inputs: Sequence[TensorInfo],
+    outputs: Sequence[TensorInfo],
+    *,
+    max_batch_size: int,
+    labels_outputs: Sequence[str] = (),
+    kind: str = "gpu",
+    instance_count: int = 1,
+    preferred_batch_size: Sequence[int] = (),
+    max_queue_delay_us: int = 100,
+    tensorrt: bool = True,
+    fp16: bool = False,
+    workspace_bytes: int = 1 << 30,
+    trt_cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """The config as ModelConfig's JSON mapping (enums :class:`Enum`, maps :class:`Map`).
+
+    Raises:
+        ExportError: Bad model name, or a batched config for a fixed-batch tensor.
+        ModelError: A tensor name a config cannot hold.
+    """
+    batched = max_batch_size > 0
+    config: dict[str, Any] = {
+        "name": check_model_name(name),
+        "platform": "onnxruntime_onnx",
+        "default_model_filename": "model.onnx",
+        "max_batch_size": max_batch_size,
+    }
+    for section, tensors in (("input", inputs), ("output", outputs)):
+        config[section] = []
+        for t in tensors:
+            entry = {
+                "name": check_tensor_name(t.name),
+                "data_type": Enum(t.data_type),
+                "dims": _dims(t.shape, batched, t.name),
+            }
+            if section == "output" and t.name in labels_outputs:
+                entry["label_filename"] = LABELS_FILE
+            config[section].append(entry)
+    if batched:
+        batching: dict[str, Any] = {"max_queue_delay_microseconds": max_queue_delay_us}
+        if preferred_batch_size:
+            batching["preferred_batch_size"] = list(preferred_batch_size)
+        config["dynamic_batching"] = batching
+    config["instance_group"] = [{"count": instance_count, "kind": Enum(f"KIND_{kind.upper()}")}]
+    if tensorrt:
+        params = Map(precision_mode="FP16" if fp16 else "FP32")
+        params["max_workspace_size_bytes"] = str(workspace_bytes)
+        if trt_cache_dir:
+            params["trt_engine_cache_enable"] = "true"
+            params["trt_engine_cache_path"] = str(trt_cache_dir)
+        accelerator = {"name": "tensorrt", "parameters": params}
+        config["optimization"] = {
+            "execution_accelerators": {"gpu_execution_accelerator": [accelerator]}
+        }
+    return config
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """``config`` in protobuf text format: through ModelConfig if tritonclient is installed."""
+    try:
+        from google.protobuf import json_format, text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:  # the triton extra is missing: same text, escaped the same way
+        return render_text(config)
+    try:
+        message = json_format.ParseDict(config, model_config_pb2.ModelConfig())
+    except json_format.ParseError as e:  # a value the schema refuses
+        raise ExportError(f"the Triton config does not fit Triton's ModelConfig: {e}") from e
+    return text_format.MessageToString(message)
+
+
+def render_text(config: dict[str, Any], indent: int = 0) -> str:
+    """Protobuf text format of a :func:`model_config` description, without protobuf."""
+    pad = "  " * indent
+    lines = []
+    for key, value in config.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Map):
+                lines += [
+                    f"{pad}{key} {{ key: {quote(k)} value: {quote(v)} }}" for k, v in item.items()
+                ]
+            elif isinstance(item, dict):
+                lines += [f"{pad}{key} {{", render_text(item, indent + 1).rstrip("\n"), f"{pad}}}"]
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value)
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise ExportError(f"cannot write {value!r} into a Triton config")
+
+
+def quote(text: str) -> str:
+    """A protobuf text-format string literal (as protobuf's ``CEscape`` writes it)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        char = chr(byte)
+        if char in "\"'\\":
+            out.append("\\" + char)
+        elif 0x20 <= byte < 0x7F:
+            out.append(char)
+        else:  # control characters and every byte of a non-ASCII character
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
