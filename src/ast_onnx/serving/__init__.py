@@ -6,5 +6,6 @@ Needs onnx (``pip install "ast-onnx[triton]"``), never torch.
 from __future__ import annotations
 
 from ast_onnx.serving.triton import TritonRepo, write_triton_repo
+from ast_onnx.serving.triton_config import TritonConfig
 
-__all__ = ["TritonRepo", "write_triton_repo"]
+__all__ = ["TritonConfig", "TritonRepo", "write_triton_repo"]

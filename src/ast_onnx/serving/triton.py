@@ -50,6 +50,7 @@ from ast_onnx.serving.triton_config import (
     LABELS_FILE,
     TRITON_DTYPES,
     TensorInfo,
+    TritonConfig,
     check_model_name,
     check_tensor_name,
     config_text,
@@ -58,7 +59,6 @@ from ast_onnx.serving.triton_config import (
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("gpu", "cpu")
 METADATA_FILE = "ast_onnx.json"
 
 
@@ -140,28 +140,15 @@ def render_config(
     return config_text(model_config(name, inputs, outputs, **options))
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ExportError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def write_triton_repo(
     onnx_path: str | os.PathLike,
     repo_dir: str | os.PathLike,
     name: str | None = None,
-    max_batch_size: int = 8,
+    config: TritonConfig | None = None,
     *,
-    kind: str = "gpu",
-    instance_count: int = 1,
-    tensorrt: bool | None = None,
-    fp16: bool | None = None,
-    preferred_batch_size: Sequence[int] | None = None,
-    max_queue_delay_us: int = 100,
     labels: Sequence[str] | None = None,
-    version: int = 1,
-    trt_cache_dir: str | None = None,
     overwrite: bool = False,
+    **overrides: Any,
 ) -> TritonRepo:
     """Write a Triton model repository entry ``repo_dir/name`` for an AST ``.onnx`` file.
 
@@ -169,20 +156,12 @@ def write_triton_repo(
         onnx_path: The exported model.
         repo_dir: The model repository (created if missing); other models in it are kept.
         name: Model name in Triton (default: the file's stem).
-        max_batch_size: Largest batch Triton forms; 0 disables batching (dims then keep
-            the batch axis).
-        kind: ``"gpu"`` or ``"cpu"`` instance group.
-        instance_count: Model instances per device.
-        tensorrt: Add the TensorRT accelerator block (default: True for ``kind="gpu"``).
-        fp16: TensorRT ``precision_mode`` FP16 (default: when the model was exported fp16).
-        preferred_batch_size: Dynamic batching's preferred sizes (default: [max_batch_size];
-            must be empty with ``max_batch_size=0``).
-        max_queue_delay_us: How long Triton waits to fill a batch.
+        config: How Triton serves it (:class:`~ast_onnx.serving.triton_config.TritonConfig`;
+            defaults if None).
         labels: Class names (default: the model's metadata; ``LABEL_i`` without metadata).
-        version: Model version directory.
-        trt_cache_dir: TensorRT engine cache directory inside the server (unset: engines are
-            built at every model load).
         overwrite: Replace an existing ``repo_dir/name``.
+        **overrides: :class:`~ast_onnx.serving.triton_config.TritonConfig` fields by name,
+            applied over ``config`` (``max_batch_size=16, kind="cpu"``...).
 
     Returns:
         A :class:`TritonRepo`.
@@ -197,20 +176,7 @@ def write_triton_repo(
     """
     src = Path(onnx_path)
     name = check_model_name(src.stem if name is None else name)
-    preferred = _check_options(kind, max_batch_size, instance_count, version, max_queue_delay_us)
-    tensorrt = kind == "gpu" if tensorrt is None else tensorrt
-    if tensorrt and kind != "gpu":
-        raise ExportError("the TensorRT accelerator needs kind='gpu'")
-    if preferred_batch_size is not None:
-        preferred = list(preferred_batch_size)
-    for size in preferred:
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= max_batch_size:
-            raise ExportError(
-                f"preferred_batch_size must hold integers in [1, {max_batch_size}], got {preferred}"
-            )
-    if trt_cache_dir is not None and not isinstance(trt_cache_dir, str | os.PathLike):
-        raise ExportError(f"trt_cache_dir must be a path, got {trt_cache_dir!r}")
-
+    cfg = (config or TritonConfig()).replace(**overrides)
     inputs, outputs, meta = read_model_io(src)
     onnx = require("onnx", "triton", "writing a Triton model repository")
     data = checked_external_data(onnx, src)
@@ -220,34 +186,23 @@ def write_triton_repo(
     if logits is None or len(logits.shape) != 2:
         raise ModelError(f"{str(src)!r}: expected a [batch, labels] output, got {outputs}")
     names = _labels(src, labels, meta, logits)
-    fp16 = bool(meta and meta.precision == "fp16") if fp16 is None else fp16
-    config = render_config(
+    fp16 = bool(meta and meta.precision == "fp16") if cfg.fp16 is None else cfg.fp16
+    text = render_config(
         name,
         inputs,
         outputs,
-        max_batch_size=max_batch_size,
+        max_batch_size=cfg.max_batch_size,
         labels_outputs=[o.name for o in outputs if o.shape[1:] == logits.shape[1:]],
-        kind=kind,
-        instance_count=instance_count,
-        preferred_batch_size=preferred,
-        max_queue_delay_us=max_queue_delay_us,
-        tensorrt=tensorrt,
+        kind=cfg.kind,
+        instance_count=cfg.instance_count,
+        preferred_batch_size=cfg.preferred,
+        max_queue_delay_us=cfg.max_queue_delay_us,
+        tensorrt=cfg.use_tensorrt,
         fp16=fp16,
-        trt_cache_dir=None if trt_cache_dir is None else os.fspath(trt_cache_dir),
+        trt_cache_dir=None if cfg.trt_cache_dir is None else os.fspath(cfg.trt_cache_dir),
     )
-    files = _entry_files(src, data, version, config, names, meta)
-    return _write(files, Path(repo_dir), name, version, overwrite, config)
-
-
-def _check_options(kind, max_batch_size, instance_count, version, max_queue_delay_us) -> list[int]:
-    """Check the numeric options; return the default preferred batch sizes."""
-    if kind not in KINDS:
-        raise ExportError(f"kind must be one of {KINDS}, got {kind!r}")
-    _check_int("max_batch_size", max_batch_size, 0)
-    _check_int("instance_count", instance_count, 1)
-    _check_int("version", version, 1)
-    _check_int("max_queue_delay_us", max_queue_delay_us, 0)
-    return [max_batch_size] if max_batch_size > 0 else []
+    files = _entry_files(src, data, cfg.version, text, names, meta)
+    return _write(files, Path(repo_dir), name, cfg.version, overwrite, text)
 
 
 def _labels(src: Path, labels, meta: ModelMetadata | None, logits: TensorInfo) -> list[str]:

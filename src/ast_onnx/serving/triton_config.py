@@ -19,9 +19,11 @@ add its own ``parameters { ... }`` block to the config, so:
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ast_onnx.errors import ExportError, ModelError
@@ -225,3 +227,85 @@ def quote(text: str) -> str:
         else:  # control characters and every byte of a non-ASCII character
             out.append(f"\\{byte:03o}")
     return '"' + "".join(out) + '"'
+
+
+#: Instance-group kinds a config may ask for.
+KINDS = ("gpu", "cpu")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ExportError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """How Triton serves the model: batching, instances, accelerator. Checked when built.
+
+    Attributes:
+        max_batch_size: Largest batch Triton forms; 0 disables batching (dims then keep
+            the batch axis).
+        kind: ``"gpu"`` or ``"cpu"`` instance group.
+        instance_count: Model instances per device.
+        tensorrt: Add the TensorRT accelerator block (default: True for ``kind="gpu"``).
+        fp16: TensorRT ``precision_mode`` FP16 (default: when the model was exported fp16).
+        preferred_batch_size: Dynamic batching's preferred sizes (default:
+            ``[max_batch_size]``; must be empty with ``max_batch_size=0``).
+        max_queue_delay_us: How long Triton waits to fill a batch.
+        version: Model version directory.
+        trt_cache_dir: TensorRT engine cache directory inside the server (unset: engines
+            are built at every model load).
+    """
+
+    max_batch_size: int = 8
+    kind: str = "gpu"
+    instance_count: int = 1
+    tensorrt: bool | None = None
+    fp16: bool | None = None
+    preferred_batch_size: Sequence[int] | None = None
+    max_queue_delay_us: int = 100
+    version: int = 1
+    trt_cache_dir: str | os.PathLike | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ExportError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        _check_int("max_batch_size", self.max_batch_size, 0)
+        _check_int("instance_count", self.instance_count, 1)
+        _check_int("version", self.version, 1)
+        _check_int("max_queue_delay_us", self.max_queue_delay_us, 0)
+        if self.use_tensorrt and self.kind != "gpu":
+            raise ExportError("the TensorRT accelerator needs kind='gpu'")
+        for size in self.preferred:
+            if (
+                isinstance(size, bool)
+                or not isinstance(size, int)
+                or not 1 <= size <= self.max_batch_size
+            ):
+                raise ExportError(
+                    f"preferred_batch_size must hold integers in [1, {self.max_batch_size}], "
+                    f"got {self.preferred}"
+                )
+        if self.trt_cache_dir is not None and not isinstance(self.trt_cache_dir, str | os.PathLike):
+            raise ExportError(f"trt_cache_dir must be a path, got {self.trt_cache_dir!r}")
+
+    @property
+    def use_tensorrt(self) -> bool:
+        """Whether the config gets the TensorRT accelerator block."""
+        return self.kind == "gpu" if self.tensorrt is None else bool(self.tensorrt)
+
+    @property
+    def preferred(self) -> list[int]:
+        """The preferred batch sizes in effect."""
+        if self.preferred_batch_size is not None:
+            return list(self.preferred_batch_size)
+        return [self.max_batch_size] if self.max_batch_size > 0 else []
+
+    def replace(self, **changes: Any) -> TritonConfig:
+        """A copy with ``changes``; unknown names raise :class:`ExportError`."""
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ExportError(f"unknown Triton option(s) {unknown}; expected some of {names}")
+        return dataclasses.replace(self, **changes)
