@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
-from ast_onnx.bench.options import PRECISIONS, BenchError, BenchOptions
+from ast_onnx.bench.options import PRECISIONS, BenchOptions
+from ast_onnx.errors import ModelError
 from ast_onnx.frontend import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio
 
 ProgressFn = Callable[[str], None]
@@ -60,7 +61,7 @@ def onnx_models(targets: list[str]) -> list[BenchModel]:
     for target in targets:
         path = Path(target)
         if not path.is_file():
-            raise BenchError(f"model file {path} does not exist")
+            raise ModelError(f"model file {path} does not exist")
         models.append(BenchModel(path.stem, "", path))  # precision read from its metadata
     return models
 
