@@ -73,8 +73,8 @@ def test_onnx_targets_without_torch_baseline(small_onnx, tmp_path):
     assert all(r["provider"] == "cpu" for r in data["latency"])
 
 
-def test_bad_options_exit_2(tmp_path, capsys):
-    assert main(["model.onnx", "--quick"]) == 2
+def test_missing_model_exits_1_and_bad_options_exit_2(tmp_path, capsys):
+    assert main(["model.onnx", "--quick"]) == 1  # bad input (ast_onnx.cli.exit_codes)
     assert "does not exist" in capsys.readouterr().err
     assert main(["x.onnx", "--precisions", "fp64"]) == 2
     assert main(["x.onnx", "--max-drift", "speed=2"]) == 2

@@ -89,9 +89,11 @@ def test_bad_files_are_reported_and_good_ones_still_classified(toy, audio_dir, c
     assert "corrupt.wav" not in out
 
 
-def test_unusable_model_or_options_exit_2(toy, audio_dir, tmp_path, capsys):
+def test_unusable_model_exits_1_and_bad_options_exit_2(toy, audio_dir, tmp_path, capsys):
+    # The exit-status table (ast_onnx.cli.exit_codes): a model that cannot be loaded is
+    # bad input (1), like a bad audio file; 2 is for usage errors only.
     code, _, err = run([tmp_path / "missing.onnx", audio_dir], capsys)
-    assert code == 2 and "missing.onnx" in err
+    assert code == 1 and "missing.onnx" in err
     code, _, err = run([toy, audio_dir, "--top-k", "0"], capsys)
     assert code == 2 and "--top-k" in err
     code, _, err = run([toy, audio_dir, "--hop", "100"], capsys)

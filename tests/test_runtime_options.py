@@ -33,6 +33,7 @@ CASES: dict[str, tuple[list[str], object]] = {
         {"cuda": {"a": "1", "b": "2"}},
     ),
     "prepack": (["--no-prepack"], False),
+    "max_audio_seconds": (["--max-audio-seconds", "60"], 60.0),
 }
 
 

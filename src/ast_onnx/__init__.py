@@ -20,6 +20,8 @@ from ast_onnx.errors import (
     MetadataError,
     MissingDependencyError,
     ModelError,
+    ModelOutputError,
+    ProcessingError,
     ProviderError,
 )
 from ast_onnx.metadata import ModelMetadata
@@ -41,6 +43,8 @@ __all__ = [
     "MissingDependencyError",
     "ModelError",
     "ModelMetadata",
+    "ModelOutputError",
+    "ProcessingError",
     "ProviderError",
     "Runtime",
     "__version__",

@@ -32,6 +32,15 @@ class MetadataError(ModelError):
     """The model's ast-onnx metadata is absent, incomplete or of an unknown version."""
 
 
+class ModelOutputError(AstOnnxError, ValueError):
+    """The model returned NaN/Inf for an input: no score is reported for that item."""
+
+
+class ProcessingError(AstOnnxError, RuntimeError):
+    """One item failed unexpectedly (out of memory, a fault inside libsndfile, scipy or
+    onnxruntime); the original exception is its ``__cause__``. See :func:`item_error`."""
+
+
 class ProviderError(AstOnnxError, RuntimeError):
     """A requested onnxruntime execution provider is unavailable or failed to load."""
 
@@ -69,11 +78,32 @@ class GateSpecError(InvalidOptionError):
 
 
 class BenchError(AstOnnxError, ValueError):
-    """Benchmark options do not fit together or a target cannot be benchmarked."""
+    """Benchmark options do not fit together (a usage error: ast-bench exits 2)."""
 
 
 class EvalSetError(AstOnnxError, ValueError):
     """An evaluation directory is missing, empty, or has a bad labels file."""
+
+
+def item_error(error: Exception, item: str) -> AstOnnxError:
+    """The error to report for one failed item of a batch, so that the batch goes on.
+
+    The package's own errors are returned as they are; anything else (``MemoryError``,
+    an unexpected exception from a library) becomes a :class:`ProcessingError` that
+    names the item and the original type, chained to the original. ``KeyboardInterrupt``
+    and ``SystemExit`` are not ``Exception`` and never reach here.
+
+    Args:
+        error: What the item raised.
+        item: The item's name (a path), put in the message unless already there.
+    """
+    if isinstance(error, AstOnnxError):
+        return error
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    where = "" if item in str(error) else f"{item}: "
+    wrapped = ProcessingError(f"{where}unexpected {text}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def require(module: str, extra: str, feature: str, hint: str = ""):

@@ -33,7 +33,7 @@ from ast_onnx.bench.targets import (
     onnx_models,
     resolve_eval,
 )
-from ast_onnx.errors import ProviderError
+from ast_onnx.errors import EvalSetError, ProviderError
 from ast_onnx.graph.model_files import data_path
 from ast_onnx.quality import accuracy, logit_drift, mean_average_precision
 from ast_onnx.runtime.results import activate
@@ -49,7 +49,7 @@ def _metric(scores: np.ndarray, eval_set: EvalSet, labels: list[str], activation
     index = {name: i for i, name in enumerate(labels)}
     missing = sorted({n for names in eval_set.labels for n in names if n not in index})
     if missing:
-        raise BenchError(f"evaluation labels {missing[:5]} are not among the model's labels")
+        raise EvalSetError(f"evaluation labels {missing[:5]} are not among the model's labels")
     if activation == "softmax":
         targets = np.array([index[names[0]] for names in eval_set.labels])
         return "accuracy", accuracy(scores, targets)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
-from ast_onnx.bench.options import BenchError, BenchOptions
+from ast_onnx.bench.options import BenchOptions
+from ast_onnx.errors import ModelError
 from ast_onnx.frontend import SAMPLE_RATE, load_audio
 from ast_onnx.frontend.files import audio_files_in
 from ast_onnx.paths import cache_root
@@ -61,7 +62,7 @@ def onnx_models(targets: list[str]) -> list[BenchModel]:
     for target in targets:
         path = Path(target)
         if not path.is_file():
-            raise BenchError(f"model file {path} does not exist")
+            raise ModelError(f"model file {path} does not exist")
         models.append(BenchModel(path.stem, "", path))  # precision read from its metadata
     return models
 

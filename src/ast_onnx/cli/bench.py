@@ -1,4 +1,8 @@
-"""``ast-bench``: latency and accuracy-drift report of AST ONNX models."""
+"""``ast-bench``: latency and accuracy-drift report of AST ONNX models.
+
+Exit status (:mod:`ast_onnx.cli.exit_codes`): 0 ok; 1 a model, checkpoint or evaluation
+set that cannot be used; 2 a usage error; 3 the drift gate failed; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from ast_onnx.bench.options import BENCH_VARIANTS, QUICK, BenchOptions
+from ast_onnx.cli import exit_codes
+from ast_onnx.cli.text import escape_control
 
 
 def _csv(kind: type = str):
@@ -32,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ast-bench",
         description="Benchmark AST ONNX models: latency per precision/provider/batch size "
         "against PyTorch eager, and accuracy drift; writes Markdown/JSON reports.",
+        epilog=exit_codes.EPILOG,
     )
     p.add_argument(
         "targets",
@@ -97,10 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = _run_with_progress(options)
     except KeyboardInterrupt:
         print("ast-bench: interrupted; no report written", file=sys.stderr)
-        return 130
+        return exit_codes.INTERRUPTED
     except AstOnnxError as e:
-        print(f"ast-bench: error: {e}", file=sys.stderr)
-        return 2
+        print(f"ast-bench: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
     print_tables(report)
     if args.report:
         write_atomic(args.report, report.to_markdown())
@@ -109,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.gate is not None and not report.gate["passed"]:
         print("ast-bench: drift gate failed:", file=sys.stderr)
         for violation in report.gate["violations"]:
-            print(f"  {violation}", file=sys.stderr)
-        return 3
-    return 0
+            print(f"  {escape_control(violation)}", file=sys.stderr)
+        return exit_codes.GATE_FAILED
+    return exit_codes.OK
 
 
 def _run_with_progress(options):

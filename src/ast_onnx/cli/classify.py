@@ -1,7 +1,12 @@
 """``ast-classify``: classify audio files with an AST ONNX model.
 
-Exit status: 0 all files classified; 1 some files failed (each reported on stderr,
-the others still classified and printed); 2 the model or the options are unusable.
+Exit status (:mod:`ast_onnx.cli.exit_codes`): 0 all files classified; 1 the model cannot
+be loaded, or some files failed (each reported on stderr and, with ``--json``, as an
+error row; the others still classified and printed); 2 a usage error (a malformed
+command line or an option value out of range); 130 interrupted (Ctrl-C).
+
+Text output escapes control characters of labels and paths (:mod:`ast_onnx.cli.text`);
+JSON output is exact and strict (never ``NaN``/``Infinity``).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
-from ast_onnx.cli import classify_ray
+from ast_onnx.cli import classify_ray, exit_codes
+from ast_onnx.cli.text import escape_control
+from ast_onnx.errors import AstOnnxError, item_error
+from ast_onnx.frontend.files import find_audio_files
 from ast_onnx.runtime.options import RuntimeOptions
 
 #: Show a progress bar from this many files on (and only on a terminal).
@@ -25,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ast-classify",
         description="Classify audio files with an AST model exported by ast-export. "
         "Directories are searched recursively for audio files.",
+        epilog=exit_codes.EPILOG,
     )
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or directories")
@@ -36,24 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     classify_ray.add_arguments(p)
     return p
-
-
-def collect_files(inputs: Sequence[str], extensions: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Expand directories to their audio files (recursive, sorted); returns (files, errors)."""
-    files, errors = [], []
-    exts = {e.lower() for e in extensions}
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in exts
-            )
-            if not found:
-                errors.append(f"{item}: no audio files ({', '.join(sorted(exts))}) in directory")
-            files.extend(found)
-        else:
-            files.append(item)  # missing/unreadable files are reported when classified
-    return files, errors
 
 
 def _progress(items: Iterator, total: int, enabled: bool):
@@ -69,13 +59,29 @@ def _progress(items: Iterator, total: int, enabled: bool):
 
 
 def _format_text(result, windows: bool) -> str:
-    lines = [f"{result.path}  ({result.duration:.2f} s)"]
-    lines += [f"  {p.score:7.4f}  {p.label}" for p in result.labels]
+    """Human-readable lines of one result; labels and paths with control chars escaped."""
+    lines = [f"{escape_control(result.path)}  ({result.duration:.2f} s)"]
+    lines += [f"  {p.score:7.4f}  {escape_control(p.label)}" for p in result.labels]
     if windows:
         for w in result.windows:
-            top = ", ".join(f"{p.label} {p.score:.3f}" for p in w.labels)
+            top = ", ".join(f"{escape_control(p.label)} {p.score:.3f}" for p in w.labels)
             lines.append(f"    [{w.start:8.2f} - {w.end:8.2f} s]  {top}")
     return "\n".join(lines)
+
+
+def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``(stdout line, stderr line)`` of one file's result; any failure is an error row."""
+    if not isinstance(result, AstOnnxError):
+        try:
+            if not args.json:
+                return _format_text(result, args.windows), None
+            row = {**result.to_dict(windows=args.windows), "error": None}
+            return json.dumps(row, allow_nan=False), None  # strict JSON: no NaN/Infinity
+        except Exception as e:  # a result that cannot be written is that file's error
+            result = item_error(e, path)
+    line = json.dumps({"path": path, "error": str(result)}) if args.json else None
+    where = "" if path in str(result) else f"{path}: "
+    return line, f"ast-classify: error: {escape_control(f'{where}{result}')}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,43 +90,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if args.ray or args.output:
-        return classify_ray.run(args)
-    from ast_onnx.errors import AstOnnxError
+    try:
+        if args.ray or args.output:
+            return classify_ray.run(args)
+        return _classify(args)
+    except KeyboardInterrupt:
+        print("ast-classify: interrupted", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+
+
+def _classify(args: argparse.Namespace) -> int:
     from ast_onnx.frontend import AUDIO_EXTENSIONS
     from ast_onnx.runtime import Runtime
 
     if args.top_k < 1:
         print(f"ast-classify: error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
-        return 2
-    files, failures = collect_files(args.audio, AUDIO_EXTENSIONS)
+        return exit_codes.USAGE
+    files, failures = find_audio_files(args.audio, AUDIO_EXTENSIONS)
     for message in failures:
-        print(f"ast-classify: error: {message}", file=sys.stderr)
+        print(f"ast-classify: error: {escape_control(message)}", file=sys.stderr)
     try:
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
-    except (AstOnnxError, ValueError) as e:
-        print(f"ast-classify: error: {e}", file=sys.stderr)
-        return 2
+    except (AstOnnxError, ValueError) as e:  # a model that cannot be loaded is bad input
+        print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
 
     show = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
     results, bar = _progress(runtime.classify_files(files, top_k=args.top_k), len(files), show)
+    write = bar.write if bar else print
     failed = len(failures)
-    for path, result in results:
-        if isinstance(result, AstOnnxError):
-            failed += 1
-            line = json.dumps({"path": path, "error": str(result)}) if args.json else None
-            where = "" if path in str(result) else f"{path}: "
-            message = f"ast-classify: error: {where}{result}"
-            (bar.write if bar else print)(message, file=sys.stderr)
-        elif args.json:
-            line = json.dumps({**result.to_dict(windows=args.windows), "error": None})
-        else:
-            line = _format_text(result, args.windows)
-        if line is not None:
-            (bar.write if bar else print)(line, file=sys.stdout)
-    if bar is not None:
-        bar.close()
-    return 1 if failed else 0
+    try:
+        for path, result in results:
+            line, message = _format(path, result, args)
+            if message is not None:
+                failed += 1
+                write(message, file=sys.stderr)
+            if line is not None:
+                write(line, file=sys.stdout)
+    finally:
+        if bar is not None:
+            bar.close()
+    return exit_codes.FAILED if failed else exit_codes.OK
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import FbankOptionsError
+from ast_onnx.frontend.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ LOG_FLOOR = float(np.finfo(np.float32).eps)
 # Upper bounds, so that options read from an untrusted model's metadata cannot make the
 # frontend allocate without limit (a million mel bins was 23 s and 8 GB of mel banks).
 # At the bounds the window and mel-bank tables take about 0.8 s and 220 MB to build.
-#: Lowest and highest sample rate (Hz) a frontend works at: telephone speech to 384 kHz.
-MIN_SAMPLE_FREQUENCY = 1_000
-MAX_SAMPLE_FREQUENCY = 384_000
+#: Sample rates the frontend accepts, the same for a model and for its input audio
+#: (defined with the audio rules in :mod:`ast_onnx.frontend.audio`).
+MIN_SAMPLE_FREQUENCY = MIN_SAMPLE_RATE
+MAX_SAMPLE_FREQUENCY = MAX_SAMPLE_RATE
 #: Most triangular mel filters (AST uses 128, Kaldi's default is 23, Whisper 80 or 128).
 MAX_MEL_BINS = 1024
 #: Most samples in one analysis frame (1.024 s at 16 kHz; 25 ms fits up to 655 kHz).

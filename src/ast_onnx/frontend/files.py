@@ -2,7 +2,9 @@
 
 Directories are searched recursively and their audio files (by extension) returned
 sorted; files named directly are always taken, whatever their extension (a missing or
-unreadable one is reported when it is read, as that file's error).
+unreadable one is reported when it is read, as that file's error). Every non-directory
+entry with an audio extension is listed, FIFOs and broken links included, so that each
+is reported as that file's error rather than skipped in silence.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ def is_audio_name(name: str, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> bo
 def audio_files_in(directory: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS):
     """The audio files under ``directory``, recursively, sorted by path."""
     return sorted(
-        p for p in Path(directory).rglob("*") if p.is_file() and is_audio_name(p.name, extensions)
+        p
+        for p in Path(directory).rglob("*")
+        if is_audio_name(p.name, extensions) and not p.is_dir()
     )
 
 
 def find_audio_files(
     inputs: Iterable[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS
-) -> tuple[list[Path], list[str]]:
+) -> tuple[list[str], list[str]]:
     """Expand files and directories to audio files.
 
     Args:
@@ -36,10 +40,10 @@ def find_audio_files(
         extensions: File extensions taken from directories.
 
     Returns:
-        ``(files, problems)``: the files in input order (each directory's sorted), and one
-        message per directory that holds no audio file.
+        ``(files, problems)``: the files in input order (each directory's sorted; named
+        files spelled as given), and one message per directory that holds no audio file.
     """
-    files: list[Path] = []
+    files: list[str] = []
     problems: list[str] = []
     for item in inputs:
         path = Path(item)
@@ -48,7 +52,7 @@ def find_audio_files(
             if not found:
                 exts = ", ".join(sorted(e.lower() for e in extensions))
                 problems.append(f"{item}: no audio files ({exts}) in directory")
-            files.extend(found)
+            files.extend(str(f) for f in found)
         else:
-            files.append(path)
+            files.append(str(item))
     return files, problems

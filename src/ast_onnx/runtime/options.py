@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
+from ast_onnx.frontend.audio import DEFAULT_MAX_SECONDS, check_max_seconds
 from ast_onnx.metadata import ACTIVATIONS
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
 from ast_onnx.runtime.windows import AGGREGATIONS
@@ -84,6 +85,9 @@ class RuntimeOptions:
             (its default). ``False`` starts faster and, with an ``--external-data`` model,
             keeps the weights memory-mapped and shared between processes; inference is
             1-10 % slower, so it suits short-lived processes.
+        max_audio_seconds: Longest input accepted, checked before decoding or resampling
+            (None: :data:`~ast_onnx.frontend.audio.DEFAULT_MAX_SECONDS`, one hour;
+            ``math.inf``: no limit).
     """
 
     providers: str | Sequence[Any] = field(
@@ -148,6 +152,15 @@ class RuntimeOptions:
             metavar="PROVIDER:KEY=VALUE",
         ),
     )
+    max_audio_seconds: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--max-audio-seconds",
+            "refuse audio longer than this many seconds, before decoding it "
+            f"(default {DEFAULT_MAX_SECONDS:g}; 'inf': no limit)",
+            type=float,
+        ),
+    )
     prepack: bool = field(
         default=True,
         metadata=_flag(
@@ -180,6 +193,8 @@ class RuntimeOptions:
             )
         if self.gpu_mem_limit is not None:
             check_int("gpu_mem_limit", self.gpu_mem_limit, 1)
+        if self.max_audio_seconds is not None:
+            check_max_seconds(self.max_audio_seconds)
 
     def replace(self, **changes: Any) -> RuntimeOptions:
         """A copy with ``changes`` applied; unknown names raise :class:`InvalidOptionError`."""

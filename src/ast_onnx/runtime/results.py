@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import InvalidOptionError
+from ast_onnx.errors import InvalidOptionError, ModelOutputError
 from ast_onnx.metadata import ACTIVATIONS
 
 
@@ -83,6 +83,24 @@ class Classification:
     windows: list[WindowScore] = field(default_factory=list, repr=False)
     path: str | None = None
 
+    @classmethod
+    def from_windows(
+        cls,
+        window_scores: np.ndarray,
+        scores: np.ndarray,
+        bounds: Sequence[tuple[float, float]],
+        labels: Sequence[str],
+        k: int,
+        duration: float,
+        path: str | None = None,
+    ) -> Classification:
+        """The classification of one input from its windows' scores and their aggregate."""
+        windows = [
+            WindowScore(start, end, s, top_k(s, labels, k))
+            for (start, end), s in zip(bounds, window_scores, strict=True)
+        ]
+        return cls(top_k(scores, labels, k), scores, duration, windows, path)
+
     def to_dict(self, windows: bool = False, scores: bool = False) -> dict[str, Any]:
         """Plain JSON-able dict: path, duration, labels [{label, score, index}].
 
@@ -100,6 +118,24 @@ class Classification:
         if windows:
             out["windows"] = [w.to_dict(scores=scores) for w in self.windows]
         return out
+
+
+def nonfinite_error(logits: np.ndarray, item: str, unit: str) -> ModelOutputError | None:
+    """The error for ``logits`` rows holding NaN/Inf (checked before any activation,
+    which would hide an infinite logit as a score of 1), or None if all are finite.
+
+    Args:
+        logits: Raw model outputs, one row per input or window.
+        item: What they belong to, for the message (a path, ``"input 3"``).
+        unit: What a row is (``"window"``, ``"input"``).
+    """
+    bad = np.flatnonzero(~np.isfinite(logits).reshape(len(logits), -1).all(axis=1))
+    if bad.size == 0:
+        return None
+    return ModelOutputError(
+        f"{item}: the model returned NaN/Inf for {bad.size} of {len(logits)} {unit}(s) "
+        f"(first: {unit} {int(bad[0])}); no scores are reported"
+    )
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

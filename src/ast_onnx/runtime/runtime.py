@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError
-from ast_onnx.frontend import prepare_audio
+from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError, ModelOutputError
+from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
+from ast_onnx.runtime.batches import classify_in_batches
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
@@ -26,7 +27,7 @@ from ast_onnx.runtime.providers import (
     select_providers,
     short_name,
 )
-from ast_onnx.runtime.results import Classification, WindowScore, activate, top_k
+from ast_onnx.runtime.results import Classification, activate, nonfinite_error
 from ast_onnx.runtime.session import (
     create_session,
     inspect_io,
@@ -64,7 +65,8 @@ class Runtime:
             applied over ``options``: ``providers``, ``device_id``, ``threads``,
             ``fallback``, ``labels``, ``activation``, ``batch_size``, ``cache_dir``,
             ``window_hop``, ``aggregate``, ``gpu_mem_limit``, ``provider_options``,
-            ``prepack``. E.g. ``Runtime("m.onnx", providers="cpu", batch_size=4)``.
+            ``prepack``, ``max_audio_seconds``.
+            E.g. ``Runtime("m.onnx", providers="cpu", batch_size=4)``.
 
     Raises:
         ModelError: Missing/corrupt file, or a model that does not look like AST.
@@ -81,6 +83,7 @@ class Runtime:
     ) -> None:
         opts = (options or RuntimeOptions()).replace(**overrides)
         self.options = opts
+        self.max_audio_seconds = check_max_seconds(opts.max_audio_seconds)
         ort = import_onnxruntime()
         self.path = str(path)
         self.aggregate = opts.aggregate
@@ -151,6 +154,9 @@ class Runtime:
             )
         return hop
 
+    def _prepare(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
+        return prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)
+
     # ----- properties -----
 
     @property
@@ -185,7 +191,7 @@ class Runtime:
         windows it instead.
         """
         items = [audio] if _is_single(audio) else list(audio)
-        waves = [prepare_audio(a, sample_rate, self.sample_rate) for a in items]
+        waves = [self._prepare(a, sample_rate) for a in items]
         feats = self.frontend(waves)
         if np.any(feats.truncated):
             logger.warning(
@@ -209,7 +215,8 @@ class Runtime:
         else:
             x = self._check_input_values(input_values)
         outs = [self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0, len(self.labels)), np.float32)
+        out = np.concatenate(outs) if outs else np.zeros((0, len(self.labels)), np.float32)
+        return _check_finite(out)
 
     def window_logits(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
@@ -222,9 +229,10 @@ class Runtime:
         if self.input_kind != "waveform":
             return self.logits(self.features(audio, sample_rate))
         items = [audio] if _is_single(audio) else list(audio)
-        waves = [prepare_audio(a, sample_rate, self.sample_rate) for a in items]
+        waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
-        return run_grouped(self._run, cut, self.batch_size, self.frontend.options.window_size)
+        frame = self.frontend.options.window_size
+        return _check_finite(run_grouped(self._run, cut, self.batch_size, frame))
 
     def scores(self, input_values: np.ndarray) -> np.ndarray:
         """Activated scores (sigmoid or softmax) float32 [batch, labels]."""
@@ -265,12 +273,18 @@ class Runtime:
 
         Returns:
             A :class:`Classification` for a single input, a list for a list.
+
+        Raises:
+            ModelOutputError: The model returned NaN/Inf for an input.
         """
         single = _is_single(audio)
         items = [audio] if single else list(audio)
-        waves = [prepare_audio(a, sample_rate, self.sample_rate) for a in items]
+        waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
         results = self._classify_waves(waves, paths, top_k)
+        for r in results:
+            if isinstance(r, AstOnnxError):
+                raise r
         return results[0] if single else results
 
     def classify_files(
@@ -278,29 +292,37 @@ class Runtime:
     ) -> Iterator[tuple[str, Classification | AstOnnxError]]:
         """Classify files in batches, yielding ``(path, result)`` in order as they finish.
 
-        A file that cannot be read yields ``(path, error)`` (an
-        :class:`~ast_onnx.errors.AstOnnxError`) and the others go on.
+        A file that fails in any way (unreadable, over a limit, out of memory, NaN output)
+        yields ``(path, error)``, an :class:`~ast_onnx.errors.AstOnnxError`, and the
+        others go on (:mod:`ast_onnx.runtime.batches`).
         """
-        pending: list[tuple[str, np.ndarray | AstOnnxError]] = []
-        for p in paths:
-            try:
-                pending.append((str(p), prepare_audio(p, None, self.sample_rate)))
-            except AstOnnxError as e:
-                pending.append((str(p), e))
-            if sum(isinstance(w, np.ndarray) for _, w in pending) >= self.batch_size:
-                yield from self._flush(pending, top_k)
-                pending = []
-        yield from self._flush(pending, top_k)
+        if top_k is not None:
+            check_int("top_k", top_k, 1)
+        yield from classify_in_batches(
+            paths,
+            self._prepare,
+            lambda waves, names: self._classify_waves(waves, names, top_k),
+            batch_files=self.batch_size,
+            batch_samples=self.batch_size * self.window_samples,
+        )
 
-    def _flush(self, pending, top_k) -> Iterator[tuple[str, Classification | AstOnnxError]]:
-        good = [(p, w) for p, w in pending if isinstance(w, np.ndarray)]
-        results = iter(self._classify_waves([w for _, w in good], [p for p, _ in good], top_k))
-        for p, w in pending:
-            yield (p, next(results)) if isinstance(w, np.ndarray) else (p, w)
+    def _segment_logits(self, segments: list[np.ndarray]) -> np.ndarray:
+        """Raw logits [segments, labels] of model-window segments, batch_size per run."""
+        if not segments:
+            return np.zeros((0, len(self.labels)), np.float32)
+        if self.input_kind == "waveform":  # waves of equal length share a run
+            frame = self.frontend.options.window_size
+            return run_grouped(self._run, segments, self.batch_size, frame)
+        feats = (
+            self.frontend(segments[i : i + self.batch_size]).input_values
+            for i in range(0, len(segments), self.batch_size)
+        )
+        return np.concatenate([self._run(x) for x in feats])
 
     def _classify_waves(
         self, waves: list[np.ndarray], paths: list[str | None], k: int | None
-    ) -> list[Classification]:
+    ) -> list[Classification | ModelOutputError]:
+        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
         if k is not None:
             check_int("top_k", k, 1)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
@@ -309,36 +331,27 @@ class Runtime:
             for w, plan in zip(waves, plans, strict=True)
             for s in plan.starts
         ]
-        chunks = []
-        if self.input_kind == "waveform":  # waves of equal length share a run
-            if segments:
-                frame = self.frontend.options.window_size
-                logits = run_grouped(self._run, segments, self.batch_size, frame)
-                chunks.append(activate(logits, self.activation))
-        else:
-            for i in range(0, len(segments), self.batch_size):
-                feats = self.frontend(segments[i : i + self.batch_size]).input_values
-                chunks.append(activate(self._run(feats), self.activation))
-        all_scores = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
+        all_logits = self._segment_logits(segments)
         k = len(self.labels) if k is None else k
         results, offset = [], 0
-        for plan, path in zip(plans, paths, strict=True):
-            window_scores = all_scores[offset : offset + len(plan)]
+        for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
+            logits = all_logits[offset : offset + len(plan)]
             offset += len(plan)
-            windows = [
-                WindowScore(start, end, s, top_k(s, self.labels, k))
-                for (start, end), s in zip(
-                    plan.bounds(self.sample_rate), window_scores, strict=True
-                )
-            ]
-            scores = aggregate(window_scores, self.aggregate)
-            results.append(
-                Classification(
-                    labels=top_k(scores, self.labels, k),
-                    scores=scores,
-                    duration=plan.num_samples / self.sample_rate,
-                    windows=windows,
-                    path=path,
-                )
-            )
+            error = nonfinite_error(logits, path if path is not None else f"input {i}", "window")
+            if error is not None:
+                results.append(error)
+                continue
+            win = activate(logits, self.activation)
+            bounds, seconds = plan.bounds(self.sample_rate), plan.num_samples / self.sample_rate
+            scores = aggregate(win, self.aggregate)
+            item = Classification.from_windows(win, scores, bounds, self.labels, k, seconds, path)
+            results.append(item)
         return results
+
+
+def _check_finite(logits: np.ndarray) -> np.ndarray:
+    """``logits`` if every value is finite, else raise :class:`ModelOutputError`."""
+    error = nonfinite_error(logits, "logits", "input")
+    if error is not None:
+        raise error
+    return logits
