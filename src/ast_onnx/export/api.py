@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.errors import ExportError, GateSpecError, require
+from ast_onnx.atomic import check_writable
+from ast_onnx.errors import ExportError, GateSpecError, OutputError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
     LoadedCheckpoint,
@@ -24,6 +23,7 @@ from ast_onnx.graph.model_files import data_path, save_model
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
+from ast_onnx.workdir import work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +75,17 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
     """Refuse an output path that exists (without ``overwrite``) or cannot be written.
 
     With ``external_data`` the same holds for the data file written beside it.
+    Writability is probed (:func:`ast_onnx.atomic.check_writable`), so a read-only
+    folder or filesystem and an over-long name fail here, before the slow steps.
     """
     path = Path(output).expanduser()
     for target in [path, data_path(path)] if external_data else [path]:
-        if target.is_dir():
-            raise ExportError(f"output {str(target)!r} is a directory; name the file to write")
+        try:
+            check_writable(target)
+        except OutputError as e:
+            raise ExportError(str(e)) from e
         if target.exists() and not overwrite:
             raise ExportError(f"output {str(target)!r} exists; pass overwrite=True (--overwrite)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError(f"output directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"output directory {str(parent)!r} is not writable")
     return path
 
 
@@ -112,7 +111,10 @@ def export_model(
     """Export an AST checkpoint to a verified ONNX file.
 
     The file is written to a temporary name next to ``output`` and renamed into place
-    only after every step succeeded, so a failed export leaves no output behind.
+    only after every step succeeded, so a failed export leaves no output behind. The
+    intermediate models live in a hidden ``.ast-onnx-work-*`` folder beside ``output``
+    (removed at the end; one left by a killed export is removed by the next one, see
+    :mod:`ast_onnx.workdir`).
 
     Args:
         checkpoint: ``"demo"``, a save_pretrained directory, an original AST ``.pth``
@@ -168,19 +170,24 @@ def export_model(
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise ExportError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
     timer = StepTimer(show=progress)
-    with timer.step("load", f"Loading checkpoint {checkpoint}"):
-        loaded = load_checkpoint(
-            checkpoint, labels=labels, activation=activation, max_length=max_length, pth=pth
-        )
-    calibration = None
-    if final == "int8-static":
-        # Before the slow steps, so unusable calibration audio fails fast.
-        from ast_onnx.graph.quantize import calibration_features
+    # Intermediate models go to a hidden folder beside the output (see ast_onnx.workdir).
+    with work_dir(path.parent) as work:
+        with timer.step("load", f"Loading checkpoint {checkpoint}"):
+            loaded = load_checkpoint(
+                checkpoint,
+                labels=labels,
+                activation=activation,
+                max_length=max_length,
+                pth=pth,
+                work_dir=work,
+            )
+        calibration = None
+        if final == "int8-static":
+            # Before the slow steps, so unusable calibration audio fails fast.
+            from ast_onnx.graph.quantize import calibration_features
 
-        with timer.step("calibrate", "Reading calibration audio"):
-            calibration = calibration_features(calibrate, loaded.frontend)
-    with tempfile.TemporaryDirectory(prefix="ast-onnx-") as tmp:
-        work = Path(tmp)
+            with timer.step("calibrate", "Reading calibration audio"):
+                calibration = calibration_features(calibrate, loaded.frontend)
         built, fused = _build(loaded, work, final, calibration, opset, optimize, timer)
         record: dict[str, Any] = {"skipped": True}
         if verify:

@@ -289,8 +289,12 @@ def check_shapes(converted: dict[str, Any], config: Any, origin: dict[str, str])
         )
 
 
-def load_original(path: Path, options: Any) -> Any:
-    """Load an original AST ``.pth`` as an ``ASTForAudioClassification`` (eval, fp32)."""
+def load_original(path: Path, options: Any, work_dir: str | Path | None = None) -> Any:
+    """Load an original AST ``.pth`` as an ``ASTForAudioClassification`` (eval, fp32).
+
+    The converted weights are written to a temporary folder inside ``work_dir`` (None:
+    the system's temporary folder) and loaded back through ``from_pretrained``.
+    """
     from safetensors.torch import save_file
 
     from ast_onnx.export.checkpoint import load_pretrained
@@ -300,7 +304,7 @@ def load_original(path: Path, options: Any) -> Any:
     origin: dict[str, str] = {}
     converted = convert_state_dict(sd, config.hidden_size, origin)
     check_shapes(converted, config, origin)
-    with tempfile.TemporaryDirectory(prefix="ast-onnx-pth-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ast-onnx-pth-", dir=work_dir) as tmp:
         config.save_pretrained(tmp)
         save_file({k: v.contiguous() for k, v in converted.items()}, f"{tmp}/model.safetensors")
         model = load_pretrained(tmp, str(path))
