@@ -24,7 +24,9 @@ def _list_local(item: str, exts: set[str]) -> tuple[list[str], str | None]:
     path = Path(os.path.abspath(os.path.expanduser(item)))
     if not path.is_dir():
         return [str(path)], None  # a missing/unreadable file becomes an error row later
-    found = sorted(str(f) for f in path.rglob("*") if f.is_file() and _matches(f.name, exts))
+    # Not only regular files: a FIFO or a dangling link named like audio is listed too and
+    # becomes an error row, rather than vanishing from the results.
+    found = sorted(str(f) for f in path.rglob("*") if not f.is_dir() and _matches(f.name, exts))
     return found, None if found else f"{item}: no audio files ({', '.join(sorted(exts))})"
 
 
@@ -40,7 +42,8 @@ def _list_fs(item: str, fs: Any, path_in_fs: str, exts: set[str]) -> tuple[list[
     found = sorted(
         prefix + i.path[len(base) :]
         for i in infos
-        if i.type == pafs.FileType.File and _matches(i.base_name, exts)
+        if i.type not in (pafs.FileType.Directory, pafs.FileType.NotFound)
+        and _matches(i.base_name, exts)
     )
     return found, None if found else f"{item}: no audio files ({', '.join(sorted(exts))})"
 
