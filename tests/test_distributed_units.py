@@ -27,7 +27,12 @@ from ast_onnx.distributed import (  # noqa: E402
 )
 from ast_onnx.distributed.pipeline import actor_gpus, import_ray  # noqa: E402
 from ast_onnx.distributed.stages import read_wave  # noqa: E402
-from ast_onnx.errors import AstOnnxError, MissingDependencyError, ProviderError  # noqa: E402
+from ast_onnx.errors import (  # noqa: E402
+    AstOnnxError,
+    MissingDependencyError,
+    ProviderError,
+    ResumeError,
+)
 from ast_onnx.runtime import Runtime  # noqa: E402
 
 SR = 16000
@@ -135,6 +140,82 @@ def test_stages_feed_waves_to_wave_in_models(small_checkpoint, audio, tmp_path_f
         np.testing.assert_allclose(r["scores"], [p.score for p in ref.labels], atol=1e-6)
 
 
+def _decode(spec, paths):
+    return decode_batch({"path": np.array(paths, dtype=object)}, spec)
+
+
+def _assert_matches_runtime(row, runtime, top_k):
+    ref = runtime.classify(row["path"], top_k=top_k)
+    assert row["error"] is None and row["labels"] == [p.label for p in ref.labels]
+    np.testing.assert_allclose(row["scores"], [p.score for p in ref.labels], atol=1e-6)
+
+
+def test_a_failing_batched_run_is_narrowed_down_to_its_files(toy, audio, monkeypatch):
+    # The batched run raises (a MemoryError here, as a too-large batch would); the
+    # files are scored one by one, and only the one that still fails gets an error row.
+    _, paths = audio
+    spec = model_spec(toy, RayOptions(batch_size=2))
+    files = [paths["a.wav"], paths["sub/b.flac"], paths["c.WAV"]]  # 1, 5 and 1 windows
+    scorer = Scorer(spec, top_k=3)
+    real_run = scorer.runtime._run
+
+    def run(x):
+        if len(x) > 1:
+            raise MemoryError("simulated: no memory for a batch")
+        return real_run(x)
+
+    monkeypatch.setattr(scorer.runtime, "_run", run)
+    rows = scorer(_decode(spec, files)).to_pylist()
+    assert [r["path"] for r in rows] == files
+    assert rows[1]["error"].startswith(paths["sub/b.flac"]) and "MemoryError" in rows[1]["error"]
+    assert rows[1]["labels"] == [] and rows[1]["duration"] is None
+    reference = Runtime(toy)
+    for r in (rows[0], rows[2]):
+        _assert_matches_runtime(r, reference, 3)
+
+
+def test_non_finite_scores_are_an_error_row_not_nan(toy, audio, monkeypatch):
+    _, paths = audio
+    spec = model_spec(toy, RayOptions(batch_size=8))
+    files = [paths["a.wav"], paths["c.WAV"]]
+    feats = _decode(spec, files)
+    poisoned = np.frombuffer(feats.column("data")[1].as_py(), np.float32).reshape(-1, 100, 128)
+    scorer = Scorer(spec, top_k=3)
+    real_run = scorer.runtime._run
+
+    def run(x):  # as a model overflowing in fp16 would: NaN logits for one input
+        out = real_run(x)
+        out[[np.array_equal(w, poisoned[0]) for w in x]] = np.nan
+        return out
+
+    monkeypatch.setattr(scorer.runtime, "_run", run)
+    rows = scorer(feats).to_pylist()
+    assert "NaN/Inf" in rows[1]["error"] and rows[1]["scores"] == []
+    _assert_matches_runtime(rows[0], Runtime(toy), 3)
+
+
+def test_a_fifo_is_listed_and_becomes_an_error_row_without_blocking(toy, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    sf.write(tmp_path / "good.wav", np.zeros(SR, np.float32), SR)
+    files, _ = list_audio_files([tmp_path])
+    assert files == [str(tmp_path / "good.wav"), str(fifo)]
+    spec = model_spec(toy, RayOptions())
+    result = []
+    worker = threading.Thread(target=lambda: result.append(_decode(spec, files)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # blocked in open(): unblock it (a writer that closes at once)
+        os.close(os.open(fifo, os.O_WRONLY))
+        worker.join(timeout=30)
+        pytest.fail("reading the FIFO blocked")
+    errors = result[0].column("error").to_pylist()
+    assert errors[0] is None and "not a regular file" in errors[1] and str(fifo) in errors[1]
+
+
 # ----- listing and URIs -----
 
 
@@ -212,6 +293,125 @@ def test_output_format_is_checked(tmp_path):
         ResultWriter(tmp_path / "r.csv")
 
 
+IDENTITY = {
+    "model": "a.onnx",
+    "model_sha256": "a" * 64,
+    "top_k": 5,
+    "aggregate": "mean",
+    "sample_rate": 16000,
+    "window_samples": 16240,
+    "hop_samples": 8000,
+}
+
+
+@pytest.mark.parametrize("name", ["r.jsonl", "r.parquet"])
+def test_resume_refuses_rows_of_another_model_or_options(tmp_path, name):
+    out = tmp_path / name
+    writer = ResultWriter(out, identity=IDENTITY)
+    writer.write([row("/a"), row("/b", error="bad")])
+    writer.close()
+    other = {**IDENTITY, "model": "b.onnx", "model_sha256": "b" * 64}
+    with pytest.raises(ResumeError) as e:
+        ResultWriter(out, identity=other)
+    message = str(e.value)
+    assert "a.onnx (sha256 aaaaaaaaaaaa" in message and "b.onnx (sha256 bbbbbbbbbbbb" in message
+    assert "model_sha256" in message and "--no-resume" in message and str(out) in message
+    with pytest.raises(ResumeError, match="differ in top_k"):
+        ResultWriter(out, identity={**IDENTITY, "top_k": 3})
+    with pytest.raises(ResumeError, match="differ in aggregate, hop_samples"):
+        ResultWriter(out, identity={**IDENTITY, "aggregate": "max", "hop_samples": 4000})
+    # The same model under another name (moved, renamed) resumes.
+    moved = ResultWriter(out, identity={**IDENTITY, "model": "copy-of-a.onnx"})
+    assert moved.done == {"/a"}
+    moved.close()
+    # --no-resume replaces the file and records the new identity.
+    fresh = ResultWriter(out, resume=False, identity=other)
+    assert fresh.done == set()
+    fresh.write([row("/c")])
+    fresh.close()
+    assert [r["path"] for r in read_results(out)] == ["/c"]
+    assert ResultWriter(out, identity=other).done == {"/c"}
+
+
+def test_rows_without_a_record_of_their_model_are_not_resumed(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text(json.dumps(row("/a")) + "\n")  # e.g. written by an older ast-onnx
+    with pytest.raises(ResumeError, match=r"no r\.jsonl\.meta\.json recording"):
+        ResultWriter(out, identity=IDENTITY)
+    (tmp_path / "r.jsonl.meta.json").write_text("{not json")
+    with pytest.raises(ResumeError, match=r"cannot read .*r\.jsonl\.meta\.json"):
+        ResultWriter(out, identity=IDENTITY)
+    assert out.read_text() == json.dumps(row("/a")) + "\n"  # untouched
+
+
+def test_foreign_rows_are_named_before_the_missing_record(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"not": "ours"}\n')
+    with pytest.raises(ResumeError, match="line 1 is not an ast-classify result row"):
+        ResultWriter(out, identity=IDENTITY)
+
+
+@pytest.mark.parametrize("name", ["r.jsonl", "r.parquet.partial.jsonl"])
+def test_a_non_utf8_resume_file_is_named_in_the_error(tmp_path, name):
+    out = tmp_path / name.replace(".partial.jsonl", "")
+    (tmp_path / name).write_bytes(json.dumps(row("/a")).encode() + b"\n\xff\xfe\x00bad\n")
+    with pytest.raises(ResumeError, match=rf"{tmp_path / name} is not .*not UTF-8"):
+        ResultWriter(out)
+    if name == "r.jsonl":
+        with pytest.raises(ResumeError, match=str(out)):
+            read_results(out)
+
+
+def test_a_foreign_parquet_file_is_refused(tmp_path):
+    out = tmp_path / "r.parquet"
+    pa.parquet.write_table(pa.table({"x": [1, 2]}), out)
+    with pytest.raises(ResumeError, match=r"not an ast-classify results file \(columns \['x'\]"):
+        ResultWriter(out)
+    out.write_bytes(b"PAR1 not really")
+    with pytest.raises(ResumeError, match=rf"cannot read {out} as parquet"):
+        ResultWriter(out)
+
+
+def test_model_fingerprint_follows_the_bytes_data_file_and_labels(toy, tmp_path):
+    import shutil
+
+    from ast_onnx.distributed.identity import model_fingerprint
+
+    copy = tmp_path / "elsewhere.onnx"
+    shutil.copyfile(toy, copy)
+    assert model_fingerprint(copy) == model_fingerprint(toy)
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 1  # one bit of the last byte
+    copy.write_bytes(bytes(data))
+    assert model_fingerprint(copy) != model_fingerprint(toy)
+    shutil.copyfile(toy, copy)
+    (tmp_path / "elsewhere.onnx.data").write_bytes(b"weights")
+    with_data = model_fingerprint(copy)
+    assert with_data != model_fingerprint(toy)
+    (tmp_path / "elsewhere.onnx.data").write_bytes(b"weightz")
+    assert model_fingerprint(copy) != with_data
+    assert model_fingerprint(toy, ["a", "b"]) != model_fingerprint(toy, ["a", "c"])
+
+
+def test_classify_to_file_refuses_another_models_output_before_ray(toy, audio, tmp_path):
+    from ast_onnx.distributed import classify_to_file
+    from ast_onnx.distributed.identity import run_identity
+
+    _, paths = audio
+    out = tmp_path / "r.jsonl"
+    writer = ResultWriter(out, identity=run_identity(model_spec(toy, RayOptions()), 5))
+    writer.write([row(paths["a.wav"])])
+    writer.close()
+    other = toy_model(tmp_path / "other.onnx", activation="softmax", seed=1)
+    # Every input already has a row: without the identity rule nothing would run at all.
+    with pytest.raises(ResumeError, match=r"toy\.onnx .* other\.onnx .*--no-resume"):
+        classify_to_file(other, [paths["a.wav"]], out)
+    with pytest.raises(ResumeError, match="top_k"):
+        classify_to_file(toy, [paths["a.wav"]], out, RayOptions(top_k=2))
+    assert classify_to_file(toy, [paths["a.wav"]], out).skipped == 1  # the same run resumes
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
 # ----- options, resources, dependencies -----
 
 
@@ -267,5 +467,49 @@ def test_cli_refuses_a_bad_model_before_ray_starts(tmp_path, capsys):
     from ast_onnx.cli.classify import main
 
     out = str(tmp_path / "r.jsonl")
-    assert main([str(tmp_path / "missing.onnx"), str(tmp_path), "--ray", "--output", out]) == 2
+    # A missing model is bad input (1), not a usage error (2): the exit-code table.
+    assert main([str(tmp_path / "missing.onnx"), str(tmp_path), "--ray", "--output", out]) == 1
     assert "model file not found" in capsys.readouterr().err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_cli_refuses_another_models_output_before_ray_starts(toy, audio, tmp_path, capsys):
+    from ast_onnx.cli.classify import main
+    from ast_onnx.distributed.identity import run_identity
+
+    _, paths = audio
+    out = tmp_path / "r.jsonl"
+    writer = ResultWriter(out, identity=run_identity(model_spec(toy, RayOptions()), 5))
+    writer.write([row(p) for p in paths.values()])
+    writer.close()
+    other = toy_model(tmp_path / "other.onnx", activation="softmax", seed=1)
+    assert main([str(other), *paths.values(), "--ray", "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "toy.onnx" in err and "other.onnx" in err
+    assert "--no-resume" in err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+@pytest.mark.parametrize("problem", ["read-only", "directory", "too long"])
+def test_cli_unwritable_output_is_one_line_before_ray_starts(toy, tmp_path, problem):
+    import subprocess
+
+    from readonly import run_read_only
+
+    code = "import sys; from ast_onnx.cli.classify import main; sys.exit(main(sys.argv[1:]))"
+    folder = tmp_path / "out"
+    folder.mkdir()
+    names = {"read-only": "r.jsonl", "directory": "x.jsonl", "too long": "r" * 250 + ".jsonl"}
+    out = folder / names[problem]
+    if problem == "directory":
+        out.mkdir()
+    argv = [sys.executable, "-c", code, str(toy), str(tmp_path), "--ray", "--output", str(out)]
+    if problem == "read-only":
+        proc = run_read_only(folder, argv, timeout=120)
+    else:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("ast-classify: error: output") and len(err.splitlines()) == 1, err
+    want = {"read-only": "not writable", "directory": "is a directory", "too long": "too long"}
+    assert want[problem] in err and "Traceback" not in err

@@ -145,3 +145,83 @@ def test_hub_offline_failure_says_how_to_pass_a_local_checkpoint(tmp_path):
     assert "pass a local checkpoint" in proc.stderr and "--checkpoint DIR" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+# ----- a checkpoint's own code never runs -----
+
+_CUSTOM_CODE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("the checkpoint's code ran")
+from transformers import PretrainedConfig
+
+
+class EvilConfig(PretrainedConfig):
+    model_type = "evil-ast"
+"""
+
+
+def _custom_code_checkpoint(small_checkpoint, folder, model_type):
+    """A copy of the tiny checkpoint whose config.json maps AutoConfig to its own code."""
+    import shutil
+
+    ckpt = folder / f"custom-{model_type}"
+    shutil.copytree(small_checkpoint, ckpt)
+    marker = folder / f"ran-{model_type}"
+    (ckpt / "evil_config.py").write_text(_CUSTOM_CODE.format(marker=str(marker)))
+    config = json.loads((ckpt / "config.json").read_text())
+    config["model_type"] = model_type
+    config["auto_map"] = {"AutoConfig": "evil_config.EvilConfig"}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    return ckpt, marker
+
+
+@pytest.mark.parametrize("model_type", ["evil-ast", "audio-spectrogram-transformer"])
+def test_custom_code_checkpoints_are_refused_even_if_the_user_says_yes(
+    small_checkpoint, tmp_path, monkeypatch, model_type
+):
+    # An unknown model_type makes transformers ask "run the custom code? [y/N]" (answered
+    # "y" here, on stdin too); an AST model_type with auto_map loads without asking. Both
+    # are refused before transformers sees them, and the code never runs.
+    import builtins
+    import io
+
+    asked = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": asked.append(prompt) or "y")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\ny\n"))
+    ckpt, marker = _custom_code_checkpoint(small_checkpoint, tmp_path, model_type)
+    with pytest.raises(CheckpointError, match=r"asks to run its own Python code.*auto_map"):
+        load_checkpoint(ckpt)
+    assert not marker.exists() and asked == []
+
+
+def test_custom_code_refusal_through_the_cli(small_checkpoint, tmp_path):
+    # stdin closed, as in CI: still one clear line, exit 1, no output.
+    ckpt, marker = _custom_code_checkpoint(small_checkpoint, tmp_path, "evil-ast")
+    code = "import sys; from ast_onnx.cli.export import main; sys.exit(main(sys.argv[1:]))"
+    out = tmp_path / "m.onnx"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--checkpoint", str(ckpt), "-q", str(out)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "asks to run its own Python code" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists() and not out.exists()
+
+
+def test_every_transformers_load_passes_trust_remote_code_false(small_checkpoint, monkeypatch):
+    from transformers import ASTForAudioClassification, AutoConfig
+
+    seen = []
+    for cls in (AutoConfig, ASTForAudioClassification):
+        real = cls.from_pretrained.__func__
+
+        def spy(klass, *args, _real=real, **kwargs):
+            seen.append((klass.__name__, kwargs.get("trust_remote_code", "not passed")))
+            return _real(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    load_checkpoint(small_checkpoint)
+    assert seen and all(flag is False for _, flag in seen), seen

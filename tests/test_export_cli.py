@@ -60,6 +60,7 @@ def test_overwrite_replaces(small_checkpoint, tmp_path, capsys):
         ["--calibrate", "audio/", "m.onnx"],
         ["--fp16", "--calibrate", "audio/", "m.onnx"],
         ["--opset", "seventeen", "m.onnx"],
+        ["--opset", "11", "m.onnx"],
         [],
     ],
 )
@@ -71,20 +72,19 @@ def test_bad_combinations_are_usage_errors(argv, capsys):
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "message", "code"),
     [
-        (["--checkpoint", "./no/such/checkpoint.pth"], "checkpoint not found"),
-        (["--max-drift", "speed=3"], "bad --max-drift item"),
-        (["--max-drift", "abs=lots"], "not a number"),
-        (["--opset", "11"], "opset must be"),
-        (["--int8", "--calibrate", "./no/such/dir"], "calibration path not found"),
-        (["--fstride", "10"], "apply to original .pth checkpoints only"),
+        (["--checkpoint", "./no/such/checkpoint.pth"], "checkpoint not found", 1),
+        (["--max-drift", "speed=3"], "bad --max-drift item", 2),  # usage: a bad option value
+        (["--max-drift", "abs=lots"], "not a number", 2),
+        (["--int8", "--calibrate", "./no/such/dir"], "calibration path not found", 1),
+        (["--fstride", "10"], "apply to original .pth checkpoints only", 1),
     ],
 )
-def test_errors_are_one_line_and_nonzero(small_checkpoint, tmp_path, capsys, extra, message):
+def test_errors_are_one_line_and_nonzero(small_checkpoint, tmp_path, capsys, extra, message, code):
     out = tmp_path / "m.onnx"
     argv = ["--checkpoint", str(small_checkpoint), "-q", *extra, str(out)]
-    assert main(argv) == 1
+    assert main(argv) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith("ast-export: error:") and message in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
@@ -97,15 +97,162 @@ def test_unwritable_output_paths(small_checkpoint, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main([*argv, str(tmp_path)]) == 1
     assert "is a directory" in capsys.readouterr().err
-    if os.geteuid() == 0:
-        pytest.skip("root can write to read-only directories")
+
+
+@pytest.mark.parametrize("length", [300, 250])
+def test_over_long_output_names_fail_up_front_in_one_line(
+    small_checkpoint, tmp_path, capsys, length
+):
+    # 300 bytes: no filesystem takes it (stat itself fails). 250: the name fits, but the
+    # temporary name the write goes through does not; both must fail before the export.
+    out = tmp_path / ("m" * (length - 5) + ".onnx")
+    assert main(["--checkpoint", str(small_checkpoint), "-q", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ast-export: error: output name") and "too long" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # not even a work folder
+
+
+def test_read_only_output_folder_is_one_line(small_checkpoint, tmp_path):
+    import sys
+
+    from readonly import run_read_only
+
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    try:
-        assert main([*argv, str(locked / "m.onnx")]) == 1
-        assert "not writable" in capsys.readouterr().err
-    finally:
-        locked.chmod(0o700)
+    locked.mkdir()
+    code = "import sys; from ast_onnx.cli.export import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", code, "--checkpoint", str(small_checkpoint), "-q"]
+    proc = run_read_only(locked, [*argv, str(locked / "m.onnx")])
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("ast-export: error:") and "not writable" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert os.listdir(locked) == []
+
+
+def _ours(err: str) -> list[str]:
+    """ast-export's own lines (in-process, transformers' weight-loading bar shows too)."""
+    return [line for line in err.splitlines() if line.startswith("ast-export")]
+
+
+def test_drift_beyond_the_gate_exits_3(small_checkpoint, tmp_path, capsys):
+    # The gate's limit comes from the drift this export measures: half of it must fail.
+    out = tmp_path / "m.onnx"
+    assert (
+        main(["--checkpoint", str(small_checkpoint), "-q", "--max-drift", "abs=1", str(out)]) == 0
+    )
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    measured = ModelMetadata.from_props(sess.get_modelmeta().custom_metadata_map).verification
+    if measured["max_abs"] == 0:
+        pytest.skip("this export matches PyTorch exactly: no limit below its drift")
+    capsys.readouterr()
+    limit = f"abs={measured['max_abs'] / 2:.3g}"
+    argv = ["--checkpoint", str(small_checkpoint), "-q", "--max-drift", limit]
+    assert main([*argv, str(tmp_path / "gated.onnx")]) == 3
+    ours = _ours(capsys.readouterr().err)
+    assert len(ours) == 1 and ours[0].startswith("ast-export: error:") and "drift" in ours[0]
+    assert not (tmp_path / "gated.onnx").exists()
+
+
+def test_triton_repo_that_is_a_file_fails_before_the_export(small_checkpoint, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    repo.write_text("a file, not a folder")
+    out = tmp_path / "m.onnx"
+    argv = ["--checkpoint", str(small_checkpoint), "-q", "--triton-repo", str(repo), str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not a directory" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_triton_writer_errors_are_one_line(small_checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    out = tmp_path / "m.onnx"
+    argv = ["--checkpoint", str(small_checkpoint), "-q", "--no-verify", "--triton-repo"]
+    # A model name Triton cannot use: the writer's ModelError, one line, exit 1.
+    assert main([*argv, str(tmp_path / "repo"), "--triton-name", "../escape", str(out)]) == 1
+    err = _ours(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith("ast-export: error: wrote") and "Triton" in err[0]
+    # An OSError of the writer (its folder cannot be made: a file is in the way).
+    (tmp_path / "afile").write_text("x")
+    repo = tmp_path / "afile" / "repo"
+    assert main([*argv, str(repo), "--overwrite", str(out)]) == 1
+    err = _ours(capsys.readouterr().err)
+    assert len(err) == 1 and "not the Triton repository" in err[0], err
+
+
+# ----- work folders, SIGTERM and SIGKILL -----
+
+_EXPORT = "import sys; from ast_onnx.cli.export import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _start_export(checkpoint, out, tmpdir):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    argv = [sys.executable, "-c", _EXPORT, "--checkpoint", str(checkpoint), "-q", str(out)]
+    return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_work_dir(folder, proc, timeout=240.0):
+    """The export's work folder beside its output, once it appears (the export is running)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = [p for p in folder.iterdir() if p.name.startswith(".ast-onnx-work-")]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"no .ast-onnx-work-* folder appeared beside the output: {os.listdir(folder)}")
+
+
+def test_sigterm_removes_the_work_folder_and_exits_130(small_checkpoint, tmp_path):
+    import signal
+
+    tmpdir, folder = tmp_path / "tmp", tmp_path / "out"
+    tmpdir.mkdir()
+    folder.mkdir()
+    proc = _start_export(small_checkpoint, folder / "m.onnx", tmpdir)
+    _wait_for_work_dir(folder, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "ast-export: interrupted (no output written)"
+    assert "Traceback" not in err
+    assert os.listdir(folder) == []  # no work folder, no output, no temporary file
+    assert [n for n in os.listdir(tmpdir) if n.startswith("ast-onnx")] == []
+
+
+def test_the_next_export_removes_what_a_killed_one_left(small_checkpoint, tmp_path):
+    import re
+    import signal
+    import subprocess
+
+    tmpdir, folder = tmp_path / "tmp", tmp_path / "out"
+    tmpdir.mkdir()
+    folder.mkdir()
+    proc = _start_export(small_checkpoint, folder / "m.onnx", tmpdir)
+    left = _wait_for_work_dir(folder, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert left.is_dir()  # SIGKILL cannot clean up
+    pid, host = re.match(r"\.ast-onnx-work-(\d+)-([0-9a-f]{8})-", left.name).groups()
+    assert int(pid) == proc.pid
+    with subprocess.Popen(["sleep", "120"]) as sleeper:
+        live = folder / f".ast-onnx-work-{sleeper.pid}-{host}-live"  # a running export's
+        other = "00000000" if host != "00000000" else "11111111"
+        elsewhere = folder / f".ast-onnx-work-{proc.pid}-{other}-remote"  # another machine's
+        for d in (live, elsewhere):
+            d.mkdir()
+        try:
+            assert main(["--checkpoint", str(small_checkpoint), "-q", str(folder / "m.onnx")]) == 0
+        finally:
+            sleeper.kill()
+    assert sorted(os.listdir(folder)) == sorted([live.name, elsewhere.name, "m.onnx"])
 
 
 def test_cli_and_export_package_import_no_torch():

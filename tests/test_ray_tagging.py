@@ -163,3 +163,124 @@ def test_interrupted_then_resumed_run_gives_the_same_output(
     _, want = full_run
     for r in rows:
         assert_rows_equal(r, want[r["path"]])
+
+
+# ----- hostile files, failing model runs, resume (a toy model: milliseconds per run) -----
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from runtime_toy import toy_model
+
+    return toy_model(tmp_path_factory.mktemp("toy") / "toy.onnx", activation="softmax")
+
+
+def _write_good(folder, rng, seconds=(0.4, 0.9, 2.5, 0.7)):
+    """Good files (only the 2.5 s one is longer than a 1.015 s window); returns their paths."""
+    paths = []
+    for i, s in enumerate(seconds):
+        path = folder / f"good{i}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(int(s * SR))).astype(np.float32), SR)
+        paths.append(str(path))
+    return paths
+
+
+def _assert_like_runtime(row, runtime, top_k=5):
+    ref = runtime.classify(row["path"], top_k=top_k)
+    assert row["error"] is None, row
+    assert row["labels"] == [p.label for p in ref.labels]
+    np.testing.assert_allclose(row["scores"], [p.score for p in ref.labels], atol=TOL, rtol=0)
+
+
+def test_cli_mixed_directory_every_good_file_and_one_error_row_per_bad(
+    local_ray, toy, tmp_path, capsys
+):
+    import os
+
+    from ast_onnx.runtime import Runtime
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    good = _write_good(folder, rng)
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + rng.bytes(200))
+    (folder / "notes.wav").write_text("not audio at all\n")
+    (folder / "empty.flac").write_bytes(b"")
+    sf.write(folder / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
+    sf.write(folder / "huge.wav", np.full(SR, 1e30, np.float32), SR, subtype="FLOAT")
+    os.mkfifo(folder / "pipe.wav")
+    (folder / "dangling.wav").symlink_to(folder / "gone.wav")
+    bad = sorted(str(folder / n) for n in os.listdir(folder) if not n.startswith("good"))
+    out = tmp_path / "out.jsonl"
+    argv = [str(toy), str(folder), "--ray", "--output", str(out), "--batch-size", "4"]
+    assert main(argv) == 1
+    text = out.read_text()
+
+    def not_json(constant):
+        raise AssertionError(f"{constant} in the output: not JSON")
+
+    for line in text.splitlines():
+        json.loads(line, parse_constant=not_json)  # no NaN/Infinity scores
+    rows = {r["path"]: r for r in read_results(out)}
+    assert sorted(rows) == sorted(good + bad) and len(text.splitlines()) == len(rows)
+    runtime = Runtime(toy)
+    for path in good:
+        _assert_like_runtime(rows[path], runtime)
+    for path in bad:
+        assert rows[path]["error"] and path in rows[path]["error"], rows[path]
+        assert rows[path]["labels"] == [] and rows[path]["scores"] == []
+    assert "not a regular file" in rows[str(folder / "pipe.wav")]["error"]
+    err = capsys.readouterr().err
+    assert f"{len(good)} classified, {len(bad)} failed" in err and "Traceback" not in err
+
+
+def _batch_one_model(path):
+    """The toy model with a Reshape to one row: any run of more than one window fails."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from runtime_toy import toy_model
+
+    model = onnx.load(toy_model(path, activation="softmax", seed=2))
+    graph = model.graph
+    graph.initializer.append(numpy_helper.from_array(np.array([1, 128], np.int64), "one_row"))
+    next(n for n in graph.node if n.op_type == "MatMul").input[0] = "pooled_1"
+    graph.node.insert(1, helper.make_node("Reshape", ["pooled", "one_row"], ["pooled_1"]))
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_run_failing_on_a_batch_loses_only_its_culprit(local_ray, tmp_path):
+    from ast_onnx.runtime import Runtime
+
+    model = _batch_one_model(tmp_path / "batch1.onnx")
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    good = _write_good(folder, np.random.default_rng(12))
+    out = tmp_path / "out.parquet"
+    summary = classify_to_file(model, [folder], out, RayOptions(batch_size=4))
+    rows = {r["path"]: r for r in read_results(out)}
+    assert sorted(rows) == sorted(good) and (summary.classified, summary.failed) == (3, 1)
+    long_one = good[2]  # 2.5 s: several windows, so even alone its run has more than one
+    assert "Reshape" in rows[long_one]["error"] and long_one in rows[long_one]["error"]
+    reference = Runtime(model, batch_size=1)
+    for path in (p for p in good if p != long_one):
+        _assert_like_runtime(rows[path], reference)
+
+
+def test_resume_retries_error_rows_once_the_file_is_fixed(local_ray, toy, tmp_path):
+    from ast_onnx.runtime import Runtime
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    good = _write_good(folder, np.random.default_rng(13), seconds=(0.5, 1.0))
+    broken = folder / "later.wav"
+    broken.write_bytes(b"not yet audio")
+    out = tmp_path / "out.jsonl"
+    first = classify_to_file(toy, [folder], out, RayOptions(batch_size=4))
+    assert (first.classified, first.failed) == (2, 1)
+    sf.write(broken, 0.1 * np.random.default_rng(14).standard_normal(SR), SR)  # fixed
+    second = classify_to_file(toy, [folder], out, RayOptions(batch_size=4))
+    assert (second.skipped, second.classified, second.failed) == (2, 1, 0)
+    rows = read_results(out)
+    assert sorted(r["path"] for r in rows) == sorted([*good, str(broken)])
+    _assert_like_runtime(next(r for r in rows if r["path"] == str(broken)), Runtime(toy))

@@ -6,11 +6,17 @@ error or Ctrl-C part-way leaves the previous file (or none) rather than a torn o
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ast_onnx.errors import OutputError
+
+#: Errors that mean "this folder (or file) may not be written", whoever the user is.
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def default_file_mode() -> int:
@@ -45,4 +51,60 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def check_writable(path: str | os.PathLike[str], *, append: bool = False) -> Path:
+    """Refuse, before any work, an output path that the final write would fail on.
+
+    Probes what :func:`atomic_path` will do rather than guessing from permission bits
+    (root ignores them; a read-only mount does not show in them): a temporary file
+    named like its own is created beside ``path`` and removed. A read-only folder or
+    filesystem, a folder in the file's place, and a name too long once the temporary
+    suffix is added all fail here with one clear line.
+
+    Args:
+        path: The file that will be written.
+        append: The file, if it exists, will be appended to (a resumed results file):
+            check that it opens for appending too.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path` (``~`` expanded).
+
+    Raises:
+        OutputError: Why ``path`` cannot be written.
+    """
+    path = Path(path).expanduser()
+    parent = path.parent
+    try:
+        if path.is_dir():
+            raise OutputError(f"output {str(path)!r} is a directory; name the file to write")
+        if not parent.is_dir():
+            raise OutputError(f"output directory {str(parent)!r} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OutputError:
+        raise
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise OutputError(
+                f"output name {path.name[:40]!r}... is too long for its filesystem "
+                f"({len(os.fsencode(path.name))} bytes, and a temporary name a few bytes longer "
+                "is written first): choose a shorter name"
+            ) from e
+        if e.errno in _DENIED:
+            raise OutputError(
+                f"output directory {str(parent)!r} is not writable ({e.strerror})"
+            ) from e
+        raise OutputError(f"cannot write output {str(path)!r}: {e.strerror or e}") from e
+    if append and path.exists():
+        try:
+            with path.open("ab"):
+                pass
+        except OSError as e:
+            raise OutputError(
+                f"output {str(path)!r} exists but cannot be appended to ({e.strerror}): "
+                "resuming needs to add rows to it"
+            ) from e
     return path

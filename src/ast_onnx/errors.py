@@ -65,6 +65,14 @@ class DriftError(ExportError):
     """An exported model's outputs drift from PyTorch beyond the allowed thresholds."""
 
 
+class OutputError(AstOnnxError, OSError):
+    """An output path cannot be written: no such folder, read-only, a directory, too long a name."""
+
+
+class ResumeError(AstOnnxError, ValueError):
+    """A results file cannot be resumed: foreign or undecodable rows, or another model's rows."""
+
+
 class MissingDependencyError(AstOnnxError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 
+from ast_onnx.cli import exit_codes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``--ray`` option group to ast-classify's parser."""
@@ -41,49 +43,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ast-classify with ``--ray``; returns the exit status."""
+    """Run ast-classify with ``--ray``; returns the exit status.
+
+    0 every file classified; 1 some files failed (error rows), or a bad model, an
+    output that cannot be written or must not be resumed, an unreachable cluster;
+    2 bad usage; 130 interrupted (finished rows stay in the output).
+    """
     if not args.ray or not args.output:
         need = "--output needs --ray" if args.output else "--ray needs --output FILE"
         print(f"ast-classify: error: {need}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     if args.windows:
         print("ast-classify: error: --windows is not available with --ray", file=sys.stderr)
-        return 2
-    from ast_onnx.errors import AstOnnxError
-    from ast_onnx.runtime.options import RuntimeOptions
+        return exit_codes.USAGE
+    from ast_onnx.errors import AstOnnxError, InvalidOptionError
 
     try:
-        from ast_onnx.distributed import RayOptions, classify_to_file, init_ray, model_spec
-        from ast_onnx.distributed.output import output_format
-
-        output_format(args.output)
-
-        options = RayOptions(
-            RuntimeOptions.from_args(args),
-            top_k=args.top_k,
-            num_actors=args.num_actors,
-            actor_cpus=args.actor_cpus,
-            num_gpus=args.num_gpus,
-        )
-        options.check()
-        spec = model_spec(args.model, options)  # a bad model fails before Ray starts
-        quiet = not args.verbose
-        init_ray(args.address, logging_level=logging.WARNING if quiet else logging.INFO)
-        if quiet or args.no_progress:
-            _quiet_ray_data()
-        summary = classify_to_file(
-            spec, args.audio, args.output, options, resume=not args.no_resume
-        )
-    except (AstOnnxError, ValueError, ConnectionError) as e:
+        summary = _run(args)
+    except InvalidOptionError as e:
         print(f"ast-classify: error: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
+    except AstOnnxError as e:  # a bad model, output or resume file
+        print(f"ast-classify: error: {e}", file=sys.stderr)
+        return exit_codes.FAILED
+    except ValueError as e:  # RayOptions.check, the output's extension
+        print(f"ast-classify: error: {e}", file=sys.stderr)
+        return exit_codes.USAGE
+    except (ConnectionError, OSError) as e:  # the cluster, or the disk, failed under us
+        print(f"ast-classify: error: {e}", file=sys.stderr)
+        return exit_codes.FAILED
     except KeyboardInterrupt:
         print(
             f"ast-classify: interrupted; finished rows are in {args.output}: run the same "
             "command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return exit_codes.INTERRUPTED
     for problem in summary.problems:
         print(f"ast-classify: error: {problem}", file=sys.stderr)
     print(
@@ -92,7 +87,34 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.seconds:.1f} s",
         file=sys.stderr,
     )
-    return 1 if summary.failed or summary.problems else 0
+    return exit_codes.FAILED if summary.failed or summary.problems else exit_codes.OK
+
+
+def _run(args: argparse.Namespace):
+    """Check everything that can be checked without Ray, then start Ray and run the job."""
+    from ast_onnx.distributed import RayOptions, classify_to_file, init_ray, model_spec
+    from ast_onnx.distributed.identity import run_identity
+    from ast_onnx.distributed.output import check_output, output_format
+    from ast_onnx.runtime.options import RuntimeOptions
+
+    output_format(args.output)
+    options = RayOptions(
+        RuntimeOptions.from_args(args),
+        top_k=args.top_k,
+        num_actors=args.num_actors,
+        actor_cpus=args.actor_cpus,
+        num_gpus=args.num_gpus,
+    )
+    options.check()
+    resume = not args.no_resume
+    check_output(args.output, resume=resume)  # an unwritable output fails before the model
+    spec = model_spec(args.model, options)  # a bad model fails before Ray starts
+    check_output(args.output, run_identity(spec, options.top_k), resume)  # ...another's rows too
+    quiet = not args.verbose
+    init_ray(args.address, logging_level=logging.WARNING if quiet else logging.INFO)
+    if quiet or args.no_progress:
+        _quiet_ray_data()
+    return classify_to_file(spec, args.audio, args.output, options, resume=resume)
 
 
 def _quiet_ray_data() -> None:

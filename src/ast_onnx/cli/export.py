@@ -1,8 +1,11 @@
 """``ast-export``: export an AST checkpoint to a verified ONNX file.
 
 Only parses arguments and calls :func:`ast_onnx.export.export_model`. Exit status:
-0 written; 1 the export failed (a one-line error, no output file left behind);
-2 bad usage.
+0 written; 1 the export failed: a bad checkpoint, labels or calibration audio, an
+output that cannot be written (a one-line error, no output file left behind);
+2 bad usage (arguments, option values); 3 the exported model drifts from PyTorch
+beyond the gate (``--max-drift``); 130 interrupted (Ctrl-C or SIGTERM; the work
+folder is removed).
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from ast_onnx.cli import exit_codes
+from ast_onnx.cli.interrupt import terminate_as_interrupt
+from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
+from ast_onnx.metadata import MIN_OPSET
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ast-export",
         description="Export an Audio Spectrogram Transformer checkpoint to one ONNX file "
         "(optimized, optionally fp16 or int8), verified against PyTorch.",
+        epilog=exit_codes.EPILOG,
     )
     p.add_argument("output", metavar="OUTPUT.onnx", help="the ONNX file to write")
     p.add_argument(
@@ -139,21 +148,29 @@ def _summary(result) -> str:
     )
 
 
-def _frontend_only(args: argparse.Namespace) -> int:
-    try:
-        from ast_onnx.export.frontend_export import export_frontend
+def _error(e: BaseException, context: str = "") -> int:
+    """Print one line for a failed export (after ``context``); return its exit status."""
+    if isinstance(e, KeyboardInterrupt):
+        print("ast-export: interrupted (no output written)", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+    text = str(e)
+    if isinstance(e, OSError) and not isinstance(e, AstOnnxError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    print(f"ast-export: error: {context}{escape_control(text)}", file=sys.stderr)
+    return exit_codes.for_error(e)
 
-        result = export_frontend(
-            args.output,
-            checkpoint=args.checkpoint,
-            max_length=args.max_length,
-            opset=args.opset,
-            overwrite=args.overwrite,
-            verify=not args.no_verify,
-        )
-    except AstOnnxError as e:
-        print(f"ast-export: error: {e}", file=sys.stderr)
-        return 1
+
+def _frontend_only(args: argparse.Namespace) -> int:
+    from ast_onnx.export.frontend_export import export_frontend
+
+    result = export_frontend(
+        args.output,
+        checkpoint=args.checkpoint,
+        max_length=args.max_length,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        verify=not args.no_verify,
+    )
     fe = result.frontend
     v = result.verification
     drift = "not verified" if v.get("skipped") else f"max abs {v['max_abs']:.2g} vs numpy"
@@ -164,12 +181,11 @@ def _frontend_only(args: argparse.Namespace) -> int:
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  drift      {drift}"
     )
-    return 0
+    return exit_codes.OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse combinations and values that no export could use (exit 2)."""
     if args.calibrate and not args.int8:
         parser.error("--calibrate needs --int8 (static int8 quantization)")
     if (args.triton_name or args.triton_cpu) and not args.triton_repo:
@@ -182,43 +198,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
+    if args.opset < MIN_OPSET:
+        parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_usage(parser, args)
     _setup_logging(args.verbose)
-    if args.frontend_only:
-        return _frontend_only(args)
     try:
-        from ast_onnx.export import PthOptions, export_model, parse_max_drift
+        with terminate_as_interrupt():
+            return _frontend_only(args) if args.frontend_only else _export(args)
+    except (AstOnnxError, OSError, KeyboardInterrupt) as e:
+        return _error(e)
 
-        calibrate = None
-        if args.calibrate:
-            calibrate = args.calibrate[0] if len(args.calibrate) == 1 else list(args.calibrate)
-        result = export_model(
-            args.checkpoint or DEFAULT_CHECKPOINT,
-            args.output,
-            precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32",
-            calibrate=calibrate,
-            opset=args.opset,
-            optimize=not args.no_optimize,
-            max_length=args.max_length,
-            overwrite=args.overwrite,
-            labels=args.labels,
-            activation=args.activation,
-            thresholds=parse_max_drift(args.max_drift) if args.max_drift else None,
-            verify=not args.no_verify,
-            progress=not args.quiet,
-            pth=PthOptions(
-                fstride=args.fstride,
-                tstride=args.tstride,
-                input_tdim=args.input_tdim,
-                num_labels=args.num_labels,
-                num_heads=args.num_heads,
-            ),
-            with_frontend=args.with_frontend,
-            external_data=args.external_data,
+
+def _export(args: argparse.Namespace) -> int:
+    """Export, then the optional Triton repository; print the summary."""
+    from ast_onnx.export import PthOptions, export_model, parse_max_drift
+
+    calibrate = None
+    if args.calibrate:
+        calibrate = args.calibrate[0] if len(args.calibrate) == 1 else list(args.calibrate)
+    if args.triton_repo and Path(args.triton_repo).exists() and not Path(args.triton_repo).is_dir():
+        print(
+            f"ast-export: error: --triton-repo {args.triton_repo!r} is not a directory",
+            file=sys.stderr,
         )
-        triton = None
-        if args.triton_repo:
-            from ast_onnx.serving.triton import write_triton_repo
+        return exit_codes.FAILED
+    result = export_model(
+        args.checkpoint or DEFAULT_CHECKPOINT,
+        args.output,
+        precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32",
+        calibrate=calibrate,
+        opset=args.opset,
+        optimize=not args.no_optimize,
+        max_length=args.max_length,
+        overwrite=args.overwrite,
+        labels=args.labels,
+        activation=args.activation,
+        thresholds=parse_max_drift(args.max_drift) if args.max_drift else None,
+        verify=not args.no_verify,
+        progress=not args.quiet,
+        pth=PthOptions(
+            fstride=args.fstride,
+            tstride=args.tstride,
+            input_tdim=args.input_tdim,
+            num_labels=args.num_labels,
+            num_heads=args.num_heads,
+        ),
+        with_frontend=args.with_frontend,
+        external_data=args.external_data,
+    )
+    print(_summary(result))
+    if args.triton_repo:
+        from ast_onnx.serving.triton import write_triton_repo
 
+        try:
             triton = write_triton_repo(
                 result.path,
                 args.triton_repo,
@@ -227,16 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kind="cpu" if args.triton_cpu else "gpu",
                 overwrite=args.overwrite,
             )
-    except AstOnnxError as e:
-        print(f"ast-export: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("ast-export: interrupted (no output written)", file=sys.stderr)
-        return 130
-    print(_summary(result))
-    if triton is not None:
+        except (AstOnnxError, OSError) as e:
+            return _error(e, f"wrote {result.path} but not the Triton repository: ")
         print(f"  triton     {triton.model_dir}")
-    return 0
+    return exit_codes.OK
 
 
 if __name__ == "__main__":

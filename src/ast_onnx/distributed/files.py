@@ -37,7 +37,8 @@ def _list_fs(item: str, fs: Any, path_in_fs: str, exts: set[str]) -> tuple[list[
     found = sorted(
         prefix + i.path[len(base) :]
         for i in infos
-        if i.type == pafs.FileType.File and is_audio_name(i.base_name, tuple(exts))
+        if i.type not in (pafs.FileType.Directory, pafs.FileType.NotFound)
+        and is_audio_name(i.base_name, tuple(exts))
     )
     return found, None if found else f"{item}: no audio files ({', '.join(sorted(exts))})"
 

@@ -11,6 +11,17 @@ that already has a **successful** row; files with an error row are tried again (
 transient failure, a file fixed since), and their old error rows are dropped, so
 the final output holds exactly one row per file. A half-written last line (the
 job was killed mid-write) is dropped too.
+
+Identity: a results file only holds rows of one model and one set of row-shaping
+options. Its identity (:func:`~ast_onnx.distributed.identity.run_identity`: the
+model's sha256, its labels, ``top_k``, aggregation, window and hop) is recorded in
+a sidecar ``OUTPUT.meta.json`` when the job starts, and a resume with another
+identity is refused with an error naming both (``--no-resume`` replaces the file).
+A sidecar rather than a header row or parquet metadata because it works the same
+for both formats and for the parquet's journal, and leaves every line of a
+``.jsonl`` a result row (``pandas.read_json(lines=True)``, ``jq`` and the like read
+it unchanged). A file with rows but no sidecar (an older ast-onnx wrote it, or it
+was copied alone) is refused too: nothing tells whether its rows fit.
 """
 
 from __future__ import annotations
@@ -22,13 +33,17 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from ast_onnx.atomic import write_text_atomic
+from ast_onnx.atomic import check_writable, write_text_atomic
+from ast_onnx.distributed.identity import describe, same_run
 from ast_onnx.distributed.stages import RESULT_COLUMNS, import_pyarrow, result_schema
-from ast_onnx.errors import AstOnnxError
+from ast_onnx.errors import OutputError, ResumeError
 
 logger = logging.getLogger(__name__)
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+#: Version of the sidecar's layout.
+META_VERSION = 1
+_REPLACE_HINT = "pass resume=False / --no-resume to replace it, or choose another output"
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -42,27 +57,123 @@ def output_format(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
+def meta_path(output: str | os.PathLike) -> Path:
+    """The sidecar recording the identity of ``output``'s rows: ``OUTPUT.meta.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".meta.json")
+
+
+def journal_path(output: str | os.PathLike) -> Path:
+    """Where rows are appended: the output itself (``.jsonl``), or ``OUTPUT.partial.jsonl``."""
+    output = Path(output)
+    if output_format(output) == "jsonl":
+        return output
+    return output.with_name(output.name + ".partial.jsonl")
+
+
+def _has_rows(output: Path) -> bool:
+    return any(p.is_file() and p.stat().st_size > 0 for p in {output, journal_path(output)})
+
+
+def check_output(
+    output: str | os.PathLike, identity: dict[str, Any] | None = None, resume: bool = True
+) -> Path:
+    """Refuse, before a job starts, an output it could not write or must not resume.
+
+    Args:
+        output: ``.jsonl`` or ``.parquet`` path.
+        identity: The run's :func:`~ast_onnx.distributed.identity.run_identity`; with
+            ``resume``, an existing file's recorded identity must equal it.
+        resume: The job will keep the file's rows (and append to it).
+
+    Raises:
+        ValueError: Not a ``.jsonl``/``.parquet`` name.
+        OutputError: The folder is missing or read-only, the name is a directory or
+            too long (for the output, its journal or its sidecar).
+        ResumeError: ``resume`` and the file holds rows of another model or options,
+            or has rows but no sidecar.
+    """
+    output = Path(output)
+    output_format(output)
+    for path in dict.fromkeys([output, journal_path(output), meta_path(output)]):
+        check_writable(path, append=resume)
+    if resume and identity is not None and _has_rows(output):
+        _check_identity(output, identity)
+    return output
+
+
+def _check_identity(output: Path, identity: dict[str, Any]) -> None:
+    meta = meta_path(output)
+    if not meta.is_file():
+        # Say what is wrong with a foreign or undecodable file first (this reads it all,
+        # but only on the way to refusing it).
+        if output_format(output) == "parquet" and output.is_file():
+            _read_parquet(output)
+        if journal_path(output).is_file():
+            _read_journal(journal_path(output))
+        raise ResumeError(
+            f"{output} has rows but no {meta.name} recording which model and options wrote "
+            f"them (an older ast-onnx wrote it, or it was copied alone): refusing to add this "
+            f"run's rows to it; {_REPLACE_HINT}"
+        )
+    try:
+        recorded = json.loads(meta.read_text(encoding="utf-8"))["identity"]
+        if not isinstance(recorded, dict):
+            raise TypeError(f"identity is a {type(recorded).__name__}")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise ResumeError(f"cannot read {meta} ({e}): {_REPLACE_HINT}") from e
+    if not same_run(recorded, identity):
+        keys = (set(recorded) | set(identity)) - {"model"}
+        differ = sorted(k for k in keys if recorded.get(k) != identity.get(k))
+        raise ResumeError(
+            f"{output} holds rows of {describe(recorded)}; this run is {describe(identity)} "
+            f"(they differ in {', '.join(differ)}): refusing to mix their rows; {_REPLACE_HINT}"
+        )
+
+
 def _read_journal(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON-lines results file; a torn last line is dropped."""
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError as e:
+        raise ResumeError(
+            f"{path} is not an ast-classify results file (not UTF-8 text: byte {e.start} "
+            f"is {e.object[e.start : e.start + 1]!r}); refusing to resume into it: {_REPLACE_HINT}"
+        ) from e
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             row = None
         if not isinstance(row, dict) or "path" not in row or "error" not in row:
             if n == len(lines) and not line.endswith("\n"):
                 logger.warning("%s: dropping a half-written last line", path)
                 continue
-            raise AstOnnxError(
+            raise ResumeError(
                 f"{path} line {n} is not an ast-classify result row; refusing to resume into "
-                "it (choose another output, or pass resume=False / --no-resume to replace it)"
+                f"it ({_REPLACE_HINT})"
             )
         rows.append(row)
     return rows
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import_pyarrow()
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # ArrowInvalid, OSError...: not a parquet file we can read
+        raise ResumeError(f"cannot read {path} as parquet ({e}); {_REPLACE_HINT}") from e
+    if not {"path", "error"} <= set(table.column_names):
+        raise ResumeError(
+            f"{path} is not an ast-classify results file (columns {table.column_names}); "
+            f"{_REPLACE_HINT}"
+        )
+    return table.to_pylist()
 
 
 def _dumps(row: dict[str, Any]) -> str:
@@ -76,21 +187,31 @@ class ResultWriter:
         output: ``.jsonl`` (also ``.ndjson``) or ``.parquet`` path.
         resume: Keep the successful rows already there and report their paths in
             :attr:`done` (False: start the output over).
+        identity: The run's :func:`~ast_onnx.distributed.identity.run_identity`,
+            checked against the file's sidecar on resume and recorded in it (None: no
+            check, no sidecar).
+
+    Raises:
+        OutputError: The output cannot be written (see :func:`check_output`).
+        ResumeError: The existing file must not be resumed (see :func:`check_output`).
     """
 
-    def __init__(self, output: str | os.PathLike, resume: bool = True) -> None:
-        self.output = Path(output)
+    def __init__(
+        self,
+        output: str | os.PathLike,
+        resume: bool = True,
+        identity: dict[str, Any] | None = None,
+    ) -> None:
+        self.output = check_output(output, identity, resume)
         self.format = output_format(self.output)
-        if not self.output.parent.is_dir():
-            raise AstOnnxError(f"output directory {str(self.output.parent)!r} does not exist")
-        self.journal = (
-            self.output
-            if self.format == "jsonl"
-            else self.output.with_name(self.output.name + ".partial.jsonl")
-        )
+        self.journal = journal_path(self.output)
         kept = self._load_previous() if resume else []
         if not resume:
             self.journal.unlink(missing_ok=True)
+            self.output.unlink(missing_ok=True)  # an old parquet must not outlive its sidecar
+        if identity is not None:
+            meta = {"ast_onnx_results": META_VERSION, "identity": identity}
+            write_text_atomic(meta_path(self.output), json.dumps(meta, indent=2) + "\n")
         #: Paths that already have a successful row (skipped by a resumed run).
         self.done: set[str] = {r["path"] for r in kept}
         self.written = 0
@@ -99,10 +220,7 @@ class ResultWriter:
     def _load_previous(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         if self.format == "parquet" and self.output.exists():
-            import_pyarrow()
-            import pyarrow.parquet as pq
-
-            rows += pq.read_table(self.output).to_pylist()
+            rows += _read_parquet(self.output)
         journal_rows = _read_journal(self.journal) if self.journal.exists() else []
         rows += journal_rows
         latest = {r["path"]: r for r in rows}  # a later row for a path replaces an earlier one
@@ -123,8 +241,11 @@ class ResultWriter:
         """Append rows and flush them to the file."""
         if self._file is None:
             raise ValueError("ResultWriter is closed")
-        self._file.write("".join(_dumps(r) for r in rows))
-        self._file.flush()
+        try:
+            self._file.write("".join(_dumps(r) for r in rows))
+            self._file.flush()
+        except OSError as e:
+            raise OutputError(f"cannot write {self.journal}: {e.strerror or e}") from e
         self.written += len(rows)
 
     def close(self) -> None:
@@ -138,16 +259,22 @@ class ResultWriter:
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pylist(_read_journal(self.journal), schema=result_schema())
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.output.name}.", suffix=".tmp", dir=self.output.parent
-            )
-            os.close(fd)
             try:
-                pq.write_table(table, tmp)
-                os.replace(tmp, self.output)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{self.output.name}.", suffix=".tmp", dir=self.output.parent
+                )
+                os.close(fd)
+                try:
+                    pq.write_table(table, tmp)
+                    os.replace(tmp, self.output)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+            except OSError as e:
+                raise OutputError(
+                    f"cannot write {self.output} ({e.strerror or e}); the rows are kept in "
+                    f"{self.journal}: run again to finish it"
+                ) from e
             self.journal.unlink()
 
     def abort(self) -> None:
@@ -161,8 +288,5 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a results file (``.jsonl`` or ``.parquet``), e.g. to check a finished job."""
     path = Path(path)
     if output_format(path) == "parquet":
-        import_pyarrow()
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
+        return _read_parquet(path)
     return _read_journal(path)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.distributed.files import list_audio_files
+from ast_onnx.distributed.identity import model_fingerprint, run_identity
 from ast_onnx.distributed.output import ResultWriter
 from ast_onnx.distributed.stages import ModelSpec, Scorer, decode_batch
 from ast_onnx.errors import InvalidOptionError, ProviderError, require
@@ -173,6 +174,7 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
         hop_samples=probe.hop_samples,
         input_kind=getattr(probe, "input_kind", "features"),
         runtime=options.runtime.replace(batch_size=batch),
+        fingerprint=model_fingerprint(path, probe.labels),
     )
 
 
@@ -266,8 +268,9 @@ def classify_to_file(
 
     Rows are flushed to the output as batches finish (in completion order, not input
     order). With ``resume``, files that already have a successful row in ``output`` are
-    skipped and files with an error row are tried again (see
-    :mod:`ast_onnx.distributed.output`).
+    skipped and files with an error row are tried again; an output written by another
+    model or other row-shaping options is refused (:class:`~ast_onnx.errors.ResumeError`,
+    see :mod:`ast_onnx.distributed.output`).
 
     Args:
         model: The ``.onnx`` file (or a :class:`ModelSpec` from :func:`model_spec`).
@@ -288,7 +291,7 @@ def classify_to_file(
     # A bad model fails before any file is touched.
     spec = model if isinstance(model, ModelSpec) else model_spec(model, options)
     files, problems = list_audio_files(inputs, filesystem)
-    writer = ResultWriter(output, resume=resume)
+    writer = ResultWriter(output, resume=resume, identity=run_identity(spec, options.top_k))
     todo = [f for f in files if f not in writer.done]
     summary = RunSummary(Path(output), len(files), len(files) - len(todo), problems=problems)
     try:

@@ -11,7 +11,10 @@ Wave-in models (``input_kind == "waveform"``) compute the fbank inside the graph
 the CPU stage only decodes and resamples, and the actors run
 :meth:`Runtime.classify` on the waves (the same windows and aggregation).
 
-A file that cannot be read becomes a row whose ``error`` says why; the batch goes on.
+Whatever goes wrong with one file (unreadable, not a regular file, NaN samples, a
+MemoryError, a model run that fails or gives NaN scores) becomes that file's row,
+with ``error`` saying why; the other files of its batch go on. When a batched model
+run fails, the batch's files are scored one by one to find the culprit.
 Batches travel as ``pyarrow.Table`` (features as raw float32 bytes, so no Ray tensor
 extension type is involved and any Ray version moves them the same way).
 """
@@ -82,6 +85,9 @@ class ModelSpec:
         hop_samples: Samples between windows of long audio (the runtime's ``hop_samples``).
         input_kind: ``"features"``, or ``"waveform"`` for wave-in models.
         runtime: The :class:`~ast_onnx.runtime.RuntimeOptions` of the actors' Runtime.
+        fingerprint: sha256 of the model's bytes and labels
+            (:func:`~ast_onnx.distributed.identity.model_fingerprint`), recorded in
+            results files so that a resume never mixes two models' rows.
     """
 
     path: str
@@ -91,6 +97,7 @@ class ModelSpec:
     hop_samples: int
     input_kind: str = "features"
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    fingerprint: str | None = None
 
     @property
     def runtime_kwargs(self) -> dict[str, Any]:
@@ -108,14 +115,17 @@ def describe_error(error: BaseException, path: str) -> str:
     return text if path in text else f"{path}: {text}"
 
 
-def read_wave(path: str, sample_rate: int, filesystem: Any = None) -> np.ndarray:
-    """Decode one file to float32 mono at ``sample_rate``.
+def read_wave(
+    path: str, sample_rate: int, filesystem: Any = None, max_seconds: float | None = None
+) -> np.ndarray:
+    """Decode one file to float32 mono at ``sample_rate``, within the frontend's limits.
 
-    Local paths are read directly; URIs (``s3://``, ``gs://``, ``file://``, ...) and
+    Local paths are read directly (regular files only: the frontend refuses FIFOs and
+    devices before opening them); URIs (``s3://``, ``gs://``, ``file://``, ...) and
     paths of an explicit ``pyarrow.fs.FileSystem`` are fetched as bytes first.
     """
     if filesystem is None and "://" not in path:
-        return prepare_audio(path, None, sample_rate)
+        return prepare_audio(path, None, sample_rate, max_seconds)
     if filesystem is None:
         fs_module = require("pyarrow.fs", "distributed", "reading audio from URIs")
         filesystem, path_in_fs = fs_module.FileSystem.from_uri(path)
@@ -123,7 +133,7 @@ def read_wave(path: str, sample_rate: int, filesystem: Any = None) -> np.ndarray
         path_in_fs = path
     with filesystem.open_input_stream(path_in_fs) as stream:
         data = stream.read()
-    return prepare_audio(io.BytesIO(data), None, sample_rate)
+    return prepare_audio(io.BytesIO(data), None, sample_rate, max_seconds)
 
 
 def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any = None) -> Any:
@@ -144,7 +154,7 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
     cols: dict[str, list] = {k: [] for k in _feature_schema().names}
     for path in (str(p) for p in batch["path"]):
         try:
-            wave = read_wave(path, spec.sample_rate, filesystem)
+            wave = read_wave(path, spec.sample_rate, filesystem, spec.runtime.max_audio_seconds)
             plan = plan_windows(len(wave), spec.window_samples, spec.hop_samples)
             if spec.input_kind == "waveform":
                 data = wave  # the graph computes the features
@@ -194,19 +204,24 @@ class Scorer:
         errors = batch.column("error").to_pylist()
         samples = batch.column("num_samples").to_pylist()
         blobs = batch.column("data").to_pylist()
-        good = [i for i, e in enumerate(errors) if e is None]
-        if self.spec.input_kind == "waveform":
-            waves = {i: np.frombuffer(blobs[i], np.float32) for i in good}
-            scores = self._classify(paths, waves, errors)
-        else:
-            shape = (-1, *self._shape)
-            windows = {i: np.frombuffer(blobs[i], np.float32).reshape(shape) for i in good}
-            scores = self._score(paths, windows, errors)
+        inputs = {}
+        for i in (i for i, e in enumerate(errors) if e is None):
+            try:
+                inputs[i] = self._unpack(blobs[i])
+            except Exception as e:  # a malformed blob is this row's error
+                errors[i] = describe_error(e, paths[i])
+        run = self._classify_one if self.spec.input_kind == "waveform" else self._score_one
+        scores = self._run_batch(run, paths, inputs, errors)
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
+            best = []
+            if errors[i] is None:
+                try:
+                    best = top_k(scores[i], self.runtime.labels, self.top_k)
+                except Exception as e:
+                    errors[i] = describe_error(e, path)
             ok = errors[i] is None
-            best = top_k(scores[i], self.runtime.labels, self.top_k) if ok else []
             rows["path"].append(path)
             rows["duration"].append(samples[i] / rate if ok else None)
             rows["labels"].append([p.label for p in best])
@@ -215,44 +230,49 @@ class Scorer:
             rows["error"].append(errors[i])
         return pa.Table.from_pydict(rows, schema=result_schema())
 
-    def _classify(
-        self, paths: list[str], waves: dict[int, np.ndarray], errors: list[str | None]
-    ) -> dict[int, np.ndarray]:
-        """Wave-in models: :meth:`Runtime.classify` windows, scores and aggregates."""
-        if not waves:
-            return {}
-        try:
-            results = self.runtime.classify(list(waves.values()), top_k=1)
-            return {i: r.scores for i, r in zip(waves, results, strict=True)}
-        except AstOnnxError:
-            out = {}
-            for i, w in waves.items():
-                try:
-                    out[i] = self.runtime.classify(w, top_k=1).scores
-                except AstOnnxError as e:
-                    errors[i] = describe_error(e, paths[i])
-            return out
+    def _unpack(self, blob: bytes) -> np.ndarray:
+        data = np.frombuffer(blob, np.float32)
+        if self.spec.input_kind == "waveform":
+            return data
+        return data.reshape(-1, *self._shape)
 
-    def _score(
-        self, paths: list[str], windows: dict[int, np.ndarray], errors: list[str | None]
-    ) -> dict[int, np.ndarray]:
-        """Aggregated scores per good row; a row whose scoring fails gets an error instead."""
-        if not windows:
-            return {}
-        method = self.runtime.aggregate
-        try:
-            x = np.concatenate(list(windows.values()))
-            flat = self.runtime.scores(x)
-        except AstOnnxError:  # find the culprit(s): score the files one by one
-            out = {}
-            for i, w in windows.items():
-                try:
-                    out[i] = aggregate(self.runtime.scores(w), method)
-                except AstOnnxError as e:
-                    errors[i] = describe_error(e, paths[i])
-            return out
-        out, offset = {}, 0
-        for i, w in windows.items():
-            out[i] = aggregate(flat[offset : offset + len(w)], method)
+    def _classify_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        """Wave-in models: :meth:`Runtime.classify` windows, scores and aggregates."""
+        return [r.scores for r in self.runtime.classify(items, top_k=1)]
+
+    def _score_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        """Feature windows of each item -> its aggregated scores (one model run for all)."""
+        flat = self.runtime.scores(np.concatenate(items))
+        out, offset = [], 0
+        for w in items:
+            out.append(aggregate(flat[offset : offset + len(w)], self.runtime.aggregate))
             offset += len(w)
         return out
+
+    def _run_batch(
+        self,
+        run: Any,
+        paths: list[str],
+        inputs: dict[int, np.ndarray],
+        errors: list[str | None],
+    ) -> dict[int, np.ndarray]:
+        """Scores per good row; any failure is narrowed down to the rows that cause it.
+
+        The whole batch is tried at once; if that raises (anything: a model run that
+        fails, a MemoryError), each row is tried alone and a row that still fails gets
+        the error. Non-finite model outputs raise in the Runtime
+        (:class:`~ast_onnx.errors.ModelOutputError`), so they are narrowed down the same way.
+        """
+        if not inputs:
+            return {}
+        try:
+            scores = dict(zip(inputs, run(list(inputs.values())), strict=True))
+        except Exception as e:
+            logger.info("batch of %d failed (%s): scoring its files one by one", len(inputs), e)
+            scores = {}
+            for i, x in inputs.items():
+                try:
+                    scores[i] = run([x])[0]
+                except Exception as e1:
+                    errors[i] = describe_error(e1, paths[i])
+        return scores

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.errors import ExportError, GateSpecError, require
+from ast_onnx.atomic import check_writable
+from ast_onnx.errors import ExportError, GateSpecError, OutputError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
     LoadedCheckpoint,
@@ -23,6 +22,7 @@ from ast_onnx.graph.model_files import data_path, save_model
 from ast_onnx.metadata import ModelMetadata, check_opset, opset_of
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
+from ast_onnx.workdir import work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +76,17 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
     """Refuse an output path that exists (without ``overwrite``) or cannot be written.
 
     With ``external_data`` the same holds for the data file written beside it.
+    Writability is probed (:func:`ast_onnx.atomic.check_writable`), so a read-only
+    folder or filesystem and an over-long name fail here, before the slow steps.
     """
     path = Path(output).expanduser()
     for target in [path, data_path(path)] if external_data else [path]:
-        if target.is_dir():
-            raise ExportError(f"output {str(target)!r} is a directory; name the file to write")
+        try:
+            check_writable(target)
+        except OutputError as e:
+            raise ExportError(str(e)) from e
         if target.exists() and not overwrite:
             raise ExportError(f"output {str(target)!r} exists; pass overwrite=True (--overwrite)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError(f"output directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"output directory {str(parent)!r} is not writable")
     return path
 
 
@@ -100,7 +99,10 @@ def export_model(
     """Export an AST checkpoint to a verified ONNX file.
 
     The file is written to a temporary name next to ``output`` and renamed into place
-    only after every step succeeded, so a failed export leaves no output behind.
+    only after every step succeeded, so a failed export leaves no output behind. The
+    intermediate models live in a hidden ``.ast-onnx-work-*`` folder beside ``output``
+    (removed at the end; one left by a killed export is removed by the next one, see
+    :mod:`ast_onnx.workdir`).
 
     Args:
         checkpoint: ``"demo"``, a save_pretrained directory, an original AST ``.pth``
@@ -135,23 +137,24 @@ def export_model(
         audio_files(o.calibrate)  # a missing path or a directory without audio fails now
     check_opset(o.opset)
     timer = StepTimer(show=o.progress)
-    with timer.step("load", f"Loading checkpoint {checkpoint}"):
-        loaded = load_checkpoint(
-            checkpoint,
-            labels=o.labels,
-            activation=o.activation,
-            max_length=o.max_length,
-            pth=o.pth,
-        )
-    calibration = None
-    if final == "int8-static":
-        # Before the slow steps, so unusable calibration audio fails fast.
-        from ast_onnx.graph.quantize import calibration_features
+    # Intermediate models go to a hidden folder beside the output (see ast_onnx.workdir).
+    with work_dir(path.parent) as work:
+        with timer.step("load", f"Loading checkpoint {checkpoint}"):
+            loaded = load_checkpoint(
+                checkpoint,
+                labels=o.labels,
+                activation=o.activation,
+                max_length=o.max_length,
+                pth=o.pth,
+                work_dir=work,
+            )
+        calibration = None
+        if final == "int8-static":
+            # Before the slow steps, so unusable calibration audio fails fast.
+            from ast_onnx.graph.quantize import calibration_features
 
-        with timer.step("calibrate", "Reading calibration audio"):
-            calibration = calibration_features(o.calibrate, loaded.frontend)
-    with tempfile.TemporaryDirectory(prefix="ast-onnx-") as tmp:
-        work = Path(tmp)
+            with timer.step("calibrate", "Reading calibration audio"):
+                calibration = calibration_features(o.calibrate, loaded.frontend)
         built, fused = _build(loaded, work, final, calibration, o.opset, o.optimize, timer)
         record: dict[str, Any] = {"skipped": True}
         if o.verify:

@@ -115,8 +115,13 @@ def load_checkpoint(
     activation: str | None = None,
     max_length: int | None = None,
     pth: PthOptions | None = None,
+    work_dir: str | Path | None = None,
 ) -> LoadedCheckpoint:
     """Load a checkpoint for export.
+
+    A checkpoint's own Python code never runs: one whose config asks for it
+    (``auto_map``), or is not an AST config, is refused before transformers reads it,
+    and every transformers call passes ``trust_remote_code=False``.
 
     Args:
         source: ``"demo"``, a local directory, a ``.pth`` file or a Hub id.
@@ -126,6 +131,9 @@ def load_checkpoint(
         max_length: Input frames. Must give the same number of time patches as the
             checkpoint's positional embedding (it is checked, never interpolated).
         pth: Architecture options for original ``.pth`` checkpoints.
+        work_dir: Folder for the converted copy of a ``.pth`` checkpoint (None: the
+            system's temporary folder); :func:`~ast_onnx.export.export_model` passes
+            its work folder beside the output.
 
     Returns:
         The loaded model with its labels, activation and frontend parameters.
@@ -146,7 +154,7 @@ def load_checkpoint(
             )
         if max_length is not None:
             options = PthOptions(**{**options.__dict__, "input_tdim": max_length})
-        model = _load_original(Path(where), options)
+        model = _load_original(Path(where), options, work_dir)
         max_length = None
     elif kind == "dir":
         model = load_pretrained(str(where), str(source))
@@ -184,12 +192,16 @@ def _set_max_length(config: Any, max_length: int) -> None:
     config.max_length = max_length
 
 
-def _load_original(path: Path, options: PthOptions) -> Any:
-    """An original AST ``.pth``, converted, saved and loaded through :func:`load_pretrained`."""
+def _load_original(path: Path, options: PthOptions, work_dir: str | Path | None = None) -> Any:
+    """An original AST ``.pth``, converted, saved and loaded through :func:`load_pretrained`.
+
+    The converted weights are written to a temporary folder inside ``work_dir`` (None:
+    the system's temporary folder).
+    """
     from safetensors.torch import save_file
 
     config, converted = convert_original(path, options)
-    with tempfile.TemporaryDirectory(prefix="ast-onnx-pth-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ast-onnx-pth-", dir=work_dir) as tmp:
         config.save_pretrained(tmp)
         save_file({k: v.contiguous() for k, v in converted.items()}, f"{tmp}/model.safetensors")
         return load_pretrained(tmp, str(path))
@@ -214,26 +226,20 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
                 f"checkpoint directory {source!r} has no weights (expected one of "
                 f"{', '.join(_WEIGHT_FILES)})"
             )
+    check_config(_config_json(where, source, hub), source)
     try:
-        config = AutoConfig.from_pretrained(where)
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False)
     except OSError as e:
-        if hub:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(
-                f"cannot load checkpoint {source!r} from the Hugging Face Hub ({reason}); "
-                f"{_LOCAL_HINT}"
-            ) from e
         raise CheckpointError(f"cannot read the config of checkpoint {source!r}: {e}") from e
     except ValueError as e:
         raise CheckpointError(f"checkpoint {source!r} has an unusable config.json: {e}") from e
-    if getattr(config, "model_type", None) != AST_MODEL_TYPE:
-        raise CheckpointError(
-            f"checkpoint {source!r} is a {getattr(config, 'model_type', None)!r} model, "
-            f"expected an Audio Spectrogram Transformer ({AST_MODEL_TYPE!r})"
-        )
     try:
         model, info = ASTForAudioClassification.from_pretrained(
-            where, attn_implementation="eager", output_loading_info=True
+            where,
+            config=config,
+            attn_implementation="eager",
+            output_loading_info=True,
+            trust_remote_code=False,
         )
     except Exception as e:  # safetensors, pickle and shape errors come in many types
         raise CheckpointError(
@@ -251,12 +257,59 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
     return model.float().eval()
 
 
+def check_config(config: dict[str, Any], source: str) -> None:
+    """Refuse a config.json that asks for the checkpoint's own code or is not AST's.
+
+    transformers runs a checkpoint's Python files when its config maps classes to them
+    (``auto_map``) and the user answers ``y`` at its prompt; an unknown ``model_type``
+    is what brings the prompt up. Both are refused here, on the raw JSON, before any
+    transformers call.
+    """
+    if "auto_map" in config:
+        raise CheckpointError(
+            f"checkpoint {source!r} asks to run its own Python code (config.json 'auto_map': "
+            f"{sorted(map(str, config['auto_map']))[:4]}); ast-onnx never runs code from a "
+            "checkpoint: use a plain transformers AST checkpoint"
+        )
+    model_type = config.get("model_type")
+    if model_type != AST_MODEL_TYPE:
+        raise CheckpointError(
+            f"checkpoint {source!r} is a {model_type!r} model, expected an Audio Spectrogram "
+            f"Transformer (model_type {AST_MODEL_TYPE!r})"
+        )
+
+
+def _config_json(where: str, source: str, hub: bool) -> dict[str, Any]:
+    """The checkpoint's config.json as plain JSON (downloaded for a Hub id)."""
+    if not hub:
+        return _read_json(Path(where) / "config.json")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(where, "config.json")
+    except Exception as e:  # offline, no such repo, no network: many types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"cannot load checkpoint {source!r} from the Hugging Face Hub ({reason}); {_LOCAL_HINT}"
+        ) from e
+    return _read_json(Path(path))
+
+
+#: Largest JSON file (config, preprocessor config) read from a checkpoint.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(
+                f"{str(path)!r} is {path.stat().st_size} bytes; a checkpoint's JSON files are "
+                f"at most {MAX_JSON_BYTES // 2**20} MiB"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"cannot read {str(path)!r}: {e}") from e
     if not isinstance(data, dict):
         raise CheckpointError(f"{str(path)!r} is not a JSON object")
