@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from ast_onnx.atomic import check_writable, write_text_atomic
+from ast_onnx.atomic import atomic_path, check_writable, write_text_atomic
 from ast_onnx.distributed.identity import describe, same_run
 from ast_onnx.distributed.stages import RESULT_COLUMNS, import_pyarrow, result_schema
-from ast_onnx.errors import OutputError, ResumeError
+from ast_onnx.errors import InvalidOptionError, OutputError, ResumeError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def output_format(path: str | os.PathLike) -> str:
     """``"jsonl"`` or ``"parquet"`` from the output's extension."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(
+        raise InvalidOptionError(
             f"output must end in one of {sorted(FORMATS)} (JSON lines or parquet), "
             f"got {str(path)!r}"
         )
@@ -260,16 +259,8 @@ class ResultWriter:
 
             table = pa.Table.from_pylist(_read_journal(self.journal), schema=result_schema())
             try:
-                fd, tmp = tempfile.mkstemp(
-                    prefix=f".{self.output.name}.", suffix=".tmp", dir=self.output.parent
-                )
-                os.close(fd)
-                try:
-                    pq.write_table(table, tmp)
-                    os.replace(tmp, self.output)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                with atomic_path(self.output) as tmp:
+                    pq.write_table(table, str(tmp))
             except OSError as e:
                 raise OutputError(
                     f"cannot write {self.output} ({e.strerror or e}); the rows are kept in "
