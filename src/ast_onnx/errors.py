@@ -68,6 +68,10 @@ class EvalSetError(AstOnnxError, ValueError):
     """An evaluation directory is missing, empty, or has a bad labels file."""
 
 
+class StreamClosedError(AstOnnxError, RuntimeError):
+    """Audio was pushed to a stream after ``flush()`` ended it."""
+
+
 def require(module: str, extra: str, feature: str):
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra.
 

@@ -15,7 +15,9 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError
 from ast_onnx.frontend import prepare_audio
+from ast_onnx.frontend.audio import check_sample_rate
 from ast_onnx.metadata import ACTIVATIONS, ModelMetadata
+from ast_onnx.runtime.events import EventOptions, make_detector, window_events
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
     ProviderSettings,
@@ -34,6 +36,7 @@ from ast_onnx.runtime.session import (
     read_metadata,
     resolve_labels,
 )
+from ast_onnx.runtime.stream import Stream
 from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
 from ast_onnx.runtime.windows import AGGREGATIONS, aggregate, plan_windows
 
@@ -301,6 +304,7 @@ class Runtime:
         audio: Audio | Sequence[Audio],
         sample_rate: int | None = None,
         top_k: int | None = 5,
+        events: bool | EventOptions = False,
     ) -> Classification | list[Classification]:
         """Classify one input or a list of inputs.
 
@@ -309,6 +313,9 @@ class Runtime:
                 (samples, channels)), or a list of those.
             sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
             top_k: Labels to report per input (None: all, ranked).
+            events: Detect sound events over the windows (``Classification.events``):
+                True for the default rules, or :class:`~ast_onnx.runtime.events.EventOptions`.
+                A :meth:`stream` with the same hop gives the same events.
 
         Returns:
             A :class:`Classification` for a single input, a list for a list.
@@ -317,8 +324,48 @@ class Runtime:
         items = [audio] if single else list(audio)
         waves = [prepare_audio(a, sample_rate, self.sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k)
+        results = self._classify_waves(waves, paths, top_k, events)
         return results[0] if single else results
+
+    def stream(
+        self,
+        hop: float | None = None,
+        sample_rate: int | None = None,
+        events: bool | EventOptions | None = None,
+    ) -> Stream:
+        """A :class:`~ast_onnx.runtime.stream.Stream` scoring audio pushed in chunks.
+
+        Its windows, scores and events equal those of :meth:`classify` (with
+        ``events``) on the whole audio, for the same hop.
+
+        Args:
+            hop: Seconds between windows, a whole number of fbank frames (10 ms for AST)
+                up to one window; None: this runtime's hop (``window_hop``).
+            sample_rate: Rate of the audio to push; None or the model's rate (streams
+                are not resampled).
+            events: Event rules (:class:`~ast_onnx.runtime.events.EventOptions`); None
+                or True: the defaults; False: windows only.
+
+        Raises:
+            InvalidOptionError: A hop that is not whole frames, or longer than the
+                model's window; a sample rate other than the model's.
+        """
+        if sample_rate is not None and check_sample_rate(sample_rate) != self.sample_rate:
+            raise InvalidOptionError(
+                f"stream at {sample_rate} Hz for a {self.sample_rate} Hz model: streams are not "
+                f"resampled; resample the source (ffmpeg ... -ar {self.sample_rate})"
+            )
+        hop_samples = self.hop_samples if hop is None else round(float(hop) * self.sample_rate)
+        return Stream(
+            run=self._run,
+            frontend=self.frontend,
+            labels=self.labels,
+            activation=self.activation,
+            input_kind=self.input_kind,
+            batch_size=self.batch_size,
+            hop_samples=hop_samples,
+            events=True if events is None else events,
+        )
 
     def classify_files(
         self, paths: Iterable[str | os.PathLike], top_k: int | None = 5
@@ -346,10 +393,15 @@ class Runtime:
             yield (p, next(results)) if isinstance(w, np.ndarray) else (p, w)
 
     def _classify_waves(
-        self, waves: list[np.ndarray], paths: list[str | None], k: int | None
+        self,
+        waves: list[np.ndarray],
+        paths: list[str | None],
+        k: int | None,
+        events: bool | EventOptions = False,
     ) -> list[Classification]:
         if k is not None:
             _check_int("top_k", k, 1)
+        detector = make_detector(events, self.labels, self.activation)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
         segments = [
             w[s : s + self.window_samples]
@@ -379,6 +431,7 @@ class Runtime:
                 )
             ]
             scores = aggregate(window_scores, self.aggregate)
+            found = window_events(window_scores, plan, self.sample_rate, detector)
             results.append(
                 Classification(
                     labels=top_k(scores, self.labels, k),
@@ -386,6 +439,7 @@ class Runtime:
                     duration=plan.num_samples / self.sample_rate,
                     windows=windows,
                     path=path,
+                    events=found,
                 )
             )
         return results
