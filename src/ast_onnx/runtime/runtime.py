@@ -15,7 +15,6 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError
 from ast_onnx.frontend import prepare_audio
-from ast_onnx.frontend.audio import check_sample_rate
 from ast_onnx.metadata import ACTIVATIONS, ModelMetadata
 from ast_onnx.runtime.events import EventOptions, make_detector, window_events
 from ast_onnx.runtime.providers import (
@@ -332,6 +331,7 @@ class Runtime:
         hop: float | None = None,
         sample_rate: int | None = None,
         events: bool | EventOptions | None = None,
+        channels: int | None = None,
     ) -> Stream:
         """A :class:`~ast_onnx.runtime.stream.Stream` scoring audio pushed in chunks.
 
@@ -345,16 +345,12 @@ class Runtime:
                 are not resampled).
             events: Event rules (:class:`~ast_onnx.runtime.events.EventOptions`); None
                 or True: the defaults; False: windows only.
+            channels: Channels of 2-D chunks (None: those of the first one).
 
         Raises:
             InvalidOptionError: A hop that is not whole frames, or longer than the
                 model's window; a sample rate other than the model's.
         """
-        if sample_rate is not None and check_sample_rate(sample_rate) != self.sample_rate:
-            raise InvalidOptionError(
-                f"stream at {sample_rate} Hz for a {self.sample_rate} Hz model: streams are not "
-                f"resampled; resample the source (ffmpeg ... -ar {self.sample_rate})"
-            )
         hop_samples = self.hop_samples if hop is None else round(float(hop) * self.sample_rate)
         return Stream(
             run=self._run,
@@ -364,7 +360,9 @@ class Runtime:
             input_kind=self.input_kind,
             batch_size=self.batch_size,
             hop_samples=hop_samples,
+            sample_rate=sample_rate,
             events=True if events is None else events,
+            channels=channels,
         )
 
     def classify_files(

@@ -99,8 +99,11 @@ class Stream:
         input_kind: ``"features"``, or ``"waveform"`` for wave-in models.
         batch_size: Most windows per ``run``.
         hop_samples: Samples between window starts, a multiple of the frame shift.
+        sample_rate: Rate of the audio to push, checked: None or the model's.
         events: Event rules: True for the defaults, False for no event detection.
         top_k: Labels in each window's ``labels``.
+        channels: Channels of 2-D chunks; None: those of the first 2-D chunk, which must
+            then have at least as many samples as channels (else it looks transposed).
     """
 
     def __init__(
@@ -113,13 +116,20 @@ class Stream:
         input_kind: str,
         batch_size: int,
         hop_samples: int,
+        sample_rate: int | None = None,
         events: EventOptions | bool = True,
         top_k: int = 5,
+        channels: int | None = None,
     ) -> None:
         self._run, self.frontend = run, frontend
         self.labels, self.activation = list(labels), activation
         self.input_kind, self.batch_size, self.top_k = input_kind, batch_size, top_k
         self.sample_rate = int(frontend.sample_rate)
+        if sample_rate is not None and check_sample_rate(sample_rate) != self.sample_rate:
+            raise InvalidOptionError(
+                f"stream at {sample_rate} Hz for a {self.sample_rate} Hz model: streams are not "
+                f"resampled; resample the source (ffmpeg ... -ar {self.sample_rate})"
+            )
         self.window_samples = int(frontend.window_samples)
         self.hop_samples = check_hop(hop_samples, frontend)
         self._hop_frames = self.hop_samples // frontend.hop_samples
@@ -132,7 +142,11 @@ class Stream:
         self._next_start = 0  # start sample of the next regular window
         self._last_window: tuple[int, np.ndarray] | None = None  # (start, scores)
         self._segment_start = 0.0
-        self._channels: int | None = None
+        if channels is not None and (
+            isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
+        ):
+            raise InvalidOptionError(f"channels must be a positive int or None, got {channels!r}")
+        self._channels = channels
         self.samples_seen = 0
         self.closed = False
 
@@ -256,7 +270,7 @@ class Stream:
             to_mono_float(arr)  # refuses it: more channels than samples, i.e. transposed
         if self._channels is not None and channels != self._channels:
             raise InvalidAudioError(
-                f"chunk has {channels} channel(s), earlier chunks had {self._channels}"
+                f"chunk has {channels} channel(s), the stream has {self._channels}"
             )
         flat = to_mono_float(arr.reshape(-1)).reshape(arr.shape)
         self._channels = channels
