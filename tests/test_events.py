@@ -26,10 +26,10 @@ LABELS = ["a", "b", "c"]
 def run(scores, options=None, activation="sigmoid", seconds=1.0):
     """Events of a timeline of equal segments of ``seconds`` (rows: segments)."""
     det = EventDetector(LABELS, activation, options)
-    events = []
-    for i, row in enumerate(np.asarray(scores, dtype=np.float64)):
-        events += det.push(i * seconds, (i + 1) * seconds, row)[0]
-    return events + det.finish()
+    events, rows = [], np.asarray(scores, dtype=np.float64)
+    for i, row in enumerate(rows):
+        events += det.push(i * seconds, row)[0]
+    return events + det.finish(rows.shape[0] * seconds)
 
 
 def spans(events):
@@ -114,23 +114,32 @@ def test_softmax_events_are_exclusive_and_sigmoid_ones_overlap():
 
 def test_weighted_mean_and_peak_over_unequal_segments():
     det = EventDetector(LABELS, "sigmoid")
-    for t0, t1, s in [(0.0, 1.5, 0.6), (1.5, 2.0, 1.0), (2.0, 3.0, 0.1)]:
-        closed, _ = det.push(t0, t1, np.array([s, 0, 0]))
+    for t0, s in [(0.0, 0.6), (1.5, 1.0), (2.0, 0.1)]:
+        closed, _ = det.push(t0, np.array([s, 0, 0]))
+    # Closed when the segment it is off in begins (max_gap 0): no need to wait for its end.
     (event,) = closed
     assert event == Event("a", 0, 0.0, 2.0, 1.0, pytest.approx((1.5 * 0.6 + 0.5) / 2.0))
+    assert det.finish(3.0) == []
 
 
 def test_open_events_and_opened_snapshots():
     det = EventDetector(LABELS, "sigmoid", EventOptions(max_gap=1.0))
-    closed, opened = det.push(0, 1, np.array([0.9, 0.0, 0.7]))
-    assert closed == [] and [e.label for e in opened] == ["a", "c"]
-    assert [e.label for e in det.push(1, 2, np.array([0.0, 0.0, 0.8]))[1]] == []
+    closed, opened = det.push(0, np.array([0.9, 0.0, 0.7]))
+    assert closed == []
+    assert [(e.label, e.onset, e.offset, e.peak_score) for e in opened] == [
+        ("a", 0, 0, 0.9),
+        ("c", 0, 0, 0.7),
+    ]
+    assert det.push(1, np.array([0.0, 0.0, 0.8])) == ([], [])  # a is in a gap: not closed
+    assert det.push(2, np.array([0.0, 0.0, 0.8]))[0] == []  # gap 1 s = max_gap: still open
     assert [(e.label, e.offset) for e in det.open_events] == [("a", 1), ("c", 2)]
-    assert spans(det.finish()) == [("a", 0, 1), ("c", 0, 2)]
+    closed, _ = det.push(2.5, np.array([0.0, 0.0, 0.8]))  # gap 1.5 s: a closes
+    assert spans(closed) == [("a", 0, 1)]
+    assert spans(det.finish(3)) == [("c", 0, 3)]
     assert det.open_events == []
     # Reusable after finish: the next input starts clean.
-    det.push(0, 1, np.array([0.0, 0.9, 0.0]))
-    assert spans(det.finish()) == [("b", 0, 1)]
+    det.push(0, np.array([0.0, 0.9, 0.0]))
+    assert spans(det.finish(1)) == [("b", 0, 1)]
 
 
 @pytest.mark.parametrize(
@@ -159,7 +168,7 @@ def test_options_naming_unknown_labels_are_refused():
     with pytest.raises(InvalidOptionError, match="activation"):
         EventDetector(LABELS, "relu")
     with pytest.raises(InvalidOptionError, match="shape"):
-        EventDetector(LABELS, "sigmoid").push(0, 1, np.zeros(2))
+        EventDetector(LABELS, "sigmoid").push(0, np.zeros(2))
 
 
 def test_detect_events_on_window_scores():

@@ -21,7 +21,7 @@ from ast_onnx.errors import (
 from ast_onnx.frontend import FeatureExtractor, KaldiFbank
 from ast_onnx.frontend.streaming import StreamingFbank, StreamingFeatures
 from ast_onnx.runtime import Runtime
-from ast_onnx.runtime.events import EventOptions
+from ast_onnx.runtime.events import EventOptions, window_segments
 from ast_onnx.runtime.stream import Stream
 
 HOP = 0.05  # 5 frames; the toy window is 0.215 s
@@ -146,6 +146,27 @@ def test_stream_events_equal_offline_events(runtime, seed):
         for b in events[i + 1 :]
     )
     assert overlapping == (runtime.activation == "sigmoid")
+
+
+def test_events_are_returned_with_the_window_that_ends_them(runtime):
+    """Latency: with max_gap 0, an event comes out of the push that completes the first
+    window it is off in (whose segment starts at the event's offset), not later."""
+    wave = scene(10.0, 11)
+    stream = runtime.stream(events=EventOptions(threshold=0.6, off_threshold=0.4))
+    window_push, event_push, starts = [], [], []
+    sizes = chunk_sizes(wave.shape[0], np.random.default_rng(11), 3 * WINDOW)
+    pos = 0
+    for i, n in enumerate(sizes):
+        result = stream.push(wave[pos : pos + n])
+        pos += n
+        starts += [round(w.start * SR) for w in result.windows]
+        window_push += [i] * len(result.windows)
+        event_push += [(e, i) for e in result.events]
+    assert len(event_push) >= 5
+    segment_starts = [t0 for t0, _ in window_segments(starts, WINDOW, pos, SR)]
+    for event, i in event_push:
+        k = segment_starts.index(event.offset)
+        assert window_push[k] == i, (event, k)
 
 
 def test_wavein_model_streams_like_classify(tmp_path):

@@ -26,8 +26,10 @@ Rules, per class (:class:`EventOptions`):
   merging). Labels in ``ignore`` never give events.
 - ``peak_score`` is the class's highest score over the event's on segments,
   ``mean_score`` its duration-weighted mean over them (merged gaps excluded).
-- Events are returned when they close (the class is off for longer than ``max_gap``,
-  or the input ends), in closing order; events closing together come in label order.
+- Events are returned when they close, in closing order (events closing together in
+  label order): when the first segment the class is off in begins if ``max_gap`` is 0
+  (in a stream: with the window that ends the event), else once the gap has grown
+  beyond ``max_gap``, or when the input ends.
 """
 
 from __future__ import annotations
@@ -190,6 +192,11 @@ def window_segments(
 class EventDetector:
     """Turns a timeline of segment scores into :class:`Event` s, segment by segment.
 
+    Segments are fed by their start: :meth:`push` begins a segment (and ends the one
+    before it there), :meth:`finish` ends the last one. An event can thus close as soon
+    as the first segment it is off in begins (with ``max_gap == 0``, or in exclusive mode
+    when another class is on): a stream reports it with the window that ends it.
+
     Args:
         labels: The model's class names.
         activation: ``"sigmoid"`` or ``"softmax"`` (sets the default of ``exclusive``).
@@ -197,10 +204,10 @@ class EventDetector:
 
     Example:
         >>> det = EventDetector(["a", "b"], "sigmoid")
-        >>> det.push(0.0, 1.0, np.array([0.9, 0.1]))
-        ([], [Event(label='a', index=0, onset=0.0, offset=1.0, peak_score=0.9, mean_score=0.9)])
-        >>> det.push(1.0, 2.0, np.array([0.2, 0.1]))[0][0].offset
-        1.0
+        >>> det.push(0.0, np.array([0.9, 0.1]))[0]
+        []
+        >>> det.push(1.0, np.array([0.2, 0.1]))[0]
+        [Event(label='a', index=0, onset=0.0, offset=1.0, peak_score=0.9, mean_score=0.9)]
     """
 
     def __init__(
@@ -214,76 +221,97 @@ class EventDetector:
         exclusive = self.options.exclusive
         self.exclusive = activation == "softmax" if exclusive is None else bool(exclusive)
         n = len(self.labels)
-        self._active = np.zeros(n, dtype=bool)  # on in the last segment
+        self._active = np.zeros(n, dtype=bool)  # on in the current segment
         self._open = np.zeros(n, dtype=bool)  # has an event (on, or in a gap)
         self._onset = np.zeros(n)
-        self._last_end = np.zeros(n)  # end of the last on segment
+        self._last_end = np.zeros(n)  # end of the last finished on segment
         self._peak = np.zeros(n)
-        self._weighted = np.zeros(n)  # sum of score * seconds over on segments
+        self._weighted = np.zeros(n)  # sum of score * seconds over finished on segments
         self._on_seconds = np.zeros(n)
-        self._end = 0.0
+        self._start: float | None = None  # start of the current segment
+        self._scores = np.zeros(n)
 
     @property
     def open_events(self) -> list[Event]:
-        """Events not closed yet (on, or within ``max_gap`` of their last on segment)."""
+        """Events not closed yet, as far as the finished segments tell."""
         return [self._event(int(i)) for i in np.flatnonzero(self._open)]
 
-    def push(self, start: float, end: float, scores: np.ndarray) -> tuple[list[Event], list[Event]]:
-        """Feed the scores of the segment ``[start, end)`` seconds.
+    def push(self, start: float, scores: np.ndarray) -> tuple[list[Event], list[Event]]:
+        """Begin the segment at ``start`` seconds (the previous one ends there).
 
         Returns:
-            ``(closed, opened)``: events that closed before this segment's end, and
-            events that began in this segment (their offset and scores so far; they may
-            still be dropped by ``min_duration``).
+            ``(closed, opened)``: events that closed, and events that began at ``start``
+            (a snapshot: offset = onset, scores of this segment; they may still be
+            dropped by ``min_duration``).
         """
         s = np.asarray(scores, dtype=np.float64)
         if s.shape != (len(self.labels),):
             raise InvalidOptionError(
                 f"segment scores must have shape ({len(self.labels)},), got {s.shape}"
             )
+        self._end_segment(start)
+        # Gaps that grew beyond max_gap by the end of the previous segment.
+        closed = self._close(self._open & ~self._active & self._gap_over(start))
         on = s >= np.where(self._active, self._off, self._on)
         on &= ~self._ignored
         if self.exclusive:
             on &= np.arange(s.shape[0]) == int(np.argmax(s))
-        seconds = end - start
+        # Off now, and no gap may follow (max_gap 0), or another class took over.
+        ends = self.options.max_gap <= TIME_EPS or (self.exclusive and bool(on.any()))
+        if ends:
+            closed += self._close(self._open & ~on)
         new = on & ~self._open
-        self._onset[new] = start
+        self._onset[new] = self._last_end[new] = start
         self._peak[new], self._weighted[new], self._on_seconds[new] = -np.inf, 0.0, 0.0
         self._open |= on
         self._peak[on] = np.maximum(self._peak[on], s[on])
-        self._weighted[on] += s[on] * seconds
-        self._on_seconds[on] += seconds
-        self._last_end[on] = end
-        self._active = on
-        self._end = end
-        gap_over = end - self._last_end > self.options.max_gap + TIME_EPS
-        if self.exclusive and on.any():  # another class took over: no merge across it
-            gap_over[:] = True
-        gap_over &= self._open & ~on
-        closed = self._close(np.flatnonzero(gap_over))
-        opened = [self._event(int(i)) for i in np.flatnonzero(new)]
+        self._active, self._start, self._scores = on, start, s
+        opened = [
+            Event(self.labels[i], int(i), start, start, float(s[i]), float(s[i]))
+            for i in np.flatnonzero(new)
+        ]
         return closed, opened
 
-    def finish(self) -> list[Event]:
-        """Close every open event (the input ended); the detector can then be reused."""
-        closed = self._close(np.flatnonzero(self._open))
+    def finish(self, end: float) -> list[Event]:
+        """End the last segment at ``end`` seconds and close every open event.
+
+        The detector can then be reused for another input.
+        """
+        self._end_segment(end)
+        closed = self._close(self._open.copy())
         self._active[:] = False
+        self._start = None
         return closed
 
-    def _close(self, indices: np.ndarray) -> list[Event]:
+    def _end_segment(self, end: float) -> None:
+        """Account the current segment, now that its end is known."""
+        if self._start is None:
+            return
+        on, seconds = self._active, end - self._start
+        self._weighted[on] += self._scores[on] * seconds
+        self._on_seconds[on] += seconds
+        self._last_end[on] = end
+
+    def _gap_over(self, now: float) -> np.ndarray:
+        return now - self._last_end > self.options.max_gap + TIME_EPS
+
+    def _close(self, mask: np.ndarray) -> list[Event]:
+        indices = np.flatnonzero(mask)
         events = [self._event(int(i)) for i in indices]
         self._open[indices] = False
         min_duration = self.options.min_duration
         return [e for e in events if e.duration >= min_duration - TIME_EPS]
 
     def _event(self, i: int) -> Event:
+        seconds = self._on_seconds[i]
+        peak = float(self._peak[i])
         return Event(
             label=self.labels[i],
             index=i,
             onset=float(self._onset[i]),
             offset=float(self._last_end[i]),
-            peak_score=float(self._peak[i]),
-            mean_score=float(self._weighted[i] / self._on_seconds[i]),
+            peak_score=peak,
+            mean_score=float(self._weighted[i] / seconds) if seconds > 0 else peak,
         )
 
 
@@ -335,9 +363,9 @@ def detect_events(
     """
     events: list[Event] = []
     segments = window_segments(starts, window, num_samples, sample_rate)
-    for (t0, t1), scores in zip(segments, window_scores, strict=True):
-        events += detector.push(t0, t1, scores)[0]
-    return events + detector.finish()
+    for (t0, _), scores in zip(segments, window_scores, strict=True):
+        events += detector.push(t0, scores)[0]
+    return events + detector.finish(num_samples / sample_rate)
 
 
 __all__ = [

@@ -19,9 +19,10 @@ of feature frames; between calls, nothing else (see :attr:`Stream.buffer_sizes`)
 Windows completed by one chunk are scored in batches of the runtime's ``batch_size``.
 
 Events come from the :class:`~ast_onnx.runtime.events.EventDetector` that offline
-``classify(..., events=True)`` uses, fed the same segments: a window's segment ends
-where the next window's begins, so it is passed on when the next window is scored
-(or at flush), and the events equal offline's.
+``classify(..., events=True)`` uses, fed the same segments (each window's segment
+begins at the midpoint between its centre and the previous window's), so the events
+equal offline's; an event is returned with the window whose segment it is off in
+(or later, by ``max_gap``).
 
 Resampling is not done: a stream at another rate than the model's is refused (scipy
 has no stateful polyphase resampler, and resampling chunks independently would click
@@ -140,8 +141,7 @@ class Stream:
         self._ring = _Ring(self.window_samples)
         self._detector = make_detector(events, self.labels, activation)
         self._next_start = 0  # start sample of the next regular window
-        self._last_window: tuple[int, np.ndarray] | None = None  # (start, scores)
-        self._segment_start = 0.0
+        self._last_start: int | None = None  # start sample of the last window scored
         if channels is not None and (
             isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
         ):
@@ -229,19 +229,15 @@ class Stream:
         n, window = self.samples_seen, self.window_samples
         if n == 0:
             return result
-        last = self._last_window[0] if self._last_window is not None else None
+        last = self._last_start
         if last is None or last + window != n:
             start = max(0, n - window)
             tail = self._ring.last(n - start)
             if self.input_kind == "features":
                 tail = self.frontend([tail]).input_values[0]
             self._score([(start, tail)], result)
-        if self._detector is not None and self._last_window is not None:
-            closed, opened = self._detector.push(
-                self._segment_start, n / self.sample_rate, self._last_window[1]
-            )
-            result.events += closed + self._detector.finish()
-            result.opened += opened
+        if self._detector is not None:
+            result.events += self._detector.finish(n / self.sample_rate)
         self._frames = self._frames[:0]
         self._held = 0
         return result
@@ -308,14 +304,13 @@ class Stream:
         for (start, _), s in zip(queue, scores, strict=True):
             end = min(start + self.window_samples, self.samples_seen)
             result.windows.append(WindowScore(start / sr, end / sr, s, top_k(s, self.labels, k)))
-            if self._detector is not None and self._last_window is not None:
-                prev, prev_scores = self._last_window
-                edge = segment_edge(prev, start, self.window_samples, sr)
-                closed, opened = self._detector.push(self._segment_start, edge, prev_scores)
+            if self._detector is not None:
+                prev = self._last_start
+                edge = 0.0 if prev is None else segment_edge(prev, start, self.window_samples, sr)
+                closed, opened = self._detector.push(edge, s)
                 result.events += closed
                 result.opened += opened
-                self._segment_start = edge
-            self._last_window = (start, s)
+            self._last_start = start
 
 
 def check_hop(hop_samples: int, frontend: FeatureExtractor) -> int:
