@@ -203,6 +203,7 @@ def test_mic_without_sounddevice_names_the_extra(toy, capsys, monkeypatch):
         (["-", "--hop", "0.013"], "whole number"),
         (["-", "--rate", "8000"], "-ar 16000"),
         (["-", "--duration", "0"], "--duration"),
+        (["-", "--top-k", "0"], "top_k"),
     ],
 )
 def test_bad_options_exit_2(toy, capsys, monkeypatch, argv, match):
@@ -265,3 +266,18 @@ def test_closed_stdout_exits_quietly(toy):
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 0
     assert err == b"", err.decode()
+
+
+def test_a_stream_run_is_lean(toy, wave):
+    """Streaming (API and CLI) never imports torch, transformers, torchaudio or onnx."""
+    from conftest import modules_imported_by
+
+    body = f"""
+import io, sys, types, numpy as np
+from ast_onnx.cli.stream import main
+pcm = (np.sin(np.arange(20000) * 0.1) * 10000).astype("<i2").tobytes()
+sys.stdin = types.SimpleNamespace(buffer=io.BytesIO(pcm))
+assert main([{str(toy)!r}, "-", "--windows"]) == 0
+"""
+    heavy = ("torch", "transformers", "torchaudio", "onnx", "onnxscript", "sounddevice")
+    assert modules_imported_by(body, heavy) == []

@@ -171,15 +171,13 @@ class Printer:
     """Writes a :class:`~ast_onnx.runtime.stream.StreamResult` as JSON lines."""
 
     def __init__(self, args: argparse.Namespace, out=None) -> None:
-        self.open, self.windows, self.top_k = args.open_events, args.windows, args.top_k
+        self.open, self.windows = args.open_events, args.windows
         self.out = out or sys.stdout
 
     def __call__(self, result: Any) -> None:
         lines = []
         if self.windows:
-            for w in result.windows:
-                lines.append({"type": "window", **w.to_dict()})
-                lines[-1]["labels"] = lines[-1]["labels"][: self.top_k]
+            lines += [{"type": "window", **w.to_dict()} for w in result.windows]
         if self.open:
             for e in result.opened:
                 d = e.to_dict()
@@ -206,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
         rate, chunks = open_source(args, runtime.sample_rate)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
         stream = runtime.stream(
-            hop=args.hop, sample_rate=rate, events=event_options(args), channels=channels
+            hop=args.hop,
+            sample_rate=rate,
+            events=event_options(args),
+            channels=channels,
+            top_k=args.top_k,
         )
     except (AstOnnxError, ValueError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

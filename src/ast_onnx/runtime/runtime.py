@@ -332,6 +332,7 @@ class Runtime:
         sample_rate: int | None = None,
         events: bool | EventOptions | None = None,
         channels: int | None = None,
+        top_k: int = 5,
     ) -> Stream:
         """A :class:`~ast_onnx.runtime.stream.Stream` scoring audio pushed in chunks.
 
@@ -346,6 +347,7 @@ class Runtime:
             events: Event rules (:class:`~ast_onnx.runtime.events.EventOptions`); None
                 or True: the defaults; False: windows only.
             channels: Channels of 2-D chunks (None: those of the first one).
+            top_k: Labels in each window's ``labels``.
 
         Raises:
             InvalidOptionError: A hop that is not whole frames, or longer than the
@@ -363,6 +365,7 @@ class Runtime:
             sample_rate=sample_rate,
             events=True if events is None else events,
             channels=channels,
+            top_k=top_k,
         )
 
     def classify_files(

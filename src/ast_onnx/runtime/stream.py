@@ -142,10 +142,11 @@ class Stream:
         self._detector = make_detector(events, self.labels, activation)
         self._next_start = 0  # start sample of the next regular window
         self._last_start: int | None = None  # start sample of the last window scored
-        if channels is not None and (
-            isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
-        ):
-            raise InvalidOptionError(f"channels must be a positive int or None, got {channels!r}")
+        for name, value in (("channels", channels), ("top_k", top_k)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidOptionError(f"{name} must be a positive int, got {value!r}")
         self._channels = channels
         self.samples_seen = 0
         self.closed = False
