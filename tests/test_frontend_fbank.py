@@ -301,3 +301,23 @@ def test_option_bounds_are_inclusive(allowed, refused, match):
 def test_option_types_are_checked_before_any_size_is_computed(option, value):
     with pytest.raises(FbankOptionsError, match=option):
         FbankOptions(**{option: value})
+
+
+def test_no_floating_point_warning_from_uninitialised_scratch(monkeypatch):
+    """Regression: the pre-emphasis scratch's first sample was left uninitialised (np.empty);
+    when that memory held NaN/Inf, ``np.subtract`` warned "invalid value" (an error under
+    ``-W error``) although the value is overwritten. Seen when a stream framed small chunks."""
+    wave = white_noise(0.1)
+    want = KaldiFbank()(wave)
+    real_empty = np.empty
+
+    def signalling_nan_empty(*args, **kwargs):
+        out = real_empty(*args, **kwargs)
+        if out.dtype == np.float32:
+            out.view(np.uint32)[...] = 0x7FA00000  # a signalling NaN: arithmetic on it warns
+        return out
+
+    monkeypatch.setattr(np, "empty", signalling_nan_empty)
+    with np.errstate(all="raise"):
+        got = KaldiFbank()(wave)
+    np.testing.assert_array_equal(got, want)

@@ -21,13 +21,14 @@ PACKAGE = SRC / "ast_onnx"
 #: part and of lower layers only.
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "atomic": 0,
-    "progress": 0,
-    "paths": 0,
+    "atomic": 1,
+    "paths": 1,
+    "workdir": 1,
+    "progress": 1,
     "metadata": 1,
-    "labels": 2,
     "quality": 1,
     "data": 1,
+    "labels": 2,
     "frontend": 3,
     "runtime": 4,
     "graph": 5,

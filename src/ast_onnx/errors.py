@@ -93,6 +93,10 @@ class EvalSetError(AstOnnxError, ValueError):
     """An evaluation directory is missing, empty, or has a bad labels file."""
 
 
+class StreamClosedError(AstOnnxError, RuntimeError):
+    """Audio was pushed to a stream after ``flush()`` ended it."""
+
+
 def item_error(error: Exception, item: str) -> AstOnnxError:
     """The error to report for one failed item of a batch, so that the batch goes on.
 

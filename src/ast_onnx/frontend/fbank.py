@@ -178,6 +178,7 @@ class KaldiFbank:
         # x[i] - c * x[i-1] in float64 before rounding: in float32 the product's rounding
         # error reaches 1e-4 in log-mel for bins ~74 dB below the frame energy.
         pre[1:] = seg[1:] - opts.preemphasis_coefficient * seg[:-1].astype(np.float64)
+        pre[0] = seg[0]  # overwritten per frame below; set so no garbage (NaN) is computed on
         emphasised = sliding_window_view(pre, size)[::shift]
         if opts.remove_dc_offset:
             offset = raw.mean(axis=-1, dtype=np.float32, keepdims=True)

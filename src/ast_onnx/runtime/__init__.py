@@ -3,14 +3,17 @@
 from ast_onnx.runtime import Runtime
 rt = Runtime("model.onnx")             # providers="auto": TensorRT > CUDA > CPU
 result = rt.classify("dog.wav")        # Classification: .labels, .scores, .windows
+stream = rt.stream()                   # .push(chunk) -> StreamResult(.windows, .events)
 """
 
 from __future__ import annotations
 
+from ast_onnx.runtime.events import Event, EventDetector, EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.providers import PROVIDER_CHAINS, PROVIDER_NAMES
 from ast_onnx.runtime.results import Classification, Prediction, WindowScore
 from ast_onnx.runtime.runtime import Runtime
+from ast_onnx.runtime.stream import Stream, StreamResult
 from ast_onnx.runtime.windows import AGGREGATIONS
 
 __all__ = [
@@ -18,8 +21,13 @@ __all__ = [
     "PROVIDER_CHAINS",
     "PROVIDER_NAMES",
     "Classification",
+    "Event",
+    "EventDetector",
+    "EventOptions",
     "Prediction",
     "Runtime",
     "RuntimeOptions",
+    "Stream",
+    "StreamResult",
     "WindowScore",
 ]

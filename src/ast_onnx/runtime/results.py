@@ -16,6 +16,7 @@ import numpy as np
 
 from ast_onnx.errors import InvalidOptionError, ModelOutputError
 from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.runtime.events import Event
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Classification:
         windows: Per-window scores with start/end times; one window for inputs
             that fit the model's window.
         path: The file the audio came from, when the input was a path.
+        events: Sound events, when asked for (``classify(..., events=True)``).
     """
 
     labels: list[Prediction]
@@ -82,6 +84,7 @@ class Classification:
     duration: float
     windows: list[WindowScore] = field(default_factory=list, repr=False)
     path: str | None = None
+    events: list[Event] = field(default_factory=list)
 
     @classmethod
     def from_windows(
@@ -101,12 +104,15 @@ class Classification:
         ]
         return cls(top_k(scores, labels, k), scores, duration, windows, path)
 
-    def to_dict(self, windows: bool = False, scores: bool = False) -> dict[str, Any]:
+    def to_dict(
+        self, windows: bool = False, scores: bool = False, events: bool | None = None
+    ) -> dict[str, Any]:
         """Plain JSON-able dict: path, duration, labels [{label, score, index}].
 
         Args:
             windows: Include the per-window timeline (start, end, top-k labels).
             scores: Include the full score vectors (of the input and of each window).
+            events: Include ``events`` (:meth:`Event.to_dict` each); None: if there are any.
         """
         out: dict[str, Any] = {
             "path": self.path,
@@ -117,6 +123,8 @@ class Classification:
             out["scores"] = self.scores.tolist()
         if windows:
             out["windows"] = [w.to_dict(scores=scores) for w in self.windows]
+        if events or (events is None and self.events):
+            out["events"] = [e.to_dict() for e in self.events]
         return out
 
 

@@ -17,6 +17,7 @@ from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError,
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
+from ast_onnx.runtime.events import EventOptions, make_detector, window_events
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
@@ -36,6 +37,7 @@ from ast_onnx.runtime.session import (
     read_metadata,
     resolve_labels,
 )
+from ast_onnx.runtime.stream import Stream
 from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
 from ast_onnx.runtime.windows import aggregate, plan_windows
 
@@ -262,6 +264,7 @@ class Runtime:
         audio: Audio | Sequence[Audio],
         sample_rate: int | None = None,
         top_k: int | None = 5,
+        events: bool | EventOptions = False,
     ) -> Classification | list[Classification]:
         """Classify one input or a list of inputs.
 
@@ -270,6 +273,9 @@ class Runtime:
                 (samples, channels)), or a list of those.
             sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
             top_k: Labels to report per input (None: all, ranked).
+            events: Detect sound events over the windows (``Classification.events``):
+                True for the default rules, or :class:`~ast_onnx.runtime.events.EventOptions`.
+                A :meth:`stream` with the same hop gives the same events.
 
         Returns:
             A :class:`Classification` for a single input, a list for a list.
@@ -281,11 +287,53 @@ class Runtime:
         items = [audio] if single else list(audio)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k)
+        results = self._classify_waves(waves, paths, top_k, events)
         for r in results:
             if isinstance(r, AstOnnxError):
                 raise r
         return results[0] if single else results
+
+    def stream(
+        self,
+        hop: float | None = None,
+        sample_rate: int | None = None,
+        events: bool | EventOptions | None = None,
+        channels: int | None = None,
+        top_k: int = 5,
+    ) -> Stream:
+        """A :class:`~ast_onnx.runtime.stream.Stream` scoring audio pushed in chunks.
+
+        Its windows, scores and events equal those of :meth:`classify` (with
+        ``events``) on the whole audio, for the same hop.
+
+        Args:
+            hop: Seconds between windows, a whole number of fbank frames (10 ms for AST)
+                up to one window; None: this runtime's hop (``window_hop``).
+            sample_rate: Rate of the audio to push; None or the model's rate (streams
+                are not resampled).
+            events: Event rules (:class:`~ast_onnx.runtime.events.EventOptions`); None
+                or True: the defaults; False: windows only.
+            channels: Channels of 2-D chunks (None: those of the first one).
+            top_k: Labels in each window's ``labels``.
+
+        Raises:
+            InvalidOptionError: A hop that is not whole frames, or longer than the
+                model's window; a sample rate other than the model's.
+        """
+        hop_samples = self.hop_samples if hop is None else round(float(hop) * self.sample_rate)
+        return Stream(
+            run=self._run,
+            frontend=self.frontend,
+            labels=self.labels,
+            activation=self.activation,
+            input_kind=self.input_kind,
+            batch_size=self.batch_size,
+            hop_samples=hop_samples,
+            sample_rate=sample_rate,
+            events=True if events is None else events,
+            channels=channels,
+            top_k=top_k,
+        )
 
     def classify_files(
         self, paths: Iterable[str | os.PathLike], top_k: int | None = 5
@@ -320,11 +368,16 @@ class Runtime:
         return np.concatenate([self._run(x) for x in feats])
 
     def _classify_waves(
-        self, waves: list[np.ndarray], paths: list[str | None], k: int | None
+        self,
+        waves: list[np.ndarray],
+        paths: list[str | None],
+        k: int | None,
+        events: bool | EventOptions = False,
     ) -> list[Classification | ModelOutputError]:
         """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
         if k is not None:
             check_int("top_k", k, 1)
+        detector = make_detector(events, self.labels, self.activation)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
         segments = [
             w[s : s + self.window_samples]
@@ -345,6 +398,7 @@ class Runtime:
             bounds, seconds = plan.bounds(self.sample_rate), plan.num_samples / self.sample_rate
             scores = aggregate(win, self.aggregate)
             item = Classification.from_windows(win, scores, bounds, self.labels, k, seconds, path)
+            item.events = window_events(win, plan, self.sample_rate, detector)
             results.append(item)
         return results
 

@@ -1,0 +1,244 @@
+"""``ast-stream``: tag live audio and print sound events as JSON lines as they close.
+
+    ffmpeg -i rtsp://camera/stream -f s16le -ac 1 -ar 16000 - | ast-stream model.onnx -
+    ast-stream model.onnx recording.wav --realtime --open-events
+    ast-stream model.onnx --mic --duration 60
+
+Output (stdout, one JSON object per line, flushed at once):
+
+- a closed event: ``{"label", "index", "onset", "offset", "peak_score", "mean_score"}``;
+- with ``--open-events``, an event as it opens: ``{"type": "open", "label", "index",
+  "onset", "peak_score"}``;
+- with ``--windows``, each window: ``{"type": "window", "start", "end", "labels"}``.
+
+End of input (or ``--duration``) flushes the stream: the tail is scored and open
+events close. Exit status: 0 at the end of input (also when stdout is closed early,
+e.g. by ``| head``); 1 bad audio in the input (what came before it is flushed);
+2 unusable model, options or source; 130 Ctrl-C (after flushing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ast_onnx.cli import exit_codes
+from ast_onnx.cli.text import escape_control
+from ast_onnx.runtime.options import RuntimeOptions
+
+PROG = "ast-stream"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Tag live audio with an AST model; print events as JSON lines.",
+        epilog=exit_codes.EPILOG,
+    )
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument(
+        "source",
+        nargs="?",
+        metavar="SOURCE",
+        help="'-' for raw PCM on stdin, or an audio file; omit with --mic",
+    )
+    src = p.add_argument_group("source")
+    src.add_argument("--mic", action="store_true", help="record from the microphone ([mic])")
+    src.add_argument("--device", default=None, help="input device for --mic (name or index)")
+    src.add_argument(
+        "--format",
+        default="s16le",
+        choices=["s16le", "s32le", "f32le"],
+        help="raw PCM format on stdin (default s16le)",
+    )
+    src.add_argument(
+        "--rate",
+        type=int,
+        default=None,
+        help="sample rate of stdin / the mic (default: the model's; a file has its own)",
+    )
+    src.add_argument("--channels", type=int, default=1, help="interleaved channels (default 1)")
+    src.add_argument("--realtime", action="store_true", help="pace a file like a live source")
+    src.add_argument("--duration", type=float, default=None, help="stop after SECONDS of audio")
+    src.add_argument("--chunk", type=float, default=0.1, help="seconds per read (default 0.1)")
+    ev = p.add_argument_group("events")
+    ev.add_argument("--threshold", type=float, default=0.5, help="on threshold (default 0.5)")
+    ev.add_argument(
+        "--off-threshold",
+        type=float,
+        default=None,
+        help="off threshold, <= --threshold (default: the same)",
+    )
+    ev.add_argument(
+        "--class-threshold",
+        action="append",
+        default=[],
+        metavar="LABEL=ON[,OFF]",
+        help="per-class threshold(s); repeatable",
+    )
+    ev.add_argument("--min-duration", type=float, default=0.0, help="shortest event, seconds")
+    ev.add_argument("--max-gap", type=float, default=0.0, help="merge gaps up to SECONDS")
+    ev.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="LABEL[,LABEL]",
+        help="labels that never give events; repeatable",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--open-events", action="store_true", help="also print events as they open")
+    out.add_argument("--windows", action="store_true", help="also print every window's top-k")
+    out.add_argument("--top-k", type=int, default=3, help="labels per --windows line (default 3)")
+    # The Runtime's own flags (--provider, --threads, --hop: seconds between windows, whole
+    # 10 ms frames, default half a window...), the same as ast-classify's.
+    RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    return p
+
+
+def event_options(args: argparse.Namespace) -> Any:
+    """:class:`~ast_onnx.runtime.events.EventOptions` from the event flags."""
+    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.runtime.events import EventOptions
+
+    thresholds: dict[str, Any] = {}
+    for spec in args.class_threshold:
+        label, sep, values = spec.rpartition("=")
+        try:
+            numbers = [float(v) for v in values.split(",")]
+        except ValueError:
+            numbers = []
+        if not sep or not label or len(numbers) not in (1, 2):
+            raise InvalidOptionError(f"--class-threshold must be LABEL=ON[,OFF], got {spec!r}")
+        thresholds[label] = numbers[0] if len(numbers) == 1 else tuple(numbers)
+    ignore = [name for item in args.ignore for name in item.split(",") if name]
+    return EventOptions(
+        threshold=args.threshold,
+        off_threshold=args.off_threshold,
+        thresholds=thresholds,
+        min_duration=args.min_duration,
+        max_gap=args.max_gap,
+        ignore=ignore,
+    )
+
+
+def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterator[Any]]:
+    """``(sample_rate, chunks)`` of the source the arguments name."""
+    from ast_onnx.cli import sources
+    from ast_onnx.errors import InvalidOptionError
+
+    if args.mic == (args.source is not None):
+        raise InvalidOptionError("give either SOURCE ('-' or a file) or --mic")
+    if args.channels < 1 or not args.chunk > 0:
+        raise InvalidOptionError("--channels must be >= 1 and --chunk > 0")
+    if args.duration is not None and not args.duration > 0:
+        raise InvalidOptionError(f"--duration must be > 0 seconds, got {args.duration}")
+    rate = args.rate or model_rate
+    block = max(1, round(args.chunk * rate))
+    if args.mic:
+        device = int(args.device) if args.device and args.device.isdigit() else args.device
+        return rate, sources.microphone_chunks(rate, args.channels, block, device)
+    if args.source == "-":
+        return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
+    rate, chunks = sources.file_chunks(args.source, max(1, round(args.chunk * model_rate)))
+    return rate, sources.paced(chunks, rate) if args.realtime else chunks
+
+
+def limited(chunks: Iterator[Any], frames: int | None) -> Iterator[Any]:
+    """The chunks up to ``frames`` sample frames in all (all of them for None)."""
+    if frames is None:
+        yield from chunks
+        return
+    for chunk in chunks:
+        if chunk.shape[0] >= frames:
+            yield chunk[:frames]
+            return
+        frames -= chunk.shape[0]
+        yield chunk
+
+
+class Printer:
+    """Writes a :class:`~ast_onnx.runtime.stream.StreamResult` as JSON lines."""
+
+    def __init__(self, args: argparse.Namespace, out=None) -> None:
+        self.open, self.windows = args.open_events, args.windows
+        self.out = out or sys.stdout
+
+    def __call__(self, result: Any) -> None:
+        lines = []
+        if self.windows:
+            lines += [{"type": "window", **w.to_dict()} for w in result.windows]
+        if self.open:
+            for e in result.opened:
+                d = e.to_dict()
+                lines.append(
+                    {
+                        "type": "open",
+                        **{k: d[k] for k in ("label", "index", "onset")},
+                        "peak_score": d["peak_score"],
+                    }
+                )
+        lines += [e.to_dict() for e in result.events]
+        for line in lines:
+            self.out.write(json.dumps(line) + "\n")
+        if lines:
+            self.out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ast_onnx.errors import AstOnnxError, InvalidAudioError
+    from ast_onnx.runtime import Runtime
+
+    try:
+        runtime = Runtime(args.model, RuntimeOptions.from_args(args))
+        rate, chunks = open_source(args, runtime.sample_rate)
+        channels = None if args.source not in (None, "-") else args.channels  # a file: its own
+        stream = runtime.stream(
+            sample_rate=rate,
+            events=event_options(args),
+            channels=channels,
+            top_k=args.top_k,
+        )
+    except (AstOnnxError, ValueError) as e:
+        print(f"{PROG}: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
+    frames = None if args.duration is None else round(args.duration * rate)
+    emit, status = Printer(args), 0
+    try:
+        try:
+            for chunk in limited(chunks, frames):
+                emit(stream.push(chunk))
+        except InvalidAudioError as e:
+            print(f"{PROG}: error: at {stream.seconds:.3f} s: {escape_control(e)}", file=sys.stderr)
+            status = exit_codes.FAILED
+        except KeyboardInterrupt:
+            status = exit_codes.INTERRUPTED
+        finally:
+            getattr(chunks, "close", lambda: None)()  # release the device or file now
+        emit(stream.flush())
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly; later flushes must not raise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exit_codes.OK
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # Ctrl-C while loading: nothing to flush
+        return exit_codes.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""``ast-stream``: stdin PCM, files (paced), a faked microphone, Ctrl-C and closed pipes.
+
+The reference for every output is offline ``Runtime.classify(..., events=...)`` of the
+same audio with the same hop and rules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+import soundfile as sf
+from runtime_toy import toy_model
+from stream_helpers import FRAMES, SR, scene
+
+from ast_onnx.cli.stream import main
+from ast_onnx.runtime import Runtime
+from ast_onnx.runtime.events import EventOptions
+
+HOP = 0.05
+FLAGS = ["--hop", str(HOP), "--threshold", "0.6", "--off-threshold", "0.4", "--max-gap", "0.1"]
+RULES = EventOptions(threshold=0.6, off_threshold=0.4, max_gap=0.1)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return toy_model(tmp_path_factory.mktemp("toy") / "toy.onnx", frames=FRAMES, labels=6)
+
+
+@pytest.fixture(scope="module")
+def wave():
+    return scene(6.0, 3)[:-21]
+
+
+def offline_events(toy, audio, rules=RULES):
+    runtime = Runtime(toy, providers="cpu", window_hop=HOP)
+    return [e.to_dict() for e in runtime.classify(audio, events=rules).events]
+
+
+def same_events(got: list[dict], want: list[dict]) -> bool:
+    """Equal labels and times; scores equal to float32 rounding (different batching)."""
+    keys = ("label", "index", "onset", "offset")
+    return [[e[k] for k in keys] for e in got] == [[e[k] for k in keys] for e in want] and all(
+        g[k] == pytest.approx(w[k], abs=1e-5)
+        for g, w in zip(got, want, strict=True)
+        for k in ("peak_score", "mean_score")
+    )
+
+
+def run_cli(argv, capsys, stdin: bytes | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(stdin)))
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+PCM = {
+    "s16le": lambda x: (x * 32767).astype("<i2"),
+    "s32le": lambda x: (x * 2147483647).astype("<i4"),
+    "f32le": lambda x: x.astype("<f4"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(PCM))
+@pytest.mark.parametrize("channels", [1, 2])
+def test_stdin_pcm_gives_the_offline_events(toy, wave, fmt, channels, capsys, monkeypatch):
+    data = np.stack([wave] * channels, axis=1)
+    pcm = PCM[fmt](data)
+    want = offline_events(toy, pcm if fmt != "f32le" else data.astype(np.float32))
+    assert len(want) >= 3
+    argv = [toy, "-", "--format", fmt, "--channels", channels, "--chunk", "0.037", *FLAGS]
+    code, lines, err = run_cli(argv, capsys, pcm.tobytes(), monkeypatch)
+    assert (code, err) == (0, "")
+    assert same_events(lines, want)
+
+
+def test_windows_and_open_events_lines(toy, wave, capsys, monkeypatch):
+    pcm = PCM["s16le"](wave)
+    argv = [toy, "-", "--windows", "--open-events", "--top-k", "2", *FLAGS]
+    code, lines, _ = run_cli(argv, capsys, pcm.tobytes(), monkeypatch)
+    assert code == 0
+    windows = [line for line in lines if line.get("type") == "window"]
+    runtime = Runtime(toy, providers="cpu", window_hop=HOP)
+    offline = runtime.classify(pcm, events=RULES)
+    assert [(w["start"], w["end"]) for w in windows] == [
+        (round(w.start, 4), round(w.end, 4)) for w in offline.windows
+    ]
+    assert windows[-1]["end"] == round(wave.shape[0] / SR, 4)  # the flushed tail
+    assert all(len(w["labels"]) == 2 for w in windows)
+    opened = [line for line in lines if line.get("type") == "open"]
+    closed = [line for line in lines if "type" not in line]
+    assert same_events(closed, [e.to_dict() for e in offline.events])
+    assert {(e["index"], e["onset"]) for e in closed} <= {(o["index"], o["onset"]) for o in opened}
+    # An event is printed open before it is printed closed.
+    first = {(o["index"], o["onset"]): lines.index(o) for o in reversed(opened)}
+    assert all(first[(e["index"], e["onset"])] < lines.index(e) for e in closed)
+
+
+def test_trailing_partial_frame_is_reported(toy, wave, capsys, monkeypatch, caplog):
+    pcm = PCM["s16le"](wave).tobytes() + b"\x01"
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.cli.sources"):
+        code, lines, _ = run_cli([toy, "-", *FLAGS], capsys, pcm, monkeypatch)
+    assert code == 0 and same_events(lines, offline_events(toy, PCM["s16le"](wave)))
+    assert "1 trailing byte(s) dropped" in caplog.text
+
+
+def test_bad_samples_stop_after_flushing_what_came_before(toy, wave, capsys, monkeypatch):
+    data = wave.copy()
+    data[SR * 4 + 100] = np.nan
+    code, lines, err = run_cli(
+        [toy, "-", "--format", "f32le", *FLAGS], capsys, data.astype("<f4").tobytes(), monkeypatch
+    )
+    assert code == 1 and "NaN" in err and "error: at 4.000 s" in err and "index 100" in err
+    assert lines and all(e["offset"] <= 4.0 for e in lines)
+
+
+def test_file_source_and_realtime_pacing(toy, tmp_path, capsys):
+    short = scene(0.6, 4)
+    path = tmp_path / "short.wav"
+    sf.write(path, short, SR, subtype="FLOAT")
+    want = offline_events(toy, short, EventOptions(threshold=0.5))
+    assert want
+    code, fast, _ = run_cli([toy, path, "--hop", HOP], capsys)
+    assert code == 0 and same_events(fast, want)
+    start = time.monotonic()
+    code, paced, _ = run_cli([toy, path, "--hop", HOP, "--realtime"], capsys)
+    elapsed = time.monotonic() - start
+    assert code == 0 and same_events(paced, want)
+    assert elapsed >= 0.6 - 0.1  # the last chunk is pushed when the audio before it played
+
+
+def test_file_at_another_rate_is_refused(toy, tmp_path, capsys):
+    path = tmp_path / "cd.wav"
+    sf.write(path, np.zeros(44100, np.float32), 44100)
+    code, lines, err = run_cli([toy, path], capsys)
+    assert code == 2 and lines == [] and "44100 Hz" in err and "-ar 16000" in err
+
+
+class FakeSoundDevice(types.ModuleType):
+    """The part of sounddevice that ``microphone_chunks`` uses, fed from an array."""
+
+    def __init__(self, audio: np.ndarray, lost_at: int | None = None):
+        super().__init__("sounddevice")
+        self.audio, self.lost_at, self.opened = audio, lost_at, []
+
+    def InputStream(self, **kwargs):  # sounddevice's name
+        self.opened.append(kwargs)
+        fake = self
+
+        class Stream:
+            def __enter__(self):
+                block = kwargs["blocksize"]
+                for i, start in enumerate(range(0, fake.audio.shape[0], block)):
+                    status = "input overflow" if i == fake.lost_at else ""
+                    indata = fake.audio[start : start + block].reshape(-1, kwargs["channels"])
+                    kwargs["callback"](indata, indata.shape[0], None, status)
+                return self
+
+            def __exit__(self, *exc):
+                fake.closed = True
+
+        return Stream()
+
+
+def test_mic_with_a_faked_sounddevice(toy, wave, capsys, monkeypatch, caplog):
+    fake = FakeSoundDevice(wave, lost_at=3)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    seconds = wave.shape[0] / SR
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.cli.sources"):
+        code, lines, _ = run_cli([toy, "--mic", "--duration", seconds, *FLAGS], capsys)
+    assert code == 0 and same_events(lines, offline_events(toy, wave))
+    (opened,) = fake.opened
+    assert (opened["samplerate"], opened["channels"], opened["dtype"]) == (SR, 1, "float32")
+    assert fake.closed
+    assert "input overflow (samples were lost)" in caplog.text
+
+
+def test_mic_without_sounddevice_names_the_extra(toy, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails
+    code, lines, err = run_cli([toy, "--mic"], capsys)
+    assert code == 1 and lines == []  # exit_codes.FAILED: the set-up, not the command line
+    assert "sounddevice" in err and 'pip install "ast-onnx[mic]"' in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["-", "--mic"], "either SOURCE"),
+        ([], "either SOURCE"),
+        (["-", "--class-threshold", "toy_1"], "LABEL=ON"),
+        (["-", "--class-threshold", "nope=0.5"], "nope"),
+        (["-", "--threshold", "2"], r"\[0, 1\]"),
+        (["-", "--hop", "0.013"], "whole number"),
+        (["-", "--rate", "8000"], "-ar 16000"),
+        (["-", "--duration", "0"], "--duration"),
+        (["-", "--top-k", "0"], "top_k"),
+    ],
+)
+def test_bad_options_exit_2(toy, capsys, monkeypatch, argv, match):
+    code, lines, err = run_cli([toy, *argv], capsys, b"", monkeypatch)
+    assert code == 2 and lines == []
+    assert err.startswith("ast-stream: error:")
+    assert re.search(match, err), err
+
+
+def test_missing_model_exits_1(tmp_path, capsys, monkeypatch):
+    code, _, err = run_cli([tmp_path / "none.onnx", "-"], capsys, b"", monkeypatch)
+    assert code == 1 and "none.onnx" in err  # bad input, as in every CLI (exit_codes)
+
+
+def _spawn(argv):
+    return subprocess.Popen(
+        [sys.executable, "-m", "ast_onnx.cli.stream", *map(str, argv)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_ctrl_c_flushes_and_exits_130(toy):
+    proc = _spawn([toy, "-", "--windows", "--hop", HOP, "--threshold", "0"])
+    pcm = PCM["s16le"](scene(1.0, 5)).tobytes()
+    proc.stdin.write(pcm)
+    proc.stdin.flush()
+    # Wait until it has scored the last regular window (0.75 .. 0.965 s): it is reading.
+    while json.loads(proc.stdout.readline()).get("end") != 0.965:
+        pass
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and err == b""
+    lines = [json.loads(line) for line in out.splitlines()]
+    # The flush scored the tail (a window ending where the input stopped) and closed the
+    # events: threshold 0 keeps every class on from 0 to the end.
+    tail = [line["end"] for line in lines if line.get("type") == "window"]
+    end = tail[-1] if tail else 0.965  # no tail window if it stopped right at 0.965 s
+    assert 0.965 <= end <= 1.0
+    closed = [line for line in lines if "type" not in line]
+    assert sorted(e["index"] for e in closed) == list(range(6))
+    assert all(e["onset"] == 0 and e["offset"] == end for e in closed)
+
+
+def test_closed_stdout_exits_quietly(toy):
+    proc = _spawn([toy, "-", "--windows", "--hop", "0.01"])
+    pcm = PCM["s16le"](scene(20.0, 6)).tobytes()
+    try:
+        # 1 s first: its output fits the pipe, so neither side blocks before we read.
+        proc.stdin.write(pcm[: 2 * SR])
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["type"] == "window"
+        proc.stdout.close()  # the reader goes away, like `| head -1`
+        proc.stdin.write(pcm[2 * SR :])
+        proc.stdin.close()
+    except BrokenPipeError:  # it may already have exited
+        pass
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert err == b"", err.decode()
+
+
+def test_a_stream_run_is_lean(toy, wave):
+    """Streaming (API and CLI) never imports torch, transformers, torchaudio or onnx."""
+    from conftest import modules_imported_by
+
+    body = f"""
+import io, sys, types, numpy as np
+from ast_onnx.cli.stream import main
+pcm = (np.sin(np.arange(20000) * 0.1) * 10000).astype("<i2").tobytes()
+sys.stdin = types.SimpleNamespace(buffer=io.BytesIO(pcm))
+assert main([{str(toy)!r}, "-", "--windows"]) == 0
+"""
+    heavy = ("torch", "transformers", "torchaudio", "onnx", "onnxscript", "sounddevice")
+    assert modules_imported_by(body, heavy) == []
