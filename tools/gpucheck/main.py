@@ -148,8 +148,10 @@ def check(outdir: Path, total: float, keys: str | None, options: dict[str, Any])
         "torch_cuda",
         "available_providers",
         "tensorrt_libs",
+        "probe_error",
     ):
-        print(f"{key}: {environment.get(key)}")
+        if key in environment:
+            print(f"{key}: {environment[key]}")
     steps = select(keys)
 
     def execute(step: Step, limit: float) -> StepResult:

@@ -72,6 +72,8 @@ def _measure(ctx, sess, precision, x, ref, batch, device, time_call) -> dict[str
         "clips_per_s": batch / (timing.p50 / 1e3),
         "runs": iterations,
         **row,
+        # The background export competes for the CPU: such rows may be slower.
+        "export_busy": models.prefetch_alive(ctx.work),
     }
     ctx.record.row(TABLE, **values)
     if broken:
