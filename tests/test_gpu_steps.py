@@ -6,7 +6,11 @@ its gates are checked on real numbers."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 from gpu_fakes import CPU, CUDA, REPO, TRT, FakeOrt
@@ -138,12 +142,52 @@ def test_wavein_step_fails_when_the_gpu_logits_drift(monkeypatch, tmp_path, smal
 
 
 def test_tests_step_runs_the_gpu_marked_tests(tmp_path):
-    # No CUDA here: the gpu tests run and skip with their reason; the step passes.
+    # No CUDA here: the gpu tests run and all skip with their reason. That is not a pass:
+    # the step is "partial" and says why (on a GPU machine it means CUDA is missing).
     (tmp_path / "work").mkdir()
     step = Step("tests", "pytest -m gpu", 120, "gpucheck.step_tests:run")
     result = run_inline(step, 120, REPO, tmp_path / "work", {})
-    assert result.status == "passed", result.data["failures"] or result.data.get("error")
+    assert result.status == "partial", result.data["failures"] or result.data.get("error")
+    assert re.match(r"all \d+ gpu test\(s\) skipped: onnxruntime offers no CUDA", result.reason)
     rows = result.data["tables"]["gpu-marked tests"]
     assert rows and all(
         r["outcome"] == "skipped" and "CUDAExecutionProvider" in r["message"] for r in rows
     )
+
+
+# ----- the models: exported on the GPU machine, waited for while the background export runs -----
+
+
+def test_export_all_writes_each_model_once_and_logs_it(monkeypatch, tmp_path, small_checkpoint):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import export_base
+
+    monkeypatch.setattr(export_base, "build_checkpoint", lambda root: small_checkpoint)
+    work = tmp_path / "work"
+    models.export_all(REPO, work, ("fp32", "int8-static"), where="test")
+    log = models.export_log(work)
+    assert [e["precision"] for e in log] == ["fp32", "int8-static"]
+    assert all(e["where"] == "test" and e["size_mb"] > 0 for e in log)
+    assert "calibrate" in log[1]["steps"]  # static int8 was calibrated on the generated clips
+    models.export_all(REPO, work, ("fp32",))  # already there: not exported again
+    assert len(models.export_log(work)) == 2
+    assert not (models.models_dir(work) / models.READY).exists()  # fp16 is still missing
+
+
+def test_ensure_waits_for_the_background_export_and_then_gives_up(tmp_path):
+    work = tmp_path / "work"
+    models.models_dir(work).mkdir(parents=True)
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (models.models_dir(work) / models.PID).write_text(str(busy.pid))
+        assert models.prefetch_alive(work)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"has not written ast-base-fp16\.onnx"):
+            models.ensure(REPO, work, "fp16", left=0.5, poll_s=0.1)
+        assert time.monotonic() - start < 5
+        toy_model(models.model_path(work, "fp16"))  # the export wrote it meanwhile
+        assert models.ensure(REPO, work, "fp16", left=0.5) == models.model_path(work, "fp16")
+    finally:
+        busy.kill()
+    busy.wait()
+    assert not models.prefetch_alive(work)

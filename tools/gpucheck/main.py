@@ -20,12 +20,16 @@ from typing import Any
 
 from gpucheck import models, payload, probe
 from gpucheck.plan import Recorder, Step, StepContext, StepResult, run_isolated, run_plan
-from gpucheck.report import write_reports
+from gpucheck.report import REPORT_MD, write_reports
 from gpucheck.steps import STEPS, TOTAL_S, select
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "gpu_check.py"
 EXIT_INCOMPLETE = 3
+#: Per log in gpu-steps.log: 7 logs stay well under the 16 MiB a returned file may have.
+LOG_TAIL_CHARS = 1_000_000
+#: The report printed at the end: the device tool returns the last 12,000 characters.
+PRINTED_REPORT_CHARS = 9_000
 
 
 def scratch_dir() -> Path:
@@ -152,6 +156,8 @@ def check(outdir: Path, total: float, keys: str | None, options: dict[str, Any])
     ):
         if key in environment:
             print(f"{key}: {environment[key]}")
+    if not environment.get("onnxruntime_from_site"):
+        print(f"WARNING: onnxruntime was not imported from the carried wheels in {site}")
     steps = select(keys)
 
     def execute(step: Step, limit: float) -> StepResult:
@@ -164,6 +170,10 @@ def check(outdir: Path, total: float, keys: str | None, options: dict[str, Any])
     _copy_logs(work, outdir, [s.key for s in steps])
     budget = {"total_s": total, "used_s": time.monotonic() - started}
     doc = write_reports(outdir, environment, results, budget)
+    report = (outdir / REPORT_MD).read_text(encoding="utf-8")
+    print(
+        report if len(report) <= PRINTED_REPORT_CHARS else report[:PRINTED_REPORT_CHARS] + "\n..."
+    )
     print(f"status {doc['status']}, exit {doc['exit_code']}; skipped: {doc['skipped'] or 'none'}")
     return int(doc["exit_code"])
 
@@ -177,7 +187,7 @@ def _copy_logs(work: Path, outdir: Path, keys: list[str]) -> None:
         if log.is_file():
             parts.append(
                 f"===== {name} =====\n"
-                + log.read_text(encoding="utf-8", errors="replace")[-2_000_000:]
+                + log.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
             )
     (outdir / "gpu-steps.log").write_text("\n".join(parts), encoding="utf-8")
 
