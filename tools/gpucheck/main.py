@@ -257,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         if probe.detect_gpu() is None:
             print("no GPU here: nothing to stash for")
             return 0
-        do_stash(scratch_dir())
+        try:
+            do_stash(scratch_dir())
+        except payload.PayloadError as e:
+            print(f"carried part refused: {e}")
+            return EXIT_INCOMPLETE
         return 0
     return check(args.outdir, args.budget, args.steps, {})
