@@ -47,11 +47,14 @@ def _gpu_name() -> str | None:
 
 def collect_environment() -> dict[str, Any]:
     """Describe the machine and library versions a benchmark ran on."""
+    # The imported module's own version: with a GPU wheel shadowing a CPU one on the path,
+    # the installed distributions' metadata would name the wrong build.
     ort = _version("onnxruntime") or _version("onnxruntime-gpu")
     available: list[str] = []
     try:
         import onnxruntime
 
+        ort = getattr(onnxruntime, "__version__", ort)
         available = list(onnxruntime.get_available_providers())
     except ImportError:
         pass
