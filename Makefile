@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
+
+# Streaming: real-time factor and event emission latency per hop (benchmarks/RESULTS.md).
+bench-stream: install-dev
+	$(BIN)/python -m pytest benchmarks/bench_stream.py -s -q
+
+# Download and split the wheels the GPU check carries (README: Checking a GPU machine).
+gpu-prepare: install-dev
+	PYTHON=$(BIN)/python tools/gpu_prepare.sh
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .benchmarks
