@@ -207,6 +207,16 @@ def test_runtime_for_instance(small_onnx, tmp_path):
     assert rt.labels == labels and rt.provider == "cpu" and rt.aggregate == "max"
 
 
+def test_a_gpu_instance_runs_on_its_device(small_onnx, tmp_path):
+    repo = write_triton_repo(small_onnx, tmp_path, "m", backend="python", kind="gpu")
+    args = {**instance_args(repo, kind="GPU"), "model_instance_device_id": "1"}
+    rt, _, _ = runtime_for_instance(args)
+    # providers stay "auto" (TensorRT > CUDA > CPU, whatever onnxruntime offers: CPU here)
+    assert rt.options.device_id == 1 and rt.options.providers == "auto"
+    rt, _, _ = runtime_for_instance(instance_args(repo, kind="CPU"))
+    assert rt.options.providers == "cpu" and rt.provider == "cpu"
+
+
 def check_answer(answer, runtime, wave_16k, top_k=3):
     """The answer for one clip equals ``Runtime.classify`` of that clip alone."""
     assert isinstance(answer, Answer), answer
