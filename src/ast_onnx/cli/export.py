@@ -23,6 +23,7 @@ from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
 from ast_onnx.metadata import MIN_OPSET
+from ast_onnx.serving.triton_config import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--triton-name", metavar="NAME", help="Triton model name (OUTPUT's stem)")
     triton.add_argument("--max-batch-size", type=int, default=8, help="Triton max_batch_size (8)")
     triton.add_argument("--triton-cpu", action="store_true", help="CPU instances, no TensorRT")
+    triton.add_argument(
+        "--triton-backend",
+        choices=BACKENDS,
+        default=BACKENDS[0],
+        help="onnxruntime (default; GPU boxes, NGC image) or python: ast_onnx.Runtime inside "
+        "Triton, raw audio in (ast-triton serve)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -262,6 +270,7 @@ def _export(args: argparse.Namespace) -> int:
                 name=args.triton_name,
                 max_batch_size=args.max_batch_size,
                 kind="cpu" if args.triton_cpu else "gpu",
+                backend=args.triton_backend,
                 overwrite=args.overwrite,
             )
         except (AstOnnxError, OSError) as e:

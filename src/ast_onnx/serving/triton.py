@@ -9,6 +9,10 @@
     REPO/NAME/1/model.onnx        a copy of the model
     REPO/NAME/1/FILE.onnx.data    its external data, if any, under the name the model gives
 
+With ``backend="python"`` the entry serves raw audio through ``ast_onnx.Runtime`` inside
+Triton's python backend instead (:mod:`ast_onnx.serving.triton_python`; run it locally
+with ``ast-triton serve REPO``). The rest of this doc is about the onnxruntime backend.
+
 Serve it with ``tritonserver --model-repository=REPO``. Every [batch, labels] output
 gets ``label_filename``, so Triton's classification extension (``class_count=k``)
 returns ``"value:index:label"`` strings. Feature models output ``logits`` only: the
@@ -46,6 +50,7 @@ from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.graph.model_files import checked_external_data
 from ast_onnx.metadata import ModelMetadata, has_metadata
+from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.serving.triton_config import (
     LABELS_FILE,
     TRITON_DTYPES,
@@ -56,6 +61,7 @@ from ast_onnx.serving.triton_config import (
     config_text,
     model_config,
 )
+from ast_onnx.serving.triton_python import MODEL_PY, MODEL_PY_TEXT, python_config
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +153,7 @@ def write_triton_repo(
     config: TritonConfig | None = None,
     *,
     labels: Sequence[str] | None = None,
+    runtime: RuntimeOptions | None = None,
     overwrite: bool = False,
     **overrides: Any,
 ) -> TritonRepo:
@@ -159,9 +166,12 @@ def write_triton_repo(
         config: How Triton serves it (:class:`~ast_onnx.serving.triton_config.TritonConfig`;
             defaults if None).
         labels: Class names (default: the model's metadata; ``LABEL_i`` without metadata).
+        runtime: With ``backend="python"``: how the model's Runtime runs (providers,
+            threads per instance, batch size...; defaults if None). Its ``labels`` must
+            be unset: the entry's labels are ``labels``, written to labels.txt.
         overwrite: Replace an existing ``repo_dir/name``.
         **overrides: :class:`~ast_onnx.serving.triton_config.TritonConfig` fields by name,
-            applied over ``config`` (``max_batch_size=16, kind="cpu"``...).
+            applied over ``config`` (``max_batch_size=16, kind="cpu", backend="python"``...).
 
     Returns:
         A :class:`TritonRepo`.
@@ -186,6 +196,13 @@ def write_triton_repo(
     if logits is None or len(logits.shape) != 2:
         raise ModelError(f"{str(src)!r}: expected a [batch, labels] output, got {outputs}")
     names = _labels(src, labels, meta, logits)
+    if cfg.backend == "python":
+        text = config_text(python_config(name, len(names), cfg, runtime or RuntimeOptions()))
+        files = _entry_files(src, data, cfg.version, text, names, meta)
+        files.append((f"{cfg.version}/{MODEL_PY}", lambda p: p.write_text(MODEL_PY_TEXT)))
+        return _write(files, Path(repo_dir), name, cfg.version, overwrite, text)
+    if runtime is not None:
+        raise ExportError("runtime options are for backend='python' (Runtime inside Triton)")
     fp16 = bool(meta and meta.precision == "fp16") if cfg.fp16 is None else cfg.fp16
     text = render_config(
         name,

@@ -20,6 +20,7 @@ add its own ``parameters { ... }`` block to the config, so:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -192,9 +193,16 @@ def render_text(config: dict[str, Any], indent: int = 0) -> str:
     lines = []
     for key, value in config.items():
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, Map):
+            if isinstance(item, Map):  # map<string, string> or map<string, message>
                 lines += [
-                    f"{pad}{key} {{ key: {quote(k)} value: {quote(v)} }}" for k, v in item.items()
+                    f"{pad}{key} {{ key: {quote(k)} value"
+                    + (
+                        f": {quote(v)}"
+                        if isinstance(v, str)
+                        else f" {{ {render_text(v).strip()} }}"
+                    )
+                    + " }"
+                    for k, v in item.items()
                 ]
             elif isinstance(item, dict):
                 lines += [f"{pad}{key} {{", render_text(item, indent + 1).rstrip("\n"), f"{pad}}}"]
@@ -231,6 +239,9 @@ def quote(text: str) -> str:
 
 #: Instance-group kinds a config may ask for.
 KINDS = ("gpu", "cpu")
+#: Triton backends an entry can be written for: onnxruntime (the model file served by
+#: Triton's onnxruntime backend) or python (ast_onnx.Runtime inside, raw audio in).
+BACKENDS = ("onnxruntime", "python")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -256,6 +267,12 @@ class TritonConfig:
         version: Model version directory.
         trt_cache_dir: TensorRT engine cache directory inside the server (unset: engines
             are built at every model load).
+        backend: ``"onnxruntime"`` (Triton runs the ONNX file; GPU boxes, the NGC image) or
+            ``"python"`` (``ast_onnx.Runtime`` inside Triton's python backend, raw audio
+            in; :mod:`ast_onnx.serving.triton_python`).
+        top_k: Labels in the python backend's ``labels`` output (at most the model's).
+        max_audio_seconds: Longest clip the python backend accepts per item; longer ones
+            get an error response (bounds each request's time and memory).
     """
 
     max_batch_size: int = 8
@@ -267,10 +284,26 @@ class TritonConfig:
     max_queue_delay_us: int = 100
     version: int = 1
     trt_cache_dir: str | os.PathLike | None = None
+    backend: str = "onnxruntime"
+    top_k: int = 5
+    max_audio_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ExportError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.backend not in BACKENDS:
+            raise ExportError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        _check_int("top_k", self.top_k, 1)
+        seconds = self.max_audio_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise ExportError(f"max_audio_seconds must be a number > 0, got {seconds!r}")
+        if not math.isfinite(seconds):
+            raise ExportError(f"max_audio_seconds must be finite, got {seconds!r}")
+        if self.backend == "python" and (self.use_tensorrt or self.trt_cache_dir is not None):
+            raise ExportError(
+                "the python backend runs onnxruntime inside the model: ask for TensorRT with "
+                "RuntimeOptions(providers='tensorrt', cache_dir=...), not tensorrt/trt_cache_dir"
+            )
         _check_int("max_batch_size", self.max_batch_size, 0)
         _check_int("instance_count", self.instance_count, 1)
         _check_int("version", self.version, 1)
@@ -293,7 +326,9 @@ class TritonConfig:
     @property
     def use_tensorrt(self) -> bool:
         """Whether the config gets the TensorRT accelerator block."""
-        return self.kind == "gpu" if self.tensorrt is None else bool(self.tensorrt)
+        if self.tensorrt is None:
+            return self.kind == "gpu" and self.backend == "onnxruntime"
+        return bool(self.tensorrt)
 
     @property
     def preferred(self) -> list[int]:

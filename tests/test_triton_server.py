@@ -1,0 +1,277 @@
+"""A real tritonserver (nvidia-pytriton's) serving the demo model's python-backend entry.
+
+``ast-triton serve`` runs from ``.venv-triton`` (tools/triton_env.sh builds it: the system
+Python, numpy < 2, nvidia-pytriton, this package); the clients run here, in the test's
+environment. The reference is ``Runtime.classify`` in this process, on the same files.
+Skipped, with the reason, where ``.venv-triton`` has not been built (set
+``AST_ONNX_TRITON_VENV`` to use another one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ast_onnx.data import sample_paths
+from ast_onnx.runtime import Runtime, RuntimeOptions
+from ast_onnx.serving.triton import write_triton_repo
+
+pytestmark = pytest.mark.triton_server
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get("AST_ONNX_TRITON_VENV", ROOT / ".venv-triton"))
+AST_TRITON = VENV / "bin" / "ast-triton"
+if not AST_TRITON.is_file():
+    pytest.skip(
+        f"no local Triton environment at {VENV}: build it with tools/triton_env.sh",
+        allow_module_level=True,
+    )
+httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http]")
+grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc]")
+utils = pytest.importorskip("tritonclient.utils")
+psutil = pytest.importorskip("psutil")
+
+MODEL = "demo"
+MAX_SECONDS = 4.0
+#: Server id, passed to tritonserver after ``--`` (the server reports it in its metadata).
+SERVER_ID = "ast-onnx-test"
+TOP_K = 3
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Server:
+    """``ast-triton serve`` as a child process, with the processes it started."""
+
+    def __init__(self, repo: Path, log: Path):
+        self.http, self.grpc, self.metrics = free_ports(3)
+        self.log = log
+        cmd = [
+            str(AST_TRITON),
+            "serve",
+            str(repo),
+            f"--http-port={self.http}",
+            f"--grpc-port={self.grpc}",
+            f"--metrics-port={self.metrics}",
+            "--",
+            f"--id={SERVER_ID}",
+        ]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.tree: list = []
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.http}"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with httpclient.InferenceServerClient(self.url) as client:
+                    if client.is_server_ready() and client.is_model_ready(MODEL):
+                        self.tree = psutil.Process(self.proc.pid).children(recursive=True)
+                        return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"tritonserver not ready in {timeout} s:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+def read(path: Path) -> tuple[np.ndarray, int]:
+    wave, rate = sf.read(path, dtype="float32")
+    return wave, rate
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(tmp_path_factory) -> Path:
+    from ast_onnx.data import DEMO_CHECKPOINT
+    from ast_onnx.export import export_model
+
+    out = tmp_path_factory.mktemp("demo") / "demo.onnx"
+    return export_model(DEMO_CHECKPOINT, out, verify=False, progress=False).path
+
+
+@pytest.fixture(scope="module")
+def runtime(demo_onnx) -> Runtime:
+    return Runtime(demo_onnx, providers="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(demo_onnx, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    write_triton_repo(
+        demo_onnx,
+        repo,
+        MODEL,
+        backend="python",
+        kind="cpu",
+        max_batch_size=8,
+        max_queue_delay_us=20_000,
+        top_k=TOP_K,
+        max_audio_seconds=MAX_SECONDS,
+        runtime=RuntimeOptions(providers="cpu", threads=1),
+    )
+    srv = Server(repo, repo.parent / "server.log")
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+def http_infer(client, wave: np.ndarray, rate: int | None = None, dtype: str = "FP32"):
+    inputs = [httpclient.InferInput("waveform", list(wave.shape), dtype)]
+    inputs[0].set_data_from_numpy(wave)
+    if rate is not None:
+        inputs.append(httpclient.InferInput("sample_rate", [wave.shape[0], 1], "INT32"))
+        inputs[1].set_data_from_numpy(np.full((wave.shape[0], 1), rate, np.int32))
+    return client.infer(MODEL, inputs)
+
+
+def check(result, runtime: Runtime, paths_or_waves, rate=None) -> None:
+    scores, labels = result.as_numpy("scores"), result.as_numpy("labels")
+    expected = runtime.classify(paths_or_waves, sample_rate=rate, top_k=TOP_K)
+    assert scores.shape == (len(expected), len(runtime.labels))
+    for i, ref in enumerate(expected):
+        np.testing.assert_allclose(scores[i], ref.scores, rtol=0, atol=1e-5)
+        assert [b.decode() for b in labels[i]] == [p.label for p in ref.labels]
+
+
+@pytest.fixture
+def client(server):
+    """An HTTP client, closed after the test (open connections delay the server's exit)."""
+    with httpclient.InferenceServerClient(server.url) as client:
+        yield client
+
+
+def test_http_scores_equal_runtime_classify(client, runtime):
+    assert client.get_server_metadata()["name"] == SERVER_ID  # the arguments after --
+    for path in sample_paths():
+        wave, rate = read(path)
+        check(http_infer(client, wave[None], rate), runtime, [str(path)])
+        check(http_infer(client, wave[None]), runtime, [str(path)])  # default rate: 16 kHz
+
+
+def test_grpc_scores_equal_runtime_classify(server, runtime):
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc}") as client:
+        check_grpc(client, runtime)
+
+
+def check_grpc(client, runtime: Runtime) -> None:
+    paths = sample_paths()
+    waves = [read(p)[0] for p in paths]
+    assert len({len(w) for w in waves}) == 1  # one request of all the clips: equal lengths
+    batch = np.stack(waves)
+    inp = grpcclient.InferInput("waveform", list(batch.shape), "FP32")
+    inp.set_data_from_numpy(batch)
+    check(client.infer(MODEL, [inp]), runtime, [str(p) for p in paths])
+    # a long clip is windowed and a clip at another rate resampled, as by Runtime
+    long = np.concatenate([*waves, waves[0]])[None, : int(3.5 * 16000)]
+    inp = grpcclient.InferInput("waveform", list(long.shape), "FP32")
+    inp.set_data_from_numpy(long)
+    check(client.infer(MODEL, [inp]), runtime, [long[0]])
+    at_8k = waves[0][::2][None].copy()
+    rate = grpcclient.InferInput("sample_rate", [1, 1], "INT32")
+    rate.set_data_from_numpy(np.array([[8000]], np.int32))
+    inp = grpcclient.InferInput("waveform", list(at_8k.shape), "FP32")
+    inp.set_data_from_numpy(at_8k)
+    check(client.infer(MODEL, [inp, rate]), runtime, [at_8k[0]], rate=8000)
+
+
+def batch_stats(client) -> dict[int, int]:
+    """Executions per batch size, from the server's statistics API."""
+    stats = client.get_inference_statistics(MODEL)["model_stats"][0]
+    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}
+
+
+def test_concurrent_requests_form_batches(server, runtime):
+    paths = sample_paths()
+    # clips of two lengths: ragged batching puts them in one execute() without padding
+    clips = [read(p)[0] for p in paths] + [read(p)[0][:12000] for p in paths]
+    stats_client = httpclient.InferenceServerClient(server.url)
+    before = batch_stats(stats_client)
+    local, clients = threading.local(), []
+
+    def one(i: int):
+        if not hasattr(local, "client"):
+            local.client = httpclient.InferenceServerClient(server.url)
+            clients.append(local.client)
+        clip = clips[i % len(clips)]
+        return i, http_infer(local.client, clip[None]).as_numpy("scores")[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(32)))
+    after = batch_stats(stats_client)
+    for c in [*clients, stats_client]:
+        c.close()
+    grown = {size: after.get(size, 0) - before.get(size, 0) for size in after}
+    assert sum(size * n for size, n in grown.items()) == 32, grown
+    assert any(size > 1 and n > 0 for size, n in grown.items()), f"no batch > 1: {grown}"
+    refs = runtime.classify(clips, top_k=TOP_K)
+    for i, scores in results:
+        np.testing.assert_allclose(scores, refs[i % len(clips)].scores, rtol=0, atol=1e-5)
+
+
+def bad_requests():
+    wave = read(sample_paths()[0])[0]
+    nan = wave.copy()
+    nan[10] = np.nan
+    too_long = np.zeros((1, int(MAX_SECONDS * 16000) + 1), np.float32)
+    # 64 MB: this tritonserver has no HTTP body limit; the model's bound refuses it
+    payload = np.zeros((1, 16 << 20), np.float32)
+    return {
+        "wrong dtype": ((wave[None].astype(np.float64), "FP64"), "FP64"),
+        "wrong rank": ((wave, "FP32"), "batch-size|shape"),
+        "rank 3": ((wave[None, None], "FP32"), "shape"),
+        "empty": ((np.zeros((1, 0), np.float32), "FP32"), "empty"),
+        "NaN samples": ((nan[None], "FP32"), "NaN"),
+        "longer than max_audio_seconds": ((too_long, "FP32"), "longer than"),
+        "oversized payload (64 MB)": ((payload, "FP32"), "1048.6 s of audio.*longer than"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(bad_requests()))
+def test_bad_request_gets_a_clean_error_and_the_server_stays_ready(client, runtime, case):
+    (array, dtype), match = bad_requests()[case]
+    with pytest.raises(utils.InferenceServerException) as err:
+        http_infer(client, array, dtype=dtype)
+    message = err.value.message()
+    assert re.search(match, message, re.IGNORECASE), message
+    assert "Traceback" not in message
+    assert client.is_server_ready() and client.is_model_ready(MODEL)
+    path = sample_paths()[0]
+    check(http_infer(client, read(path)[0][None]), runtime, [str(path)])
+
+
+def test_sigint_stops_the_server_and_every_process_it_started(server):
+    stubs = [p for p in server.tree if "triton_python_backend_stub" in " ".join(p.cmdline())]
+    assert stubs, f"no python backend stub among {[p.name() for p in server.tree]}"
+    assert server.stop(signal.SIGINT) == 130
+    _, alive = psutil.wait_procs(server.tree, timeout=30)
+    assert not alive, f"left behind: {alive}"
+    with httpclient.InferenceServerClient(server.url) as client, pytest.raises(Exception):  # noqa: B017
+        client.is_server_live()  # any connection error: nothing listens any more
