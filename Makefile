@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,31 @@ lint: install-dev
 
 # Tests: lint, the fast suite (slow and GPU tests are deselected by default), then a
 # quick ast-bench of the demo model with a drift gate (reports in $(OUT)/bench-quick.*).
-test: lint
-	$(BIN)/python -m pytest -q
+test: lint triton-env
+	AST_ONNX_TRITON_VENV=$(abspath $(TRITON_VENV)) $(BIN)/python -m pytest -q
 	$(MAKE) bench-quick
 
 bench-quick: install-dev
 	mkdir -p $(OUT)
 	$(BIN)/ast-bench demo --quick --precisions fp32,int8 --cache-dir $(OUT)/cache \
 		--report $(OUT)/bench-quick.md --json $(OUT)/bench-quick.json --max-drift top1=0.9,drop=0.02
+
+TRITON_VENV ?= .venv-triton
+
+# The local Triton server's environment (tests/test_triton_server.py): the system Python,
+# numpy < 2, nvidia-pytriton, this package (editable). Built by `make test` on a fresh
+# machine (about a minute; apt-get installs libpython3.X when missing).
+$(TRITON_VENV)/.installed: pyproject.toml tools/triton_env.sh
+	tools/triton_env.sh $(TRITON_VENV)
+	touch $@
+
+triton-env: $(TRITON_VENV)/.installed
+
+test-triton: install-dev triton-env
+	AST_ONNX_TRITON_VENV=$(abspath $(TRITON_VENV)) $(BIN)/python -m pytest -q -m triton_server
+
+bench-triton: install-dev triton-env
+	$(BIN)/python benchmarks/bench_triton.py
 
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
@@ -65,4 +82,4 @@ gpu-prepare: install-dev
 	PYTHON=$(BIN)/python tools/gpu_prepare.sh
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) $(TRITON_VENV) $(OUT) .pytest_cache .ruff_cache .benchmarks
