@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "paths": 1,
     "workdir": 1,
     "progress": 1,
+    "options_base": 0,
     "metadata": 1,
     "quality": 1,
     "data": 1,

@@ -7,19 +7,19 @@ Every knob of an export lives here once; ``export_model`` takes an :class:`Expor
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError
 from ast_onnx.export.original import PthOptions
 from ast_onnx.metadata import MIN_OPSET
+from ast_onnx.options_base import Replaceable
 
 
 @dataclass(frozen=True)
-class ExportOptions:
+class ExportOptions(Replaceable):
     """How a checkpoint becomes an ONNX file.
 
     Attributes:
@@ -47,6 +47,9 @@ class ExportOptions:
             ``Runtime(prepack=False)`` the model loads almost instantly.
     """
 
+    unknown_error: ClassVar[type[Exception]] = ExportError
+    kind: ClassVar[str] = "export option"
+
     precision: str = "fp32"
     calibrate: str | Path | Sequence[str | Path] | None = None
     opset: int = MIN_OPSET
@@ -61,14 +64,6 @@ class ExportOptions:
     pth: PthOptions | None = None
     with_frontend: bool = False
     external_data: bool = False
-
-    def replace(self, **changes: Any) -> ExportOptions:
-        """A copy with ``changes``; unknown names raise :class:`ExportError`."""
-        names = [f.name for f in fields(self)]
-        unknown = sorted(set(changes) - set(names))
-        if unknown:
-            raise ExportError(f"unknown export option(s) {unknown}; expected some of {names}")
-        return dataclasses.replace(self, **changes)
 
 
 #: Named starting points: ``export_model(ckpt, out, "fp16")`` or ``PRESETS["fp16"]``.

@@ -10,17 +10,17 @@ of onnxruntime's ``FusionOptions``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
 from ast_onnx.frontend.audio import DEFAULT_MAX_SECONDS, check_max_seconds
 from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.options_base import Replaceable
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
 from ast_onnx.runtime.windows import AGGREGATIONS
 
@@ -52,7 +52,7 @@ def _provider_option(text: str) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
-class RuntimeOptions:
+class RuntimeOptions(Replaceable):
     """How a Runtime opens and runs a model. Every field is an ``ast-classify`` flag.
 
     Attributes:
@@ -89,6 +89,9 @@ class RuntimeOptions:
             (None: :data:`~ast_onnx.frontend.audio.DEFAULT_MAX_SECONDS`, one hour;
             ``math.inf``: no limit).
     """
+
+    unknown_error: ClassVar[type[Exception]] = InvalidOptionError
+    kind: ClassVar[str] = "Runtime option"
 
     providers: str | Sequence[Any] = field(
         default="auto",
@@ -195,16 +198,6 @@ class RuntimeOptions:
             check_int("gpu_mem_limit", self.gpu_mem_limit, 1)
         if self.max_audio_seconds is not None:
             check_max_seconds(self.max_audio_seconds)
-
-    def replace(self, **changes: Any) -> RuntimeOptions:
-        """A copy with ``changes`` applied; unknown names raise :class:`InvalidOptionError`."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise InvalidOptionError(
-                f"unknown Runtime option(s) {unknown}; expected some of "
-                f"{[f.name for f in fields(self)]}"
-            )
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser | Any) -> None:

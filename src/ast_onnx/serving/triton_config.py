@@ -19,15 +19,15 @@ add its own ``parameters { ... }`` block to the config, so:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError, ModelError
+from ast_onnx.options_base import Replaceable
 
 #: ONNX TensorProto element types -> Triton data types.
 TRITON_DTYPES = {
@@ -251,7 +251,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 @dataclass(frozen=True)
-class TritonConfig:
+class TritonConfig(Replaceable):
     """How Triton serves the model: batching, instances, accelerator. Checked when built.
 
     Attributes:
@@ -274,6 +274,9 @@ class TritonConfig:
         max_audio_seconds: Longest clip the python backend accepts per item; longer ones
             get an error response (bounds each request's time and memory).
     """
+
+    unknown_error: ClassVar[type[Exception]] = ExportError
+    kind: ClassVar[str] = "Triton option"
 
     max_batch_size: int = 8
     kind: str = "gpu"
@@ -336,11 +339,3 @@ class TritonConfig:
         if self.preferred_batch_size is not None:
             return list(self.preferred_batch_size)
         return [self.max_batch_size] if self.max_batch_size > 0 else []
-
-    def replace(self, **changes: Any) -> TritonConfig:
-        """A copy with ``changes``; unknown names raise :class:`ExportError`."""
-        names = [f.name for f in fields(self)]
-        unknown = sorted(set(changes) - set(names))
-        if unknown:
-            raise ExportError(f"unknown Triton option(s) {unknown}; expected some of {names}")
-        return dataclasses.replace(self, **changes)
