@@ -49,6 +49,7 @@ from typing import Any
 from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.graph.model_files import checked_external_data
+from ast_onnx.labels import default_labels
 from ast_onnx.metadata import ModelMetadata, has_metadata
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.serving.triton_config import (
@@ -230,7 +231,7 @@ def _labels(src: Path, labels, meta: ModelMetadata | None, logits: TensorInfo) -
     if names is None:
         if logits.shape[1] <= 0:
             raise ModelError(f"{str(src)!r} has no metadata and a symbolic label axis: pass labels")
-        names = [f"LABEL_{i}" for i in range(logits.shape[1])]
+        names = default_labels(logits.shape[1])
     if logits.shape[1] > 0 and len(names) != logits.shape[1]:
         raise ModelError(
             f"{str(src)!r} outputs {logits.shape[1]} scores but got {len(names)} labels"
