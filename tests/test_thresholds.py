@@ -50,6 +50,10 @@ def test_schema_version_is_2_and_version_1_files_still_load():
     legacy = doc(schema_version=1, thresholds={"toy_0": 0.9})
     old = ModelMetadata.from_dict(legacy)
     assert old.thresholds == {} and old.extra == {"thresholds": {"toy_0": 0.9}}
+    # Written back, a version-1 document stays one (no new keys that would move to extra).
+    again = ModelMetadata.from_props(ModelMetadata.from_dict(doc(schema_version=1)).to_props())
+    assert again.to_dict() == ModelMetadata.from_dict(doc(schema_version=1)).to_dict()
+    assert "thresholds" not in again.to_dict() and again.extra == {}
 
 
 def test_thresholds_round_trip_and_fill_the_vector():

@@ -202,7 +202,12 @@ class ModelMetadata:
         return len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields, less those newer than this document's ``schema_version``."""
+        data = asdict(self)
+        for name, since in _ADDED_IN.items():
+            if self.schema_version < since:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
