@@ -254,3 +254,10 @@ def test_resolve_orders_explicit_model_and_default_thresholds():
         EventOptions().resolve(["a", "b", "c"], [0.5, 0.5])
     with pytest.raises(InvalidOptionError, match=r"in \[0, 1\]"):
         EventOptions(off_threshold=1.5)
+
+
+def test_write_thresholds_through_a_link_rewrites_the_target(toy, tmp_path):
+    link = tmp_path / "link.onnx"
+    link.symlink_to(toy)
+    write_thresholds(link, {"toy_5": 0.1})
+    assert link.is_symlink() and metadata_of(toy)["thresholds"] == {"toy_5": 0.1}

@@ -18,7 +18,7 @@ at most :data:`MAX_LABEL_LENGTH` characters) before anything is built from it. T
 bounds each value before it builds a table.
 
 Schema versions: 2 added ``thresholds`` and ``default_threshold`` (decision thresholds,
-e.g. tuned by ``ast-bench --tune-thresholds``). Version-1 files load unchanged (no
+e.g. tuned by ``ast-thresholds --write``). Version-1 files load unchanged (no
 thresholds); a version-1 document's keys of those names are not read as thresholds
 (they stay in ``extra``, as any unknown key of that version did).
 """

@@ -97,7 +97,7 @@ class EventOptions:
 
     Which on threshold a class gets, first that applies: its entry in ``thresholds``;
     ``threshold`` if given; the model's own threshold of the class (its metadata's
-    ``thresholds`` / ``default_threshold``, e.g. tuned by ``ast-bench --tune-thresholds``);
+    ``thresholds`` / ``default_threshold``, e.g. tuned by ``ast-thresholds``);
     :data:`~ast_onnx.metadata.DEFAULT_THRESHOLD` (0.5).
 
     Attributes:

@@ -321,8 +321,7 @@ class Runtime:
             if self.thresholds is None:
                 raise InvalidOptionError(
                     f"threshold=True but model {str(self.path)!r} stores no thresholds: "
-                    "pass a number, or tune them (ast-bench MODEL --eval DIR "
-                    "--tune-thresholds --write)"
+                    "pass a number, or tune them (ast-thresholds MODEL --eval DIR --write)"
                 )
             return self.thresholds
         if not isinstance(threshold, int | float | np.floating) or not 0 <= threshold <= 1:
