@@ -281,3 +281,25 @@ assert main([{str(toy)!r}, "-", "--windows"]) == 0
 """
     heavy = ("torch", "transformers", "torchaudio", "onnx", "onnxscript", "sounddevice")
     assert modules_imported_by(body, heavy) == []
+
+
+def test_events_use_the_model_thresholds_unless_told(tmp_path, wave, capsys, monkeypatch):
+    from ast_onnx.graph.thresholds import write_thresholds
+
+    model = toy_model(tmp_path / "toy.onnx", frames=FRAMES, labels=6)
+    write_thresholds(model, {"toy_0": 0.9, "toy_3": 0.2}, default=0.7)
+    pcm = PCM["f32le"](wave).tobytes()
+    stored = {"toy_0": 0.9, "toy_3": 0.2, **{f"toy_{i}": 0.7 for i in (1, 2, 4, 5)}}
+    code, got, err = run_cli(
+        [model, "-", "--format", "f32le", "--hop", str(HOP)], capsys, pcm, monkeypatch
+    )
+    assert code == 0, err
+    assert same_events(got, offline_events(model, wave, EventOptions(thresholds=stored)))
+    assert not same_events(got, offline_events(model, wave, EventOptions(threshold=0.5)))
+    code, got, err = run_cli(
+        [model, "-", "--format", "f32le", "--hop", str(HOP), "--threshold", "0.5"],
+        capsys,
+        pcm,
+        monkeypatch,
+    )
+    assert same_events(got, offline_events(model, wave, EventOptions(threshold=0.5)))

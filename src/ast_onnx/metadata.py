@@ -16,6 +16,11 @@ NaN/Infinity, and every field's type checked (labels: 1 to :data:`MAX_LABELS` st
 at most :data:`MAX_LABEL_LENGTH` characters) before anything is built from it. The
 ``frontend`` mapping is checked by its owner, ``FeatureExtractor.from_dict``, which
 bounds each value before it builds a table.
+
+Schema versions: 2 added ``thresholds`` and ``default_threshold`` (decision thresholds,
+e.g. tuned by ``ast-thresholds --write``). Version-1 files load unchanged (no
+thresholds); a version-1 document's keys of those names are not read as thresholds
+(they stay in ``extra``, as any unknown key of that version did).
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from typing import Any, Literal
 from ast_onnx.errors import ExportError, MetadataError
 
 METADATA_KEY = "ast_onnx"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Fields added by each schema version after the first (read only from files that have it).
+_ADDED_IN = {"thresholds": 2, "default_threshold": 2}
+#: Decision threshold of a class when neither the caller nor the model names one.
+DEFAULT_THRESHOLD = 0.5
 
 Activation = Literal["sigmoid", "softmax"]
 Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
@@ -78,6 +87,9 @@ class ModelMetadata:
         package_version: ast-onnx version that wrote the file.
         opset: ONNX opset of the default domain.
         verification: Drift against PyTorch fp32 recorded at export time.
+        thresholds: Per-class decision thresholds in [0, 1], label -> score (schema 2).
+        default_threshold: Threshold of the classes ``thresholds`` does not name; None:
+            :data:`DEFAULT_THRESHOLD` (schema 2).
         extra: Free-form additions (kept on round trip).
     """
 
@@ -93,6 +105,8 @@ class ModelMetadata:
     package_version: str = ""
     opset: int | None = None
     verification: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -134,13 +148,66 @@ class ModelMetadata:
             raise MetadataError(
                 f"schema_version must be an integer >= 1, got {_short(self.schema_version)}"
             )
+        self._check_thresholds()
+
+    def _check_thresholds(self) -> None:
+        """Thresholds: numbers in [0, 1], keyed by labels the model has (so bounded)."""
+        if not isinstance(self.thresholds, dict):
+            raise MetadataError(
+                f"thresholds must be a JSON object label -> number, got {_short(self.thresholds)}"
+            )
+        if self.thresholds and self.schema_version < _ADDED_IN["thresholds"]:
+            raise MetadataError(
+                f"thresholds need schema_version >= {_ADDED_IN['thresholds']}, "
+                f"got {self.schema_version}"
+            )
+        known = set(self.labels)
+        for label, value in self.thresholds.items():
+            if label not in known:
+                raise MetadataError(
+                    f"thresholds name label {_short(label)}, which is not one of the "
+                    f"model's {len(self.labels)} labels"
+                )
+            if not _is_unit(value):
+                raise MetadataError(
+                    f"thresholds[{_short(label)}] must be a number in [0, 1], got {_short(value)}"
+                )
+        if self.default_threshold is not None and not _is_unit(self.default_threshold):
+            raise MetadataError(
+                "default_threshold must be a number in [0, 1] or null, "
+                f"got {_short(self.default_threshold)}"
+            )
+        self.thresholds = {k: float(v) for k, v in self.thresholds.items()}
+        if self.default_threshold is not None:
+            self.default_threshold = float(self.default_threshold)
+
+    @property
+    def has_thresholds(self) -> bool:
+        """Whether the model stores any decision threshold."""
+        return bool(self.thresholds) or self.default_threshold is not None
+
+    def threshold_vector(self) -> list[float] | None:
+        """The model's threshold of each label, index-aligned; None if it stores none.
+
+        A label ``thresholds`` does not name gets ``default_threshold``, else
+        :data:`DEFAULT_THRESHOLD`.
+        """
+        if not self.has_thresholds:
+            return None
+        default = DEFAULT_THRESHOLD if self.default_threshold is None else self.default_threshold
+        return [self.thresholds.get(label, default) for label in self.labels]
 
     @property
     def num_labels(self) -> int:
         return len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields, less those newer than this document's ``schema_version``."""
+        data = asdict(self)
+        for name, since in _ADDED_IN.items():
+            if self.schema_version < since:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
@@ -154,6 +221,7 @@ class ModelMetadata:
                 f"versions <= {SCHEMA_VERSION}: upgrade ast-onnx"
             )
         known = {f.name for f in fields(cls)}
+        known -= {name for name, since in _ADDED_IN.items() if version < since}
         missing = [k for k in ("labels", "activation", "frontend") if k not in data]
         if missing:
             raise MetadataError(f"model metadata lacks required field(s) {missing}")
@@ -228,6 +296,11 @@ def opset_of(proto: Any) -> int:
 
 def _is_int(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_unit(value: Any) -> bool:
+    """A real number (not a bool) in [0, 1]."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def _short(value: Any) -> str:

@@ -40,10 +40,36 @@ def build_parser() -> argparse.ArgumentParser:
     RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
     p.add_argument("--json", action="store_true", help="JSON lines: one object per file")
     p.add_argument("--windows", action="store_true", help="also print per-window scores")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="detect sound events over the windows (JSON: an 'events' list per file)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        metavar="T|model",
+        help="list every label scoring >= T (in [0, 1]) instead of the top-k, or >= the "
+        "model's own thresholds ('model'); with --events, also the events' on threshold",
+    )
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     classify_ray.add_arguments(p)
     return p
+
+
+def _threshold(text: str) -> float | bool:
+    """``--threshold``: a number in [0, 1], or ``model`` (True: the model's thresholds)."""
+    if text.strip().lower() == "model":
+        return True
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'model', got {text!r}")
+    return value
 
 
 def _progress(items: Iterator, total: int, enabled: bool):
@@ -66,6 +92,11 @@ def _format_text(result, windows: bool) -> str:
         for w in result.windows:
             top = ", ".join(f"{escape_control(p.label)} {p.score:.3f}" for p in w.labels)
             lines.append(f"    [{w.start:8.2f} - {w.end:8.2f} s]  {top}")
+    for e in result.events:
+        lines.append(
+            f"    event [{e.onset:8.2f} - {e.offset:8.2f} s]  {escape_control(e.label)}  "
+            f"peak {e.peak_score:.3f}  mean {e.mean_score:.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -75,7 +106,7 @@ def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, st
         try:
             if not args.json:
                 return _format_text(result, args.windows), None
-            row = {**result.to_dict(windows=args.windows), "error": None}
+            row = {**result.to_dict(windows=args.windows, events=args.events), "error": None}
             return json.dumps(row, allow_nan=False), None  # strict JSON: no NaN/Infinity
         except Exception as e:  # a result that cannot be written is that file's error
             result = item_error(e, path)
@@ -92,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.ray or args.output:
+            if args.events or args.threshold is not None:
+                print(
+                    "ast-classify: error: --events and --threshold are not available with "
+                    "--ray/--output yet",
+                    file=sys.stderr,
+                )
+                return exit_codes.USAGE
             return classify_ray.run(args)
         return _classify(args)
     except KeyboardInterrupt:
@@ -116,7 +154,16 @@ def _classify(args: argparse.Namespace) -> int:
         return exit_codes.for_error(e)
 
     show = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
-    results, bar = _progress(runtime.classify_files(files, top_k=args.top_k), len(files), show)
+    events = _event_options(args)
+    try:  # options the model cannot take (threshold=model without thresholds) are usage errors
+        runtime.resolve_threshold(args.threshold)
+    except AstOnnxError as e:
+        print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
+    stream = runtime.classify_files(
+        files, top_k=args.top_k, events=events, threshold=args.threshold
+    )
+    results, bar = _progress(stream, len(files), show)
     write = bar.write if bar else print
     failed = len(failures)
     try:
@@ -131,6 +178,16 @@ def _classify(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     return exit_codes.FAILED if failed else exit_codes.OK
+
+
+def _event_options(args: argparse.Namespace):
+    """What ``classify_files(events=...)`` gets: False, or rules with ``--threshold``'s."""
+    if not args.events:
+        return False
+    from ast_onnx.runtime.events import EventOptions
+
+    number = args.threshold if isinstance(args.threshold, float) else None
+    return EventOptions(threshold=number)  # None: the model's thresholds, else 0.5
 
 
 if __name__ == "__main__":

@@ -67,12 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--duration", type=float, default=None, help="stop after SECONDS of audio")
     src.add_argument("--chunk", type=float, default=0.1, help="seconds per read (default 0.1)")
     ev = p.add_argument_group("events")
-    ev.add_argument("--threshold", type=float, default=0.5, help="on threshold (default 0.5)")
+    ev.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="on threshold of every class (default: the model's thresholds, else 0.5)",
+    )
     ev.add_argument(
         "--off-threshold",
         type=float,
         default=None,
-        help="off threshold, <= --threshold (default: the same)",
+        help="off threshold, <= each class's on threshold (default: the same)",
     )
     ev.add_argument(
         "--class-threshold",

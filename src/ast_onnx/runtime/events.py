@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
-from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD
 from ast_onnx.runtime.windows import WindowPlan
 
 #: Slack in comparisons of seconds (gap vs max_gap, duration vs min_duration): segment
@@ -95,9 +95,16 @@ Threshold = float | tuple[float, float]
 class EventOptions:
     """How scores become events (see the module docstring for the rules).
 
+    Which on threshold a class gets, first that applies: its entry in ``thresholds``;
+    ``threshold`` if given; the model's own threshold of the class (its metadata's
+    ``thresholds`` / ``default_threshold``, e.g. tuned by ``ast-thresholds``);
+    :data:`~ast_onnx.metadata.DEFAULT_THRESHOLD` (0.5).
+
     Attributes:
-        threshold: On threshold of every class, in [0, 1].
-        off_threshold: Off threshold (hysteresis), ``<= threshold``; None: ``threshold``.
+        threshold: On threshold of every class, in [0, 1]; None: the model's thresholds,
+            else :data:`~ast_onnx.metadata.DEFAULT_THRESHOLD`.
+        off_threshold: Off threshold (hysteresis) of the classes without an override,
+            ``<=`` their on threshold; None: their on threshold.
         thresholds: Per-class overrides: label -> on threshold, or ``(on, off)``.
         min_duration: Shortest event kept, in seconds.
         max_gap: Longest gap, in seconds, across which two events of a class merge.
@@ -110,7 +117,7 @@ class EventOptions:
             duration or gap.
     """
 
-    threshold: float = 0.5
+    threshold: float | None = None
     off_threshold: float | None = None
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)
     min_duration: float = 0.0
@@ -119,8 +126,11 @@ class EventOptions:
     exclusive: bool | None = None
 
     def __post_init__(self) -> None:
-        off = self.threshold if self.off_threshold is None else self.off_threshold
-        _check_pair("threshold", self.threshold, off)
+        if self.threshold is not None:
+            off = self.threshold if self.off_threshold is None else self.off_threshold
+            _check_pair("threshold", self.threshold, off)
+        elif self.off_threshold is not None:  # its order vs each class's on: at resolve()
+            _check_pair("off_threshold", 1.0, self.off_threshold)
         for label, value in self.thresholds.items():
             _check_pair(f"thresholds[{label!r}]", *_on_off(value))
         for name in ("min_duration", "max_gap"):
@@ -130,11 +140,21 @@ class EventOptions:
         if isinstance(self.ignore, str):
             raise InvalidOptionError(f"ignore must be a list of labels, got {self.ignore!r}")
 
-    def resolve(self, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def resolve(
+        self, labels: Sequence[str], defaults: Sequence[float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """On thresholds, off thresholds and the ignored mask, one entry per label.
 
+        Args:
+            labels: The model's class names.
+            defaults: The model's own on threshold of each label
+                (:meth:`~ast_onnx.metadata.ModelMetadata.threshold_vector`), used where
+                neither ``thresholds`` nor ``threshold`` says; None: the model has none.
+
         Raises:
-            InvalidOptionError: An override or ignored label the model does not have.
+            InvalidOptionError: An override or ignored label the model does not have;
+                ``defaults`` of the wrong length or outside [0, 1]; ``off_threshold``
+                above a class's on threshold.
         """
         index = {name: i for i, name in enumerate(labels)}
         unknown = sorted(set(self.thresholds) - set(index))
@@ -144,17 +164,35 @@ class EventOptions:
                 f"event options name label(s) {unknown} that the model does not have "
                 f"(it has {len(labels)} labels, e.g. {list(labels[:5])})"
             )
-        on = np.full(len(labels), self.threshold, dtype=np.float64)
-        off = np.full(len(labels), _default_off(self), dtype=np.float64)
+        on = _base_thresholds(self.threshold, labels, defaults)
+        off = on.copy() if self.off_threshold is None else np.full(len(labels), self.off_threshold)
         for label, value in self.thresholds.items():
             on[index[label]], off[index[label]] = _on_off(value)
+        above = np.flatnonzero(off > on)
+        if above.size:
+            i = int(above[0])
+            raise InvalidOptionError(
+                f"off threshold {off[i]} exceeds the on threshold {on[i]} of {labels[i]!r} "
+                f"(and of {above.size - 1} other label(s))"
+            )
         ignored = np.zeros(len(labels), dtype=bool)
         ignored[[index[name] for name in self.ignore]] = True
         return on, off, ignored
 
 
-def _default_off(options: EventOptions) -> float:
-    return options.threshold if options.off_threshold is None else options.off_threshold
+def _base_thresholds(
+    threshold: float | None, labels: Sequence[str], defaults: Sequence[float] | None
+) -> np.ndarray:
+    """Each label's on threshold before per-class overrides (see :class:`EventOptions`)."""
+    if threshold is not None or defaults is None:
+        value = DEFAULT_THRESHOLD if threshold is None else threshold
+        return np.full(len(labels), value, dtype=np.float64)
+    on = np.array(defaults, dtype=np.float64).reshape(-1)
+    if on.shape != (len(labels),) or not ((on >= 0) & (on <= 1)).all():
+        raise InvalidOptionError(
+            f"model thresholds must be {len(labels)} numbers in [0, 1], got shape {on.shape}"
+        )
+    return on
 
 
 def _on_off(value: Threshold) -> tuple[Any, Any]:
@@ -201,6 +239,7 @@ class EventDetector:
         labels: The model's class names.
         activation: ``"sigmoid"`` or ``"softmax"`` (sets the default of ``exclusive``).
         options: The rules; None: :class:`EventOptions` defaults.
+        defaults: The model's threshold of each label (see :meth:`EventOptions.resolve`).
 
     Example:
         >>> det = EventDetector(["a", "b"], "sigmoid")
@@ -211,13 +250,17 @@ class EventDetector:
     """
 
     def __init__(
-        self, labels: Sequence[str], activation: str, options: EventOptions | None = None
+        self,
+        labels: Sequence[str],
+        activation: str,
+        options: EventOptions | None = None,
+        defaults: Sequence[float] | None = None,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise InvalidOptionError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.labels = list(labels)
         self.options = options or EventOptions()
-        self._on, self._off, self._ignored = self.options.resolve(self.labels)
+        self._on, self._off, self._ignored = self.options.resolve(self.labels, defaults)
         exclusive = self.options.exclusive
         self.exclusive = activation == "softmax" if exclusive is None else bool(exclusive)
         n = len(self.labels)
@@ -316,9 +359,14 @@ class EventDetector:
 
 
 def make_detector(
-    events: EventOptions | bool | None, labels: Sequence[str], activation: str
+    events: EventOptions | bool | None,
+    labels: Sequence[str],
+    activation: str,
+    defaults: Sequence[float] | None = None,
 ) -> EventDetector | None:
     """A detector for ``events`` (True: default rules; False or None: no detection).
+
+    ``defaults``: the model's threshold of each label (:meth:`EventOptions.resolve`).
 
     Raises:
         InvalidOptionError: ``events`` is something else, or names unknown labels.
@@ -326,9 +374,9 @@ def make_detector(
     if events is None or events is False:
         return None
     if events is True:
-        return EventDetector(labels, activation)
+        return EventDetector(labels, activation, None, defaults)
     if isinstance(events, EventOptions):
-        return EventDetector(labels, activation, events)
+        return EventDetector(labels, activation, events, defaults)
     raise InvalidOptionError(f"events must be True, False or EventOptions, got {events!r}")
 
 

@@ -69,7 +69,8 @@ class Classification:
     """What the model says about one input.
 
     Attributes:
-        labels: The top-k labels, best first.
+        labels: The top-k labels, best first; with ``classify(..., threshold=...)``,
+            every label whose score reaches its threshold instead, best first.
         scores: Activated scores for every label, float32 [num_labels]; for inputs
             longer than the model's window, the aggregate (mean or max) of ``windows``.
         duration: Input duration in seconds (at the model's sample rate).
@@ -96,13 +97,24 @@ class Classification:
         k: int,
         duration: float,
         path: str | None = None,
+        thresholds: np.ndarray | None = None,
     ) -> Classification:
-        """The classification of one input from its windows' scores and their aggregate."""
+        """The classification of one input from its windows' scores and their aggregate.
+
+        ``thresholds`` (one per label): report every label at or above its threshold
+        (:func:`above_threshold`) instead of the top ``k``, for the input and each window.
+        """
+
+        def pick(s: np.ndarray) -> list[Prediction]:
+            if thresholds is None:
+                return top_k(s, labels, k)
+            return above_threshold(s, labels, thresholds)
+
         windows = [
-            WindowScore(start, end, s, top_k(s, labels, k))
+            WindowScore(start, end, s, pick(s))
             for (start, end), s in zip(bounds, window_scores, strict=True)
         ]
-        return cls(top_k(scores, labels, k), scores, duration, windows, path)
+        return cls(pick(scores), scores, duration, windows, path)
 
     def to_dict(
         self, windows: bool = False, scores: bool = False, events: bool | None = None
@@ -175,3 +187,12 @@ def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[Prediction]
     # A stable sort on the negated scores keeps equal scores in index order.
     order = np.argsort(-scores, kind="stable")[:k]
     return [Prediction(labels[i], float(scores[i]), int(i)) for i in order]
+
+
+def above_threshold(
+    scores: np.ndarray, labels: Sequence[str], thresholds: np.ndarray
+) -> list[Prediction]:
+    """Every label whose score is ``>=`` its threshold, best first (ties: lower index)."""
+    order = np.argsort(-scores, kind="stable")
+    keep = order[scores[order] >= thresholds[order]]
+    return [Prediction(labels[i], float(scores[i]), int(i)) for i in keep]

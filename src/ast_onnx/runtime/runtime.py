@@ -33,6 +33,7 @@ from ast_onnx.runtime.session import (
     create_session,
     inspect_io,
     make_frontend,
+    model_thresholds,
     probe_trt_settings,
     read_metadata,
     resolve_labels,
@@ -138,6 +139,8 @@ class Runtime:
                 "caller's" if opts.labels is not None else "generic",
                 self.activation,
             )
+        #: The model's decision threshold of each label (metadata schema 2), or None.
+        self.thresholds: np.ndarray | None = model_thresholds(self.metadata, len(self.labels))
         self.window_samples = int(self.frontend.window_samples)
         self.hop_samples = self._hop_samples(opts.window_hop)
         logger.info("loaded %s on %s (%s)", self.path, self.provider, session.get_providers())
@@ -265,6 +268,7 @@ class Runtime:
         sample_rate: int | None = None,
         top_k: int | None = 5,
         events: bool | EventOptions = False,
+        threshold: float | bool | None = None,
     ) -> Classification | list[Classification]:
         """Classify one input or a list of inputs.
 
@@ -276,22 +280,53 @@ class Runtime:
             events: Detect sound events over the windows (``Classification.events``):
                 True for the default rules, or :class:`~ast_onnx.runtime.events.EventOptions`.
                 A :meth:`stream` with the same hop gives the same events.
+                Classes without a threshold in ``events`` use the model's
+                (:attr:`thresholds`).
+            threshold: Report every label whose score reaches a threshold instead of
+                the top ``top_k`` (``labels`` of the result and of each window, best
+                first; possibly empty): a number in [0, 1] for every label, or True for
+                the model's own thresholds (:attr:`thresholds`). None: top-k.
 
         Returns:
             A :class:`Classification` for a single input, a list for a list.
 
         Raises:
             ModelOutputError: The model returned NaN/Inf for an input.
+            InvalidOptionError: ``threshold`` outside [0, 1], or True for a model that
+                stores no thresholds.
         """
+        cut = self.resolve_threshold(threshold)
         single = _is_single(audio)
         items = [audio] if single else list(audio)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k, events)
+        results = self._classify_waves(waves, paths, top_k, events, cut)
         for r in results:
             if isinstance(r, AstOnnxError):
                 raise r
         return results[0] if single else results
+
+    def resolve_threshold(self, threshold: float | bool | None) -> np.ndarray | None:
+        """Per-label thresholds ``classify(..., threshold=threshold)`` reports labels at.
+
+        Returns:
+            One threshold per label, or None (``threshold`` None or False: top-k).
+
+        Raises:
+            InvalidOptionError: Not in [0, 1]; True for a model without thresholds.
+        """
+        if threshold is None or threshold is False:
+            return None
+        if threshold is True:
+            if self.thresholds is None:
+                raise InvalidOptionError(
+                    f"threshold=True but model {str(self.path)!r} stores no thresholds: "
+                    "pass a number, or tune them (ast-thresholds MODEL --eval DIR --write)"
+                )
+            return self.thresholds
+        if not isinstance(threshold, int | float | np.floating) or not 0 <= threshold <= 1:
+            raise InvalidOptionError(f"threshold must be in [0, 1] or True, got {threshold!r}")
+        return np.full(len(self.labels), float(threshold))
 
     def stream(
         self,
@@ -333,23 +368,31 @@ class Runtime:
             events=True if events is None else events,
             channels=channels,
             top_k=top_k,
+            thresholds=self.thresholds,
         )
 
     def classify_files(
-        self, paths: Iterable[str | os.PathLike], top_k: int | None = 5
+        self,
+        paths: Iterable[str | os.PathLike],
+        top_k: int | None = 5,
+        events: bool | EventOptions = False,
+        threshold: float | bool | None = None,
     ) -> Iterator[tuple[str, Classification | AstOnnxError]]:
         """Classify files in batches, yielding ``(path, result)`` in order as they finish.
 
         A file that fails in any way (unreadable, over a limit, out of memory, NaN output)
         yields ``(path, error)``, an :class:`~ast_onnx.errors.AstOnnxError`, and the
-        others go on (:mod:`ast_onnx.runtime.batches`).
+        others go on (:mod:`ast_onnx.runtime.batches`). ``events`` and ``threshold`` are
+        those of :meth:`classify`.
         """
         if top_k is not None:
             check_int("top_k", top_k, 1)
+        cut = self.resolve_threshold(threshold)
+        make_detector(events, self.labels, self.activation, self.thresholds)  # check early
         yield from classify_in_batches(
             paths,
             self._prepare,
-            lambda waves, names: self._classify_waves(waves, names, top_k),
+            lambda waves, names: self._classify_waves(waves, names, top_k, events, cut),
             batch_files=self.batch_size,
             batch_samples=self.batch_size * self.window_samples,
         )
@@ -373,11 +416,12 @@ class Runtime:
         paths: list[str | None],
         k: int | None,
         events: bool | EventOptions = False,
+        cut: np.ndarray | None = None,
     ) -> list[Classification | ModelOutputError]:
         """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
         if k is not None:
             check_int("top_k", k, 1)
-        detector = make_detector(events, self.labels, self.activation)
+        detector = make_detector(events, self.labels, self.activation, self.thresholds)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
         segments = [
             w[s : s + self.window_samples]
@@ -397,7 +441,9 @@ class Runtime:
             win = activate(logits, self.activation)
             bounds, seconds = plan.bounds(self.sample_rate), plan.num_samples / self.sample_rate
             scores = aggregate(win, self.aggregate)
-            item = Classification.from_windows(win, scores, bounds, self.labels, k, seconds, path)
+            item = Classification.from_windows(
+                win, scores, bounds, self.labels, k, seconds, path, cut
+            )
             item.events = window_events(win, plan, self.sample_rate, detector)
             results.append(item)
         return results

@@ -214,3 +214,19 @@ def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, pat
     if n is not None and len(names) != n:
         raise ModelError(f"model {str(path)!r} outputs {n} scores but got {len(names)} labels")
     return names
+
+
+def model_thresholds(metadata: ModelMetadata | None, num_labels: int) -> np.ndarray | None:
+    """The metadata's decision threshold of each label (float64), or None if it has none.
+
+    Index-aligned with the model's output, so they hold for caller-given labels too.
+
+    Raises:
+        ModelError: The caller's labels are not as many as the metadata's.
+    """
+    vector = metadata.threshold_vector() if metadata is not None else None
+    if vector is None:
+        return None
+    if len(vector) != num_labels:
+        raise ModelError(f"the model stores {len(vector)} thresholds for {num_labels} labels")
+    return np.asarray(vector, dtype=np.float64)

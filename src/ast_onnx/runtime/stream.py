@@ -121,6 +121,7 @@ class Stream:
         events: EventOptions | bool = True,
         top_k: int = 5,
         channels: int | None = None,
+        thresholds: Sequence[float] | None = None,
     ) -> None:
         self._run, self.frontend = run, frontend
         self.labels, self.activation = list(labels), activation
@@ -139,7 +140,7 @@ class Stream:
         self._held = 0  # frames of the next window in self._frames
         self._skip = 0  # frames to drop before the next window's first (hop > max_length)
         self._ring = _Ring(self.window_samples)
-        self._detector = make_detector(events, self.labels, activation)
+        self._detector = make_detector(events, self.labels, activation, thresholds)
         self._next_start = 0  # start sample of the next regular window
         self._last_start: int | None = None  # start sample of the last window scored
         for name, value in (("channels", channels), ("top_k", top_k)):
