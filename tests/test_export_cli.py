@@ -172,13 +172,23 @@ def test_triton_writer_errors_are_one_line(small_checkpoint, tmp_path, capsys):
     # A model name Triton cannot use: the writer's ModelError, one line, exit 1.
     assert main([*argv, str(tmp_path / "repo"), "--triton-name", "../escape", str(out)]) == 1
     err = _ours(capsys.readouterr().err)
-    assert len(err) == 1 and err[0].startswith("ast-export: error: wrote") and "Triton" in err[0]
-    # An OSError of the writer (its folder cannot be made: a file is in the way).
+    assert (
+        len(err) == 1
+        and err[0].startswith("ast-export: error: wrote neither")
+        and "Triton" in err[0]
+    )
+    assert not out.exists()  # the pair is atomic: no model without its Triton entry
+    # An OSError of the writer (its folder cannot be made: a file is in the way), over a
+    # previous model: the export and the entry are a pair, so the previous model stays.
+    assert main(["--checkpoint", str(small_checkpoint), "-q", "--no-verify", str(out)]) == 0
+    before = out.read_bytes()
     (tmp_path / "afile").write_text("x")
     repo = tmp_path / "afile" / "repo"
     assert main([*argv, str(repo), "--overwrite", str(out)]) == 1
     err = _ours(capsys.readouterr().err)
-    assert len(err) == 1 and "not the Triton repository" in err[0], err
+    assert len(err) == 1 and "nor the Triton repository" in err[0], err
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 # ----- work folders, SIGTERM and SIGKILL -----

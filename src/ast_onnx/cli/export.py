@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """Export, then the optional Triton repository; print the summary."""
-    from ast_onnx.export import PthOptions, export_model, parse_max_drift
+    from ast_onnx.export import ExportOptions, PthOptions, export_model, parse_max_drift
 
     calibrate = None
     if args.calibrate:
@@ -235,9 +235,7 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exit_codes.FAILED
-    result = export_model(
-        args.checkpoint or DEFAULT_CHECKPOINT,
-        args.output,
+    options = ExportOptions(
         precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32",
         calibrate=calibrate,
         opset=args.opset,
@@ -259,23 +257,26 @@ def _export(args: argparse.Namespace) -> int:
         with_frontend=args.with_frontend,
         external_data=args.external_data,
     )
-    print(_summary(result))
-    if args.triton_repo:
-        from ast_onnx.serving.triton import write_triton_repo
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    if not args.triton_repo:
+        print(_summary(export_model(checkpoint, args.output, options)))
+        return exit_codes.OK
+    from ast_onnx.export.triton_pair import export_with_triton
+    from ast_onnx.serving.triton_config import TritonConfig
 
-        try:
-            triton = write_triton_repo(
-                result.path,
-                args.triton_repo,
-                name=args.triton_name,
-                max_batch_size=args.max_batch_size,
-                kind="cpu" if args.triton_cpu else "gpu",
-                backend=args.triton_backend,
-                overwrite=args.overwrite,
-            )
-        except (AstOnnxError, OSError) as e:
-            return _error(e, f"wrote {result.path} but not the Triton repository: ")
-        print(f"  triton     {triton.model_dir}")
+    config = TritonConfig(
+        max_batch_size=args.max_batch_size,
+        kind="cpu" if args.triton_cpu else "gpu",
+        backend=args.triton_backend,
+    )
+    try:
+        result, triton = export_with_triton(
+            checkpoint, args.output, args.triton_repo, options, name=args.triton_name, config=config
+        )
+    except (AstOnnxError, OSError) as e:
+        return _error(e, f"wrote neither {args.output} nor the Triton repository: ")
+    print(_summary(result))
+    print(f"  triton     {triton.model_dir}")
     return exit_codes.OK
 
 
