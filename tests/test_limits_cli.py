@@ -136,7 +136,7 @@ def test_a_result_that_cannot_be_written_as_json_is_an_error_row(
     # Any NaN that would get past the model-output check is refused by allow_nan=False.
     nan = Classification([Prediction("toy_0", float("nan"), 0)], np.full(10, np.nan), 1.0)
 
-    def fake_classify_files(self, paths, top_k=5):
+    def fake_classify_files(self, paths, top_k=5, **options):
         for p in paths:
             yield str(p), nan
 
@@ -210,13 +210,13 @@ _INTERRUPTIBLE = """
 import sys, time
 from ast_onnx.runtime import Runtime
 real = Runtime.classify_files
-def slow(self, paths, top_k=5):
-    for item in real(self, paths[:1], top_k):
+def slow(self, paths, top_k=5, **options):
+    for item in real(self, paths[:1], top_k, **options):
         yield item
     sys.stdout.flush()
     print("READY", file=sys.stderr, flush=True)
     time.sleep(60)
-    yield from real(self, paths[1:], top_k)
+    yield from real(self, paths[1:], top_k, **options)
 Runtime.classify_files = slow
 from ast_onnx.cli.classify import main
 sys.exit(main(sys.argv[1:]))

@@ -30,6 +30,7 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(
+        address="local",  # our own instance, even when another Ray runs on this machine
         num_cpus=2,
         include_dashboard=False,
         ignore_reinit_error=True,
