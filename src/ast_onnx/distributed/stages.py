@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -170,6 +172,19 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
     return pa.Table.from_pydict(cols, schema=_feature_schema())
 
 
+def _actor_restarted() -> bool:
+    """Whether this process is a Ray actor that Ray restarted after its process died.
+
+    False outside Ray (the stages run as plain code too; Ray is never imported here).
+    """
+    ray = sys.modules.get("ray")
+    try:
+        context = ray.get_runtime_context() if ray is not None else None
+        return bool(context is not None and context.was_current_actor_reconstructed)
+    except Exception:  # not in an actor, or a Ray without the attribute
+        return False
+
+
 class Scorer:
     """Actor stage: holds one :class:`~ast_onnx.runtime.Runtime`, scores feature batches.
 
@@ -195,6 +210,12 @@ class Scorer:
             )
         fe = self.runtime.frontend
         self._shape = (fe.max_length, fe.num_mel_bins)
+        if _actor_restarted():
+            logger.warning(
+                "scoring actor restarted (pid %d): its previous process died; Ray retries the "
+                "batches it had not finished",
+                os.getpid(),
+            )
         logger.info("scorer ready: %r", self.runtime)
 
     def __call__(self, batch: Any) -> Any:
