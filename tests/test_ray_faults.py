@@ -196,11 +196,18 @@ def _classify_cmd(toy: Path, root: Path, out: Path) -> list[str]:
     return [*head, str(toy), str(root), "--ray", "--output", str(out), "--batch-size", "1"]
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _session_processes(sid: int) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if os.getsid(proc.pid) == sid:
+            if os.getsid(proc.pid) == sid and _alive(proc):
                 found.append(proc)
         except (ProcessLookupError, PermissionError):
             continue
@@ -220,18 +227,23 @@ def ray_env(tmp_path):
     return env
 
 
-def _kill_when_rows_appear(proc: subprocess.Popen, out: Path, total: int) -> int:
-    """SIGKILL ``proc``'s process group once ``out`` has a row; returns the rows then."""
+def _kill_when_rows_appear(proc: subprocess.Popen, out: Path, total: int) -> tuple[list, str]:
+    """SIGKILL ``proc``'s process group once ``out`` has a row.
+
+    Returns the processes the driver had started (Ray's GCS, raylet, workers...) and
+    their names, so the caller can check that they died with it.
+    """
     deadline = time.monotonic() + 120
     while not (out.is_file() and out.read_text().count("\n") >= 1):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no row after 120 s"
         time.sleep(0.02)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(p.name() for p in children if _alive(p))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    rows = out.read_text().count("\n")
-    assert rows < total, "the run finished before the kill: make it longer"
-    return rows
+    assert out.read_text().count("\n") < total, "the run finished before the kill"
+    return children, names
 
 
 def test_driver_killed_with_sigkill_then_rerun_resumes(toy, corpus, reference, tmp_path, ray_env):
@@ -242,11 +254,12 @@ def test_driver_killed_with_sigkill_then_rerun_resumes(toy, corpus, reference, t
         cmd, env=ray_env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     sid = first.pid  # a new session's id is its leader's pid
-    _kill_when_rows_appear(first, out, N_FILES)
+    children, names = _kill_when_rows_appear(first, out, N_FILES)
+    assert "raylet" in names and "gcs_server" in names, names  # a local instance ran
     deadline = time.monotonic() + 30
-    while left := _session_processes(sid):  # the driver's Ray processes go with it
-        assert time.monotonic() < deadline, [p.cmdline() for p in left]
-        time.sleep(0.2)
+    while left := _session_processes(sid) + [p for p in children if _alive(p)]:
+        assert time.monotonic() < deadline, f"still running: {[p.pid for p in left]}"
+        time.sleep(0.2)  # the driver's Ray processes went with its process group
     kept = read_results(out)
     assert 1 <= len(kept) < N_FILES
     with out.open("a") as f:  # as if the kill had come in the middle of a write
