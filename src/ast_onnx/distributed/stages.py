@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -178,9 +179,12 @@ def _actor_restarted() -> bool:
     False outside Ray (the stages run as plain code too; Ray is never imported here).
     """
     ray = sys.modules.get("ray")
+    if ray is None:
+        return False
     try:
-        context = ray.get_runtime_context() if ray is not None else None
-        return bool(context is not None and context.was_current_actor_reconstructed)
+        with warnings.catch_warnings():  # Ray 2.60 warns about the property's own internals
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
     except Exception:  # not in an actor, or a Ray without the attribute
         return False
 
