@@ -162,21 +162,6 @@ def test_three_node_cluster_every_file_exactly_once(
     assert len({node for _, node in _starts(tmp_path)}) == 2
 
 
-def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_warned_about(cluster, toy, caplog):
-    """3 actors x 1 CPU on 3 CPUs: no decode task could ever run (the job would hang)."""
-    ds = ray.data.from_items([{"path": "/nowhere.wav"}])
-
-    def warnings_for(options: RayOptions) -> list[str]:
-        caplog.clear()
-        with caplog.at_level("WARNING", logger=pipeline.logger.name):
-            pipeline.classify_dataset(ds, toy, options)  # lazy: nothing runs
-        return [r.getMessage() for r in caplog.records if r.name == pipeline.logger.name]
-
-    assert warnings_for(RayOptions(num_actors=2)) == []  # 2 x 1 + 0.5 <= 3
-    (message,) = warnings_for(RayOptions(num_actors=3))
-    assert "= 3.5 CPUs, but the Ray cluster has 3" in message and "--num-actors" in message
-
-
 def _worker_logs(cluster) -> str:
     logs = Path(cluster.head_node.get_logs_dir_path())
     return "".join(p.read_text(errors="replace") for p in sorted(logs.glob("worker-*")))
