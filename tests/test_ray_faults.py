@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def recording_scorer(log_dir: Path, kill_after: int | None = None) -> type:
@@ -224,7 +226,8 @@ def ray_env(tmp_path):
     temp = tempfile.mkdtemp(prefix="rayd")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = temp
-    return env
+    yield env
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _kill_when_rows_appear(proc: subprocess.Popen, out: Path, total: int) -> tuple[list, str]:
