@@ -285,3 +285,20 @@ def test_resume_retries_error_rows_once_the_file_is_fixed(local_ray, toy, tmp_pa
     rows = read_results(out)
     assert sorted(r["path"] for r in rows) == sorted([*good, str(broken)])
     _assert_like_runtime(next(r for r in rows if r["path"] == str(broken)), Runtime(toy))
+
+
+def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_warned_about(local_ray, toy, caplog):
+    """2 actors x 1 CPU on 2 CPUs: no decode task could ever run (the job would hang)."""
+    from ast_onnx.distributed import pipeline
+
+    ds = ray.data.from_items([{"path": "/nowhere.wav"}])
+
+    def warnings_for(options: RayOptions) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger=pipeline.logger.name):
+            pipeline.classify_dataset(ds, toy, options)  # lazy: nothing runs
+        return [r.getMessage() for r in caplog.records if r.name == pipeline.logger.name]
+
+    assert warnings_for(RayOptions(num_actors=1)) == []  # 1 x 1 + 0.5 <= 2
+    (message,) = warnings_for(RayOptions(num_actors=2))
+    assert "= 2.5 CPUs, but the Ray cluster has 2" in message and "--num-actors" in message

@@ -205,6 +205,31 @@ def actor_spec(spec: ModelSpec, options: RayOptions, gpus: float) -> ModelSpec:
     return replace(spec, runtime=spec.runtime.replace(providers=provider, threads=threads))
 
 
+def warn_if_starved(options: RayOptions, cluster_cpus: float) -> bool:
+    """Warn when the actor pool leaves no CPU for one decode task; True if it does.
+
+    The pool's actors hold their CPUs for the whole job, so with
+    ``num_actors * actor_cpus + decode_cpus`` above the cluster's CPUs no decode task
+    can ever run and the job waits without end (Ray Data gives up after
+    ``execution_no_progress_timeout_s``, 30 min). A warning, not an error: an
+    autoscaling cluster may still add the nodes.
+    """
+    need = options.num_actors * options.actor_cpus + options.decode_cpus
+    if need <= cluster_cpus:
+        return False
+    logger.warning(
+        "%d scoring actor(s) x %g CPU + %g CPU for a decode task = %g CPUs, but the Ray "
+        "cluster has %g: no file can be decoded until more CPUs join; lower num_actors "
+        "(--num-actors) or actor_cpus (--actor-cpus)",
+        options.num_actors,
+        options.actor_cpus,
+        options.decode_cpus,
+        need,
+        cluster_cpus,
+    )
+    return True
+
+
 def classify_dataset(
     ds: Any,
     model: str | os.PathLike | ModelSpec,
@@ -232,7 +257,9 @@ def classify_dataset(
     spec = model if isinstance(model, ModelSpec) else model_spec(model, options)
     if not ray.is_initialized():
         init_ray()
-    gpus = actor_gpus(options, ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    gpus = actor_gpus(options, resources.get("GPU", 0))
+    warn_if_starved(options, resources.get("CPU", 0))
     spec = actor_spec(spec, options, gpus)
     ds = ds.map_batches(
         decode_batch,
@@ -251,6 +278,10 @@ def classify_dataset(
         compute=data.ActorPoolStrategy(size=options.num_actors),
         num_cpus=options.actor_cpus,
         num_gpus=gpus,
+        # No max_restarts/max_task_retries here: Ray Data gives pool actors
+        # max_restarts=-1 and max_task_retries=-1 by default (a dead actor is restarted
+        # and its unfinished batches retried whole, so no row is lost or duplicated:
+        # tests/test_ray_faults.py), and Ray 2.60 deprecates passing them (ray_remote_args).
     )
 
 

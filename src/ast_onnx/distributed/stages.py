@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -170,6 +173,22 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
     return pa.Table.from_pydict(cols, schema=_feature_schema())
 
 
+def _actor_restarted() -> bool:
+    """Whether this process is a Ray actor that Ray restarted after its process died.
+
+    False outside Ray (the stages run as plain code too; Ray is never imported here).
+    """
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return False
+    try:
+        with warnings.catch_warnings():  # Ray 2.60 warns about the property's own internals
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # not in an actor, or a Ray without the attribute
+        return False
+
+
 class Scorer:
     """Actor stage: holds one :class:`~ast_onnx.runtime.Runtime`, scores feature batches.
 
@@ -195,6 +214,12 @@ class Scorer:
             )
         fe = self.runtime.frontend
         self._shape = (fe.max_length, fe.num_mel_bins)
+        if _actor_restarted():
+            logger.warning(
+                "scoring actor restarted (pid %d): its previous process died; Ray retries the "
+                "batches it had not finished",
+                os.getpid(),
+            )
         logger.info("scorer ready: %r", self.runtime)
 
     def __call__(self, batch: Any) -> Any:
