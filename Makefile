@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: test-ray-faults triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,13 @@ lint: install-dev
 # quick ast-bench of the demo model with a drift gate (reports in $(OUT)/bench-quick.*).
 test: lint triton-env
 	AST_ONNX_TRITON_VENV=$(abspath $(TRITON_VENV)) $(BIN)/python -m pytest -q
+	$(MAKE) test-ray-faults
 	$(MAKE) bench-quick
+
+# Ray under faults: a simulated 3-node cluster, a scoring actor killed, the driver killed
+# with SIGKILL and resumed (~1.5 min; part of make test).
+test-ray-faults: install-dev
+	$(BIN)/python -m pytest -q -m ray_faults
 
 bench-quick: install-dev
 	mkdir -p $(OUT)
