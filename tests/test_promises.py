@@ -1,8 +1,9 @@
 """Promises the docs make that no other test held: failed overwrites, Ctrl-C, the
-external-data rename order, newer metadata, resampling, and ast-classify --fallback.
+external-data rename order, resampling, and ast-classify --fallback.
 
 The Ray resume promises (error rows retried, --no-resume) are in test_ray_tagging.py,
-which owns the local Ray instance.
+which owns the local Ray instance; a newer metadata schema_version is refused in
+test_runtime_errors.py.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 from conftest import SIGNALS
-from runtime_toy import toy_model
 from scipy.signal import resample_poly
 from test_runtime_parity import Reference, assert_same
 
-from ast_onnx.errors import MetadataError
-from ast_onnx.metadata import METADATA_KEY, SCHEMA_VERSION
 from ast_onnx.runtime import Runtime
 
 SR = 16000
@@ -190,26 +188,6 @@ def test_external_data_pair_is_renamed_data_first(small_onnx, tmp_path, monkeypa
     assert renames[-2:] == ["fail.onnx.data", "fail.onnx"]
     assert not (tmp_path / "fail.onnx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-# ----- a newer metadata schema is refused -----
-
-
-def test_newer_metadata_schema_version_is_refused(tmp_path):
-    import onnx
-
-    path = toy_model(tmp_path / "new.onnx")
-    Runtime(path, providers="cpu")  # the current version loads
-    model = onnx.load(str(path))
-    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
-    data = json.loads(entry.value)
-    assert data["schema_version"] == SCHEMA_VERSION
-    data["schema_version"] = SCHEMA_VERSION + 1
-    entry.value = json.dumps(data)
-    onnx.save(model, str(path))
-    with pytest.raises(MetadataError, match=f"schema_version {SCHEMA_VERSION + 1}") as e:
-        Runtime(path, providers="cpu")
-    assert str(path) in str(e.value) and "upgrade ast-onnx" in str(e.value)
 
 
 # ----- Runtime.classify(array, sample_rate=...) resamples -----
