@@ -78,6 +78,27 @@ def signal(request) -> tuple[str, np.ndarray]:
     return request.param, SIGNALS[request.param]()
 
 
+def assert_close_in_range(got, want, rel: float, top1: float | None = 1.0) -> None:
+    """``got`` within ``rel`` of ``want``'s value range everywhere, and top-1 agreement.
+
+    The bound is ``rel * (max(want) - min(want))``: relative to the spread of the signal
+    (logits or scores), so a tolerance cannot be wider than what it is meant to check.
+    Top-1 agreement (rows whose arg-max agree) must reach ``top1`` (None: not checked).
+    Both are computed here with numpy, independently of :mod:`ast_onnx.quality`.
+    """
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    span = float(want.max() - want.min())
+    assert span > 0, "the reference is constant: nothing to compare"
+    err = float(np.abs(got - want).max())
+    assert err <= rel * span, f"max abs {err:.3g} > {rel:g} x range {span:.3g}"
+    if top1 is not None:
+        rows_got, rows_want = got.reshape(-1, got.shape[-1]), want.reshape(-1, want.shape[-1])
+        agree = float(np.mean(rows_got.argmax(-1) == rows_want.argmax(-1)))
+        assert agree >= top1, f"top-1 agreement {agree:.3f} < {top1}"
+
+
 def small_ast_config(num_labels: int = 10, max_length: int = 100, multi_label: bool = False):
     """A tiny ASTConfig (2 layers, hidden 32) with the real frontend shape (128 mel bins)."""
     from transformers import ASTConfig
@@ -96,14 +117,49 @@ def small_ast_config(num_labels: int = 10, max_length: int = 100, multi_label: b
     )
 
 
+def randomize_parameters(model, seed: int = 0) -> None:
+    """Give every parameter of ``model`` its own random values, in place.
+
+    transformers' initializer leaves the biases, the cls and distillation tokens, the
+    position embeddings and every LayerNorm at 0 or 1: a weight-mapping bug (two tokens
+    or two LayerNorms swapped, a bias dropped) then changes nothing a test can see.
+    Here LayerNorm weights are 1 +- 0.5 (uniform), LayerNorm and linear biases
+    N(0, 0.1), tokens and position embeddings N(0, 0.5), and linear/conv weights
+    N(0, 1 / fan_in) so activations keep unit scale and the logits span a few units.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(10_000 + seed)
+
+    def normal(p, std: float):
+        return torch.randn(p.shape, generator=gen, dtype=p.dtype) * std
+
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if isinstance(module, torch.nn.LayerNorm):
+                    u = torch.rand(p.shape, generator=gen, dtype=p.dtype)
+                    value = 0.5 + u if name == "weight" else normal(p, 0.1)
+                elif name == "weight":  # Linear, Conv2d
+                    value = normal(p, p[0].numel() ** -0.5)
+                elif name == "bias":
+                    value = normal(p, 0.1)
+                elif name == "position_embeddings":
+                    value = normal(p, 0.5)
+                else:  # cls_token, distillation_token
+                    value = normal(p, 0.5)
+                p.copy_(value)
+
+
 def save_small_checkpoint(path: Path, seed: int = 0, **config_kwargs) -> Path:
-    """Save a randomly initialised tiny ASTForAudioClassification with save_pretrained."""
+    """Save a tiny ASTForAudioClassification with every parameter random (save_pretrained)."""
     import torch
     from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
     torch.manual_seed(seed)
     config = small_ast_config(**config_kwargs)
     model = ASTForAudioClassification(config).eval()
+    randomize_parameters(model, seed)
     model.save_pretrained(path)
     ASTFeatureExtractor(max_length=config.max_length).save_pretrained(path)
     return path

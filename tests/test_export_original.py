@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from conftest import save_small_checkpoint  # noqa: E402
+from conftest import assert_close_in_range, randomize_parameters, save_small_checkpoint  # noqa: E402
 
 from ast_onnx.errors import CheckpointError  # noqa: E402
 from ast_onnx.export import PthOptions, export_model, load_checkpoint  # noqa: E402
@@ -130,8 +130,9 @@ def test_pth_shape_inference_other_strides(tmp_path):
     # Rebuild the checkpoint with 12/12 strides (the published 12-12 AudioSet setting).
     cfg = transformers.ASTConfig.from_pretrained(ckpt)
     cfg.frequency_stride = cfg.time_stride = 12
-    torch.manual_seed(0)
-    transformers.ASTForAudioClassification(cfg).save_pretrained(ckpt)
+    model = transformers.ASTForAudioClassification(cfg)
+    randomize_parameters(model, seed=12)
+    model.save_pretrained(ckpt)
     assert config_path.is_file()
     path = tmp_path / "s12.pth"
     torch.save(original_state_dict(ckpt), path)
@@ -160,7 +161,8 @@ def test_pth_export_matches_pytorch(pth, small_checkpoint, tmp_path):
     reference = transformers.ASTForAudioClassification.from_pretrained(small_checkpoint).eval()
     x = _features(3)
     got = sess.run(None, {"input_values": x})[0]
-    assert np.abs(got - _logits(reference, x)).max() <= 1e-4
+    # fp32: measured 3e-7 of the logit range; a swapped token or LayerNorm moves ~0.7.
+    assert_close_in_range(got, _logits(reference, x), rel=1e-5, top1=1.0)
 
 
 def test_pth_with_wrong_keys_or_shapes(pth, tmp_path):

@@ -14,23 +14,28 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 sf = pytest.importorskip("soundfile")
 
-from conftest import SIGNALS, SR  # noqa: E402
+from conftest import SIGNALS, SR, assert_close_in_range  # noqa: E402
 
 from ast_onnx.errors import DriftError, ExportError  # noqa: E402
 from ast_onnx.export import export_model  # noqa: E402
 from ast_onnx.metadata import ModelMetadata  # noqa: E402
 
-#: Tolerances for "an item's logits in a batch equal its batch-1 logits".
-BATCH_TOL = {
-    "fp16": 1e-3,
+#: "An item's logits in a batch equal its batch-1 logits", as a fraction of the logit
+#: range (max - min of the batch-1 logits; the tiny checkpoints span ~2.5).
+BATCH_REL = {
+    "fp16": 4e-4,
     # Dynamic int8: one activation scale per tensor over the whole batch, so an item's
-    # logits move with its batch peers. Measured ~1e-2 on the tiny model; stated bound:
-    "int8-dynamic": 5e-2,
+    # logits move with its batch peers. Measured 0.024 of the range; stated bound:
+    "int8-dynamic": 0.05,
     # Static int8 has fixed scales: batch-invariant up to float rounding.
     "int8-static": 1e-5,
 }
-#: Drift vs PyTorch fp32 accepted in these tests (tiny random model, measured ~2e-4 / ~1e-2 / ~0.1).
-TORCH_TOL = {"fp16": 5e-3, "int8-dynamic": 0.1, "int8-static": 0.5}
+#: Drift vs PyTorch fp32 (fraction of the logit range, top-1 agreement over 8 random
+#: feature inputs). Measured on the tiny model: fp16 4e-4, int8-dynamic 0.024, static
+#: 0.10 (random features lie outside the calibrated ranges and are clipped). An
+#: all-zero output is ~0.5 of the range away and fails every one.
+TORCH_REL = {"fp16": 2e-3, "int8-dynamic": 0.06, "int8-static": 0.25}
+TORCH_TOP1 = {"fp16": 1.0, "int8-dynamic": 1.0, "int8-static": 0.75}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,7 @@ def _features(batch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 100, 128)).astype(np.float32)
 
 
-@pytest.mark.parametrize("precision", list(BATCH_TOL))
+@pytest.mark.parametrize("precision", list(BATCH_REL))
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_batches_run_and_match_batch_one(exports, precision, batch):
     sess = _session(exports[precision].path)
@@ -73,7 +78,10 @@ def test_batches_run_and_match_batch_one(exports, precision, batch):
     single = np.concatenate(
         [sess.run(None, {"input_values": x[i : i + 1]})[0] for i in range(batch)]
     )
-    np.testing.assert_allclose(batched, single, atol=BATCH_TOL[precision], rtol=0)
+    if batch == 1:
+        np.testing.assert_array_equal(batched, single)
+    else:
+        assert_close_in_range(batched, single, BATCH_REL[precision], top1=None)
 
 
 def test_dynamic_int8_depends_on_batch_peers(exports):
@@ -90,16 +98,16 @@ def test_dynamic_int8_depends_on_batch_peers(exports):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("precision", list(TORCH_TOL))
+@pytest.mark.parametrize("precision", list(TORCH_REL))
 def test_drift_against_pytorch(exports, small_checkpoint, precision):
     model = transformers.ASTForAudioClassification.from_pretrained(small_checkpoint).eval()
-    x = _features(3, seed=7)
+    x = _features(8, seed=7)
     with torch.no_grad():
         ref = model(input_values=torch.from_numpy(x)).logits.numpy()
     got = _session(exports[precision].path).run(None, {"input_values": x})[0]
-    assert np.abs(got - ref).max() <= TORCH_TOL[precision]
+    assert_close_in_range(got, ref, TORCH_REL[precision], top1=TORCH_TOP1[precision])
     record = exports[precision].verification
-    assert record["passed"] and record["max_abs"] <= TORCH_TOL[precision]
+    assert record["passed"] and record["max_rel"] <= TORCH_REL[precision]
 
 
 def test_fp16_keeps_fp32_io_and_stays_finite_when_loud(exports):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,15 +104,34 @@ def test_prepack_off_reaches_onnxruntime_and_keeps_the_scores(external, referenc
     np.testing.assert_allclose(lean.classify(wave).scores, packed.classify(wave).scores, atol=1e-5)
 
 
+_MMAP_PROBE = """
+import sys
+from pathlib import Path
+import numpy as np
+from ast_onnx.runtime import Runtime
+model, data = sys.argv[1], sys.argv[2]
+assert data not in Path("/proc/self/maps").read_text()  # a fresh process: not mapped yet
+rt = Runtime(model, providers="cpu", prepack=False)
+rt.classify(np.zeros(16000, np.float32))
+print(data in Path("/proc/self/maps").read_text())
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 def test_external_weights_are_memory_mapped(external):
     # What lets processes share the weights; prepack=False (the fast-start set-up) then
-    # also skips the packed private copy, which the session-options test checks.
+    # also skips the packed private copy, which the session-options test checks. In a
+    # fresh interpreter: this process's maps may hold the file from earlier tests.
     data = str(external.path.with_name("small.onnx.data").resolve())
-    rt = Runtime(external.path, providers="cpu", prepack=False)
-    rt.classify(speech_10s()[:16000])
-    maps = Path("/proc/self/maps").read_text()
-    assert data in maps, "onnxruntime copied the weights instead of mapping the data file"
+    proc = subprocess.run(
+        [sys.executable, "-c", _MMAP_PROBE, str(external.path), data],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "True", "onnxruntime copied the weights instead of mapping"
 
 
 def test_wave_in_model_with_external_data(small_checkpoint, reference, tmp_path):
@@ -166,8 +185,12 @@ def test_cli_external_data_and_no_prepack(small_checkpoint, tmp_path, capsys):
     sf.write(wav, speech_10s()[:16000], 16000)
     assert classify.main([str(out), str(wav), "--no-prepack", "--json", "--top-k", "1"]) == 0
     assert '"label"' in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # the frontend alone is small: one file
+    with pytest.raises(SystemExit) as exc:  # the frontend alone is small: one file
         export.main(["--frontend-only", "--external-data", str(tmp_path / "f.onnx")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ast-export: error:" in err and "--external-data" in err
+    assert not (tmp_path / "f.onnx").exists()
 
 
 def test_triton_repo_refuses_data_outside_the_model_folder(external, tmp_path):

@@ -166,6 +166,21 @@ def test_from_hf_config():
     fe = FeatureExtractor.from_hf_config(config)
     assert (fe.max_length, fe.num_mel_bins, fe.sample_rate) == (100, 64, 16000)
     assert (fe.mean, fe.std) == (pytest.approx(AUDIOSET_MEAN), pytest.approx(AUDIOSET_STD))
+    # Every key is read: none of these is a default of ours.
+    odd = ASTFeatureExtractor(
+        sampling_rate=8000,
+        num_mel_bins=40,
+        max_length=60,
+        mean=0.5,
+        std=2.0,
+        padding_value=-1.0,
+        do_normalize=False,
+    ).to_dict()
+    fe = FeatureExtractor.from_hf_config(odd)
+    assert len(fe([np.zeros(4000, np.float32)] * 3)) == 3  # Features: one item per wave
+    got = (fe.sample_rate, fe.num_mel_bins, fe.max_length, fe.mean, fe.std)
+    assert got == (8000, 40, 60, 0.5, 2.0)
+    assert (fe.padding_value, fe.do_normalize) == (-1.0, False)
 
 
 def test_config_errors():

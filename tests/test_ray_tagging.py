@@ -302,3 +302,79 @@ def test_an_actor_pool_that_leaves_no_cpu_for_decoding_is_warned_about(local_ray
     assert warnings_for(RayOptions(num_actors=1)) == []  # 1 x 1 + 0.5 <= 2
     (message,) = warnings_for(RayOptions(num_actors=2))
     assert "= 2.5 CPUs, but the Ray cluster has 2" in message and "--num-actors" in message
+
+
+# ----- resume: error rows retried, --no-resume starts over -----
+
+
+def _few_files(root, bad: bool):
+    """Three good clips (0.75-1.75 s) and, with ``bad``, one unreadable ``fixme.wav``."""
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        n = 12000 + 8000 * i
+        sf.write(root / f"ok{i}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), SR)
+    if bad:
+        (root / "fixme.wav").write_bytes(b"RIFF not a wave at all")
+    return root
+
+
+def _assert_row_is_runtime_result(row, model):
+    from ast_onnx.runtime import Runtime
+
+    want = Runtime(model, providers="cpu").classify(row["path"], top_k=len(row["labels"]))
+    assert row["error"] is None and row["labels"] == [p.label for p in want.labels]
+    np.testing.assert_allclose(row["scores"], [p.score for p in want.labels], atol=TOL, rtol=0)
+    assert row["duration"] == pytest.approx(want.duration, abs=1e-4)
+
+
+def test_resume_retries_an_error_row_once_the_file_is_fixed(local_ray, small_onnx, tmp_path):
+    root = _few_files(tmp_path / "audio", bad=True)
+    out = tmp_path / "results.jsonl"
+    first = classify_to_file(small_onnx, [root], out, RayOptions(batch_size=2))
+    assert (first.classified, first.failed) == (3, 1)
+    rows = {r["path"]: r for r in read_results(out)}
+    fixme = str(root / "fixme.wav")
+    assert rows[fixme]["error"] and rows[fixme]["labels"] == []
+    sf.write(fixme, 0.3 * np.sin(np.arange(20000) / 5.0).astype(np.float32), SR)  # fixed
+
+    second = classify_to_file(small_onnx, [root], out, RayOptions(batch_size=2))
+    assert (second.skipped, second.classified, second.failed) == (3, 1, 0)
+    after = read_results(out)
+    assert sorted(r["path"] for r in after) == sorted(rows)  # one row per file
+    by_path = {r["path"]: r for r in after}
+    for path, row in rows.items():
+        if path != fixme:
+            assert by_path[path] == row  # kept as it was, not redone
+    _assert_row_is_runtime_result(by_path[fixme], small_onnx)
+
+
+def test_no_resume_replaces_the_output(local_ray, small_onnx, tmp_path, capsys):
+    root = _few_files(tmp_path / "audio", bad=False)
+    out = tmp_path / "results.jsonl"
+    ok0 = str(root / "ok0.wav")
+    argv = [str(small_onnx), str(root), "--ray", "--output", str(out), "--batch-size", "2"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    # Make ok0's row stale and add a row of a file no longer there (same run identity:
+    # the sidecar written by the first run stays).
+    rows = [r for r in read_results(out) if r["path"] != ok0]
+    stale = {"path": ok0, "duration": 9.0, "labels": ["x"], "scores": [0.5], "error": None}
+    gone = {"path": "/gone.wav", "duration": 1.0, "labels": ["y"], "scores": [0.1], "error": None}
+    rows += [{**r, "model": small_onnx.name} for r in (stale, gone)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    assert main(argv) == 0  # resume (the default): the stale row is kept and not redone
+    rows = {r["path"]: r for r in read_results(out)}
+    assert rows[ok0]["scores"] == [0.5] and "/gone.wav" in rows and len(rows) == 4
+    err = capsys.readouterr().err
+    assert "0 classified" in err and "3 already in" in err  # every file was skipped
+
+    assert main([*argv, "--no-resume"]) == 0
+    err = capsys.readouterr().err
+    assert "3 classified" in err and "0 already in" in err
+    rows = read_results(out)
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in root.iterdir())
+    for row in rows:
+        _assert_row_is_runtime_result(row, small_onnx)
+        assert row["model"] == small_onnx.name

@@ -13,6 +13,7 @@ import soundfile as sf
 from runtime_toy import toy_logits, toy_model
 
 from ast_onnx.errors import AudioFileError, InvalidAudioError, MetadataError, ModelError
+from ast_onnx.metadata import METADATA_KEY, SCHEMA_VERSION
 from ast_onnx.runtime import Runtime
 
 SR = 16000
@@ -77,6 +78,23 @@ def test_bad_metadata_is_a_metadata_error(tmp_path):
     onnx.save(model, path)
     with pytest.raises(MetadataError, match=re.escape(str(path))):
         Runtime(path)
+
+
+def test_newer_metadata_schema_version_is_refused(tmp_path):
+    import onnx
+
+    path = toy_model(tmp_path / "new.onnx")
+    Runtime(path, providers="cpu")  # the current version loads
+    model = onnx.load(str(path))
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    data = json.loads(entry.value)
+    assert data["schema_version"] == SCHEMA_VERSION
+    data["schema_version"] = SCHEMA_VERSION + 1
+    entry.value = json.dumps(data)
+    onnx.save(model, str(path))
+    with pytest.raises(MetadataError, match=f"schema_version {SCHEMA_VERSION + 1}") as e:
+        Runtime(path, providers="cpu")
+    assert str(path) in str(e.value) and "upgrade ast-onnx" in str(e.value)
 
 
 # ----- models without ast-onnx metadata -----

@@ -1,15 +1,16 @@
-"""GPU providers on a real device (``-m gpu``); skipped with a reason without CUDA."""
+"""GPU providers on a real device (``-m gpu``); skipped with a reason without CUDA.
+
+A test is skipped only when onnxruntime does not list the provider (no onnxruntime-gpu
+here). A provider that is listed but fails to load is a regression: the test fails with
+the :class:`~ast_onnx.errors.ProviderError` the Runtime raises.
+"""
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import SIGNALS
+from conftest import SIGNALS, assert_close_in_range
 
-from ast_onnx.errors import ProviderError
 from ast_onnx.runtime import Runtime
 
 pytestmark = [
@@ -20,14 +21,15 @@ pytestmark = [
     ),
 ]
 
+#: GPU against CPU, as a fraction of the CPU logits' (or scores') range. fp32 kernels
+#: differ in summation order (and TF32 where enabled): ~1e-4 of the range; a missing
+#: attention scale or a wrong kernel moves the logits by a good part of it.
+GPU_REL = 1e-3
 
-def _require(provider: str, short: str, model) -> None:
+
+def _require(provider: str) -> None:
     if provider not in ort.get_available_providers():
         pytest.skip(f"onnxruntime offers no {provider} (install onnxruntime-gpu alone)")
-    try:
-        Runtime(model, providers=short)
-    except ProviderError as e:  # listed, but no device / libraries
-        pytest.skip(f"{provider} listed but unusable here: {e}")
 
 
 @pytest.fixture(scope="module")
@@ -36,38 +38,49 @@ def model(small_onnx):
 
 
 def waves():
-    return [SIGNALS["speech"]()[: int(2.5 * 16000)], SIGNALS["short_0.5s"]()]
+    return [SIGNALS["speech"]()[: int(2.5 * 16000)], SIGNALS["short_0.5s"](), SIGNALS["tone"]()]
+
+
+def _assert_same_as_cpu(gpu: Runtime, cpu: Runtime) -> None:
+    assert_close_in_range(gpu.window_logits(waves()), cpu.window_logits(waves()), GPU_REL)
+    for a, b in zip(gpu.classify(waves()), cpu.classify(waves()), strict=True):
+        assert_close_in_range(a.scores, b.scores, GPU_REL)
+        assert [p.index for p in a.labels[:3]] == [p.index for p in b.labels[:3]]
 
 
 def test_cuda_matches_cpu(model):
-    _require("CUDAExecutionProvider", "cuda", model)
-    gpu = Runtime(model, providers="cuda")
+    _require("CUDAExecutionProvider")
+    gpu = Runtime(model, providers="cuda")  # a ProviderError here fails the test
     assert gpu.provider == "cuda" and gpu.providers[0] == "CUDAExecutionProvider"
-    cpu = Runtime(model, providers="cpu")
-    for a, b in zip(gpu.classify(waves()), cpu.classify(waves()), strict=True):
-        np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
-        assert a.labels[0].index == b.labels[0].index
+    _assert_same_as_cpu(gpu, Runtime(model, providers="cpu"))
 
 
 def test_auto_picks_a_gpu_provider(model):
-    _require("CUDAExecutionProvider", "cuda", model)
+    _require("CUDAExecutionProvider")
     assert Runtime(model).provider in ("tensorrt", "cuda")
 
 
-def test_tensorrt_engine_cache_makes_the_second_start_fast(model, tmp_path):
-    _require("TensorrtExecutionProvider", "tensorrt", model)
+def _engines(cache) -> dict[str, tuple[int, int, int]]:
+    """Engine file name -> (inode, size, mtime_ns): a rebuilt engine changes at least one."""
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in cache.iterdir()
+        if p.suffix in (".engine", ".profile")
+    }
+
+
+def test_tensorrt_engine_cache_is_written_then_reused(model, tmp_path):
+    _require("TensorrtExecutionProvider")
     cache = tmp_path / "trt"
-    t0 = time.perf_counter()
     first = Runtime(model, providers="tensorrt", cache_dir=cache, batch_size=4)
-    first.classify(waves())  # engines are built on the first run
-    cold = time.perf_counter() - t0
     assert first.provider == "tensorrt"
-    assert any(p.suffix == ".engine" for p in cache.iterdir()), list(cache.iterdir())
-    t0 = time.perf_counter()
+    first.classify(waves())  # engines are built on the first run
+    files = sorted(p.name for p in cache.iterdir())
+    built = _engines(cache)
+    assert any(name.endswith(".engine") for name in built), files
+    assert any("timing" in name for name in files), files  # the timing cache too
+    # A second Runtime (a second start) loads the cached engine: none is built or written.
     second = Runtime(model, providers="tensorrt", cache_dir=cache, batch_size=4)
-    results = second.classify(waves())
-    warm = time.perf_counter() - t0
-    assert warm < cold, (cold, warm)
-    cpu = Runtime(model, providers="cpu").classify(waves())
-    for a, b in zip(results, cpu, strict=True):
-        np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+    second.classify(waves())
+    assert _engines(cache) == built
+    _assert_same_as_cpu(second, Runtime(model, providers="cpu"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SIGNALS
+from conftest import SIGNALS, assert_close_in_range
 
 from ast_onnx.runtime import Runtime
 
@@ -136,8 +136,9 @@ def test_dynamic_int8_batch_dependence_is_bounded_and_avoided_by_default(
     small_multilabel_checkpoint, small_multilabel_onnx, tmp_path
 ):
     """Dynamic int8 quantizes activations per batch: scores move with batch peers (stated
-    tolerance 5e-2). By default such models run one item per session.run, so a list
-    gives each item the scores it gets alone; an explicit batch_size is honoured."""
+    bound 5 % of the scores' range, measured 1 %; top-1 kept). By default such models
+    run one item per session.run, so a list gives each item the scores it gets alone;
+    an explicit batch_size is honoured."""
     from conftest import export_small
 
     path = export_small(small_multilabel_checkpoint, tmp_path / "int8.onnx", precision="int8")
@@ -148,6 +149,6 @@ def test_dynamic_int8_batch_dependence_is_bounded_and_avoided_by_default(
     alone = default.classify(waves[0])
     batched = Runtime(path, providers="cpu", batch_size=4).classify(waves)[0]
     in_list = default.classify(waves)[0]
-    np.testing.assert_array_less(np.abs(batched.scores - alone.scores), 5e-2)
+    assert_close_in_range(batched.scores, alone.scores, 0.05, top1=1.0)
     assert np.abs(batched.scores - alone.scores).max() > 0  # the effect the default avoids
     np.testing.assert_array_equal(in_list.scores, alone.scores)

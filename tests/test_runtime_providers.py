@@ -1,9 +1,11 @@
-"""Provider selection, tested without a GPU by faking what onnxruntime reports.
+"""Provider selection, tested without a GPU on the real CPU onnxruntime.
 
-``onnxruntime.get_available_providers`` and ``onnxruntime.InferenceSession`` are
-monkeypatched: the fake session records the providers and options it was given,
-runs a real CPU session underneath, and reports as registered only the providers
-the test lets "load" (the silent-drop case: listed as available, dropped at creation).
+Only ``onnxruntime.get_available_providers`` is faked for the silent-drop cases: the
+CPU build of onnxruntime, asked for a GPU provider it lists but cannot load, drops it
+with a warning by itself (as the GPU build does when cuBLAS or libnvinfer are missing),
+so the Runtime's detection is tested against the real session. A fake session is used
+only to capture the options the Runtime passes, and where it fails it raises the
+exception types onnxruntime raises (``Fail``, ``EPFail``: not ``RuntimeError``).
 """
 
 from __future__ import annotations
@@ -14,14 +16,23 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, Fail
 from runtime_toy import toy_model
 
 from ast_onnx.errors import MissingDependencyError, ProviderError
 from ast_onnx.runtime import Runtime
 from ast_onnx.runtime.providers import select_providers
 
+# The CPU build warns about each listed GPU provider it cannot load: expected here.
+pytestmark = pytest.mark.filterwarnings("ignore:Specified provider .* is not in available")
+
 TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 ALL = [TRT, CUDA, CPU]
+#: What onnxruntime raises when a provider fails at session creation.
+ORT_FAILURES = [
+    Fail("[ONNXRuntimeError] : 1 : FAIL : CUDA failure 100: no CUDA-capable device"),
+    EPFail("[ONNXRuntimeError] : 11 : EP_FAIL : TensorRT EP could not build the engine"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +45,38 @@ def toy_fp16(tmp_path_factory):
     return toy_model(tmp_path_factory.mktemp("toy") / "toy16.onnx", precision="fp16")
 
 
-class FakeOrt:
-    """Patches onnxruntime: ``available`` providers; ``loads`` those that really load."""
+@pytest.fixture(autouse=True)
+def _no_gpu_build():
+    if set(ort.get_available_providers()) & {CUDA, TRT}:
+        pytest.skip("onnxruntime-gpu is installed: GPU providers would really load here")
 
-    def __init__(self, monkeypatch, available, loads=None, fail_on=()):
-        self.available, self.loads, self.fail_on = list(available), loads, set(fail_on)
+
+def offer(monkeypatch, available) -> None:
+    """Make onnxruntime list ``available``; sessions stay real (CPU build)."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(available))
+
+
+class CapturingOrt:
+    """Lists ``available`` and records what each session was given (option capture only).
+
+    Sessions run on the real CPU provider and report the providers they were asked
+    for as registered. ``fail`` (an onnxruntime exception) is raised for sessions that
+    ask for a provider in ``fail_on``.
+    """
+
+    def __init__(self, monkeypatch, available, fail_on=(), fail: Exception | None = None):
         self.calls: list[dict] = []
         real = ort.InferenceSession
         fake = self
 
-        class FakeSession:
+        class CapturingSession:
             def __init__(self, path, sess_options=None, providers=None):
                 names = [p[0] if isinstance(p, tuple) else p for p in providers]
                 fake.calls.append({"names": names, "providers": providers, "opts": sess_options})
-                if fake.fail_on & set(names):
-                    raise RuntimeError(f"[ONNXRuntimeError] : 1 : FAIL : {names[0]} init failed")
+                if set(fail_on) & set(names):
+                    raise fail
                 self._real = real(path, sess_options=sess_options, providers=[CPU])
-                loads = fake.loads if fake.loads is not None else fake.available
-                self._providers = [n for n in names if n in loads]
+                self._providers = names
 
             def get_providers(self):
                 return self._providers
@@ -59,8 +84,8 @@ class FakeOrt:
             def __getattr__(self, name):
                 return getattr(self._real, name)
 
-        monkeypatch.setattr(ort, "get_available_providers", lambda: list(self.available))
-        monkeypatch.setattr(ort, "InferenceSession", FakeSession)
+        offer(monkeypatch, available)
+        monkeypatch.setattr(ort, "InferenceSession", CapturingSession)
 
     def options(self, name: str) -> dict:
         """Options the last (main) session got for provider ``name``."""
@@ -122,7 +147,7 @@ def test_unknown_provider_names_raise(bad):
         select_providers(bad, ALL)
 
 
-# ----- Runtime with a faked onnxruntime -----
+# ----- Runtime on the real CPU onnxruntime, GPU providers listed -----
 
 
 def test_cpu_runtime_reports_the_provider_in_use(toy):
@@ -132,47 +157,64 @@ def test_cpu_runtime_reports_the_provider_in_use(toy):
 
 
 def test_silently_dropped_cuda_raises(monkeypatch, toy):
-    fake = FakeOrt(monkeypatch, available=[CUDA, CPU], loads=[CPU])  # cuBLAS missing
+    offer(monkeypatch, [CUDA, CPU])  # listed; the CPU build cannot load it (like no cuBLAS)
     with pytest.raises(ProviderError, match="could not load") as e:
         Runtime(toy, providers="cuda")
     assert "CUDAExecutionProvider" in str(e.value) and "fallback=True" in str(e.value)
-    assert fake.calls[-1]["names"] == [CUDA, CPU]
+    assert "runs on ['CPUExecutionProvider']" in str(e.value)
 
 
 def test_silently_dropped_cuda_falls_back_with_warning(monkeypatch, toy, caplog):
-    FakeOrt(monkeypatch, available=[CUDA, CPU], loads=[CPU])
+    offer(monkeypatch, [CUDA, CPU])
     with caplog.at_level(logging.WARNING, logger="ast_onnx.runtime.providers"):
         rt = Runtime(toy, providers="cuda", fallback=True)
-    assert rt.provider == "cpu"
+    assert rt.provider == "cpu" and rt.providers == [CPU]
     assert "falling back to CPUExecutionProvider" in caplog.text
-    assert rt.classify(np.zeros(20000, np.float32)).labels  # it still works
+    x = np.random.default_rng(0).standard_normal((2, 100, 128)).astype(np.float32)
+    from runtime_toy import toy_logits
+
+    np.testing.assert_allclose(rt.logits(x), toy_logits(toy, x), rtol=0, atol=1e-5)
 
 
-def test_auto_falls_back_past_a_dropped_tensorrt(monkeypatch, toy, tmp_path, caplog):
-    FakeOrt(monkeypatch, available=ALL, loads=[CUDA, CPU])  # libnvinfer missing
+def test_silently_dropped_tensorrt_raises(monkeypatch, toy, tmp_path):
+    offer(monkeypatch, ALL)  # libnvinfer missing: TensorRT (and here CUDA) dropped
+    with pytest.raises(ProviderError, match="could not load") as e:
+        Runtime(toy, providers="tensorrt", cache_dir=tmp_path)
+    assert TRT in str(e.value)
+
+
+def test_auto_falls_back_past_dropped_gpu_providers(monkeypatch, toy, tmp_path, caplog):
+    offer(monkeypatch, ALL)
     with caplog.at_level(logging.WARNING, logger="ast_onnx.runtime.providers"):
-        rt = Runtime(toy, cache_dir=tmp_path)
-    assert rt.provider == "cuda"
+        rt = Runtime(toy, cache_dir=tmp_path)  # "auto" expects fallbacks: a warning only
+    assert rt.provider == "cpu" and rt.providers == [CPU]
     assert "TensorrtExecutionProvider" in caplog.text
 
 
 def test_explicit_unavailable_provider_raises_in_runtime(monkeypatch, toy):
-    FakeOrt(monkeypatch, available=[CPU])
+    offer(monkeypatch, [CPU])
     with pytest.raises(ProviderError, match="not available"):
         Runtime(toy, providers="tensorrt")
 
 
-def test_hard_provider_failure_is_a_provider_error(monkeypatch, toy, caplog):
-    FakeOrt(monkeypatch, available=[CUDA, CPU], fail_on=[CUDA])
-    with pytest.raises(ProviderError, match="init failed"):
+# ----- hard failures and options, captured by a fake session -----
+
+
+@pytest.mark.parametrize("error", ORT_FAILURES, ids=["Fail", "EPFail"])
+def test_hard_provider_failure_is_a_provider_error(monkeypatch, toy, caplog, error):
+    assert not isinstance(error, RuntimeError)  # what a too-narrow except would miss
+    CapturingOrt(monkeypatch, [CUDA, CPU], fail_on=[CUDA], fail=error)
+    with pytest.raises(ProviderError, match="creating the session on") as e:
         Runtime(toy, providers="cuda")
+    assert str(error) in str(e.value) and e.value.__cause__ is error
     with caplog.at_level(logging.WARNING):
         rt = Runtime(toy, providers="cuda", fallback=True)
     assert rt.provider == "cpu"
 
 
-def test_auto_survives_a_hard_gpu_failure(monkeypatch, toy, caplog):
-    FakeOrt(monkeypatch, available=[CUDA, CPU], fail_on=[CUDA])
+@pytest.mark.parametrize("error", ORT_FAILURES, ids=["Fail", "EPFail"])
+def test_auto_survives_a_hard_gpu_failure(monkeypatch, toy, caplog, error):
+    CapturingOrt(monkeypatch, [CUDA, CPU], fail_on=[CUDA], fail=error)
     with caplog.at_level(logging.WARNING):
         rt = Runtime(toy)
     assert rt.provider == "cpu"
@@ -180,7 +222,7 @@ def test_auto_survives_a_hard_gpu_failure(monkeypatch, toy, caplog):
 
 
 def test_cuda_options(monkeypatch, toy):
-    fake = FakeOrt(monkeypatch, available=[CUDA, CPU])
+    fake = CapturingOrt(monkeypatch, [CUDA, CPU])
     rt = Runtime(toy, providers="cuda", device_id=1, gpu_mem_limit=2**30)
     assert rt.provider == "cuda"
     opts = fake.options(CUDA)
@@ -190,7 +232,7 @@ def test_cuda_options(monkeypatch, toy):
 
 
 def test_tensorrt_options(monkeypatch, toy, toy_fp16, tmp_path):
-    fake = FakeOrt(monkeypatch, available=ALL)
+    fake = CapturingOrt(monkeypatch, ALL)
     rt = Runtime(toy, providers="tensorrt", batch_size=4, cache_dir=tmp_path / "trt")
     assert rt.provider == "tensorrt"
     assert fake.calls[-1]["names"] == [TRT, CUDA, CPU]
@@ -212,7 +254,7 @@ def test_tensorrt_options(monkeypatch, toy, toy_fp16, tmp_path):
 
 def test_tensorrt_default_cache_dir_and_user_options(monkeypatch, toy, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    fake = FakeOrt(monkeypatch, available=ALL)
+    fake = CapturingOrt(monkeypatch, ALL)
     Runtime(toy, providers="tensorrt", provider_options={"tensorrt": {"trt_fp16_enable": True}})
     opts = fake.options(TRT)
     assert opts["trt_engine_cache_path"] == str(tmp_path / "ast-onnx" / "trt")
@@ -220,7 +262,7 @@ def test_tensorrt_default_cache_dir_and_user_options(monkeypatch, toy, tmp_path)
 
 
 def test_threads_sets_intra_op_threads(monkeypatch, toy):
-    fake = FakeOrt(monkeypatch, available=[CPU])
+    fake = CapturingOrt(monkeypatch, [CPU])
     Runtime(toy, providers="cpu", threads=1)
     assert fake.calls[-1]["opts"].intra_op_num_threads == 1
     with pytest.raises(ValueError, match="threads"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -55,15 +56,39 @@ def test_window_bounds_in_seconds():
     assert plan_windows(5000, W, HOP).bounds(16000) == [(0.0, 5000 / 16000)]
 
 
-@pytest.mark.parametrize(("window", "hop"), [(0, 1), (W, 0), (W, W + 1)])
-def test_bad_window_parameters(window, hop):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("window", "hop", "match"),
+    [
+        (0, 1, "window must be a positive number of samples, got 0"),
+        (-5, 1, "window must be a positive number of samples, got -5"),
+        (W, 0, rf"hop must be in \(0, window={W}\] samples, got 0"),
+        (W, W + 1, rf"hop must be in \(0, window={W}\] samples, got {W + 1}"),
+    ],
+)
+def test_bad_window_parameters(window, hop, match):
+    with pytest.raises(ValueError, match=match):
         plan_windows(1000, window, hop)
+
+
+@pytest.mark.parametrize(
+    ("n", "window", "hop", "starts"),
+    [
+        (1, 1, 1, (0,)),  # the smallest window and hop
+        (3, 1, 1, (0, 1, 2)),
+        (10, 4, 1, (0, 1, 2, 3, 4, 5, 6)),  # hop 1 is allowed
+        (12, 4, 4, (0, 4, 8)),  # hop == window: back to back, no overlap
+        (13, 4, 4, (0, 4, 8, 9)),  # ... then one aligned to the end
+        (4, 4, 2, (0,)),  # exactly one window
+    ],
+)
+def test_window_plan_edges(n, window, hop, starts):
+    assert plan_windows(n, window, hop).starts == starts
 
 
 def test_aggregate_mean_and_max():
     s = np.array([[0.1, 0.9], [0.5, 0.2], [0.3, 0.4]], np.float32)
     np.testing.assert_allclose(aggregate(s, "mean"), [0.3, 0.5], rtol=1e-6)
+    np.testing.assert_array_equal(aggregate(s), aggregate(s, "mean"))  # mean by default
     np.testing.assert_allclose(aggregate(s, "max"), [0.5, 0.9])
     with pytest.raises(ValueError, match="aggregate"):
         aggregate(s, "median")
@@ -104,3 +129,61 @@ def test_to_dict_is_json():
     assert d["windows"][0]["start"] == 0.0 and d["windows"][0]["end"] == 10.24
     assert "windows" not in result.to_dict()
     assert len(result.to_dict(scores=True)["scores"]) == 4
+
+
+def test_aggregate_accumulates_in_float64_and_returns_float32():
+    # 29 windows x 527 labels: a float32 mean differs from the float64 one in the last bit.
+    s = np.random.default_rng(1).random((29, 527)).astype(np.float32)
+    want = np.array([math.fsum(map(float, col)) / 29 for col in s.T], np.float32)
+    for method, expected in (("mean", want), ("max", s.max(axis=0))):
+        got = aggregate(s, method)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_activations_of_float32_logits_are_computed_in_float64():
+    x = np.random.default_rng(2).normal(0, 4, (3, 50)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    assert sigmoid(x).dtype == softmax(x).dtype == np.float64
+    np.testing.assert_allclose(sigmoid(x), scipy.special.expit(x64), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(softmax(x), scipy.special.softmax(x64, axis=-1), rtol=1e-13)
+    for name in ("sigmoid", "softmax"):
+        assert activate(x, name).dtype == np.float32
+
+
+def test_softmax_shifts_each_row_by_its_own_max():
+    # With one global shift the second row would underflow to 0/0.
+    x = np.array([[1000.0, 999.0], [0.0, 1.0]])
+    row = scipy.special.softmax([0.0, 1.0])
+    with np.errstate(all="raise"):
+        np.testing.assert_allclose(softmax(x), [row[::-1], row], rtol=1e-12)
+    # The axis argument is honoured: columns of x.T are the rows of x.
+    np.testing.assert_allclose(softmax(x.T, axis=0), np.array([row[::-1], row]).T, rtol=1e-12)
+
+
+def test_top_k_ties_keep_index_order_in_long_vectors():
+    # 200 scores with many ties (numpy's default quicksort reorders them).
+    scores = np.round(np.random.default_rng(0).random(200), 1).astype(np.float32)
+    names = [f"l{i}" for i in range(200)]
+    want = sorted(range(200), key=lambda i: (-scores[i], i))
+    assert [p.index for p in top_k(scores, names, 200)] == want
+
+
+def test_window_and_classification_dicts_exactly():
+    preds = [Prediction("dog", 0.5, 1)]
+    window = WindowScore(1.234567, 2.345678, np.array([0.25, 0.5], np.float32), preds)
+    assert window.to_dict() == {
+        "start": 1.2346,
+        "end": 2.3457,
+        "labels": [{"label": "dog", "score": 0.5, "index": 1}],
+    }
+    assert window.to_dict(scores=True)["scores"] == [0.25, 0.5]
+    result = Classification(preds, np.array([0.5, 0.5], np.float32), 3.456789, [window])
+    assert result.to_dict() == {
+        "path": None,
+        "duration": 3.4568,
+        "labels": [{"label": "dog", "score": 0.5, "index": 1}],
+    }
+    full = result.to_dict(windows=True, scores=True)
+    assert full["scores"] == [0.5, 0.5] and full["windows"][0]["scores"] == [0.25, 0.5]
+    assert "scores" not in result.to_dict(windows=True)["windows"][0]

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from ast_onnx.errors import CheckpointError, ExportError, ModelError
+from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.serving.triton import TritonRepo, write_triton_repo
 
@@ -185,10 +185,9 @@ def test_demo_model_repository(tmp_path):
     from ast_onnx.data import demo_checkpoint_dir
     from ast_onnx.export import export_model
 
-    try:
-        demo = demo_checkpoint_dir()
-    except CheckpointError as e:  # the bundled checkpoint is built by tools/train_demo.py
-        pytest.skip(f"demo checkpoint not bundled yet: {e}")
+    # The demo checkpoint is package data: missing, it is a packaging bug and fails here.
+    demo = demo_checkpoint_dir()
+    assert (demo / "config.json").is_file() and (demo / "model.safetensors").is_file()
     onnx_path = export_model(demo, tmp_path / "demo.onnx", verify=False).path
     repo = write_triton_repo(onnx_path, tmp_path / "models", name="ast_demo")
     config, meta = check_repo(repo, onnx_path, "ast_demo")

@@ -1,8 +1,9 @@
 """Wave-in models: the Kaldi fbank inside the ONNX graph.
 
-References: the numpy frontend (``FeatureExtractor``), transformers'
-``ASTFeatureExtractor`` (float64 numpy path), and the feature-input model run on numpy
-features; everything runs in onnxruntime on CPU.
+References: transformers' ``ASTFeatureExtractor`` (float64 numpy path) and
+``ASTForAudioClassification`` (fp32, fp16 and int8 wave-in models, long audio windowed by
+hand), the numpy frontend (``FeatureExtractor``) and the feature-input model run on
+numpy features; everything of ours runs in onnxruntime on CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import soundfile as sf
-from conftest import SIGNALS
+from conftest import SIGNALS, assert_close_in_range
+from test_runtime_parity import Reference
 
 from ast_onnx.errors import ExportError, InvalidAudioError
 from ast_onnx.export import export_frontend, export_model
@@ -35,6 +37,10 @@ CPU = ["CPUExecutionProvider"]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "classify_wavein.py"
 # The small checkpoints' window: max_length 100 frames = 400 + 99 * 160 samples.
 SMALL_WINDOW = 16240
+#: Wave-in model vs transformers, as (fraction of the reference scores' range, top-1
+#: agreement). Measured on the tiny model: fp32 2e-6, fp16 1.3e-3, int8-dynamic 0.035
+#: with 26 of 29 windows agreeing on top-1 (their scores are close to tied).
+WAVEIN_VS_TRANSFORMERS = {"fp32": (2e-5, 1.0), "fp16": (5e-3, 1.0), "int8-dynamic": (0.08, 0.8)}
 
 
 def session(model) -> ort.InferenceSession:
@@ -65,6 +71,18 @@ def wavein(small_checkpoint, tmp_path_factory):
     """fp32 wave-in export of the small single-label checkpoint (verified)."""
     out = tmp_path_factory.mktemp("wavein") / "small-wavein.onnx"
     return export_model(small_checkpoint, out, with_frontend=True)
+
+
+@pytest.fixture(scope="module")
+def wavein_fp16(small_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("wavein") / "small-wavein-fp16.onnx"
+    return export_model(small_checkpoint, out, precision="fp16", with_frontend=True)
+
+
+@pytest.fixture(scope="module")
+def transformers_reference(small_checkpoint):
+    """ASTFeatureExtractor + ASTForAudioClassification on the same checkpoint."""
+    return Reference(small_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +203,31 @@ def test_wavein_logits_match_the_feature_input_model(name, wavein, small_onnx):
     np.testing.assert_allclose(scores, e / e.sum(axis=1, keepdims=True), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", list(WAVEIN_VS_TRANSFORMERS))
+def test_wavein_models_match_transformers(precision, request, transformers_reference):
+    fixture = {"fp32": "wavein", "fp16": "wavein_fp16", "int8-dynamic": "wavein_int8"}
+    result = request.getfixturevalue(fixture[precision])
+    assert result.precision == precision
+    rel, top1 = WAVEIN_VS_TRANSFORMERS[precision]
+    ref = transformers_reference
+    rt = Runtime(result.path, providers="cpu")
+    assert rt.input_kind == "waveform"
+    window = ref.window_and_hop()[0]
+    clips = [SIGNALS[n]()[:window] for n in ("speech", "noise", "tone", "silence")]
+    clips.append(SIGNALS["short_0.5s"]())
+    got = np.stack([r.scores for r in rt.classify(clips)])
+    assert_close_in_range(got, ref.scores(clips), rel, top1=top1)
+    # 15 s: 29 windows cut, hopped and aggregated by hand on the reference side.
+    wave = SIGNALS["long_15s"]()
+    agg, per_window, starts = ref.windowed(wave)
+    long = rt.classify(wave)
+    assert [w.start for w in long.windows] == pytest.approx([s / SR for s in starts])
+    assert long.windows[-1].end == pytest.approx(len(wave) / SR)
+    windows = np.stack([w.scores for w in long.windows])
+    assert_close_in_range(windows, per_window, rel, top1=top1)
+    assert_close_in_range(long.scores, agg, rel, top1=None)
+
+
 def test_wavein_dynamic_batch_and_lengths(wavein, small_onnx):
     fe = FeatureExtractor.from_dict(wavein.metadata.frontend)
     wave_sess, feat_sess = session(wavein.path), session(small_onnx)
@@ -263,8 +306,12 @@ def test_cli_frontend_only(tmp_path, capsys, ast_frontend):
     wave = SIGNALS["noise"]()[:30000]
     got = sess.run(["input_values"], {"waveform": wave[None]})[0]
     np.testing.assert_allclose(got, quiet_features(fe, wave), rtol=0, atol=1e-4)
-    with pytest.raises(SystemExit):  # no precision options for the frontend alone
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # no precision options for the frontend alone
         main(["--frontend-only", "--int8", str(tmp_path / "x.onnx")])
+    assert exc.value.code == 2
+    assert "--frontend-only takes no --fp16/--int8" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_frontend_only_from_a_checkpoint(small_checkpoint, tmp_path):
@@ -340,15 +387,22 @@ def test_runtime_checks_waves_before_the_graph(bad, match, wavein):
         rt.logits(bad)
 
 
-def test_ast_classify_with_a_wavein_model(wavein, tmp_path, capsys):
+def test_ast_classify_with_a_wavein_model(wavein, transformers_reference, tmp_path, capsys):
     from ast_onnx.cli.classify import main
 
     path = tmp_path / "a.wav"
-    sf.write(path, SIGNALS["speech"]()[:40000], SR)
-    assert main([str(wavein.path), str(path), "--json", "--provider", "cpu"]) == 0
+    sf.write(path, SIGNALS["speech"]()[:40000], SR)  # 2.5 s: 3 windows
+    argv = [str(wavein.path), str(path), "--json", "--provider", "cpu", "--top-k", "10"]
+    assert main(argv) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
-    expected = Runtime(wavein.path, providers="cpu").classify(path)
-    assert line["labels"][0]["label"] == expected.labels[0].label
+    ref = transformers_reference
+    wave, _ = sf.read(path, dtype="float32")  # the 16-bit PCM the CLI read
+    agg = ref.windowed(wave)[0]
+    assert [p["label"] for p in line["labels"]] == [ref.labels[i] for i in np.argsort(-agg)]
+    got = {p["label"]: p["score"] for p in line["labels"]}
+    scores = np.array([got[name] for name in ref.labels])
+    assert_close_in_range(scores, agg, WAVEIN_VS_TRANSFORMERS["fp32"][0], top1=None)
+    assert line["duration"] == pytest.approx(2.5) and line["error"] is None
 
 
 def test_example_classifies_without_ast_onnx(wavein, tmp_path):

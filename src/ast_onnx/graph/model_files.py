@@ -39,7 +39,9 @@ def save_model(onnx: Any, model: Any, path: Path, external_data: bool = False) -
     With ``external_data`` the weights go to :func:`data_path` (``model`` is changed in
     place to point at it). Both files are written in a temporary directory beside
     ``path`` and renamed into place, the data first, so the new ``.onnx`` never appears
-    without its data; a failure leaves no partial files.
+    without its data; a failure leaves no partial files. If the ``.onnx`` rename fails
+    after the data's, the previous data file is put back (or the new one removed), so a
+    previous pair is kept as it was.
     """
     if not external_data:
         with atomic_path(path) as tmp:
@@ -58,8 +60,21 @@ def save_model(onnx: Any, model: Any, path: Path, external_data: bool = False) -
         )
         for name in (data.name, path.name):
             os.chmod(work / name, default_file_mode())  # onnx writes the data file 0600
+        previous = work / "previous.data"
+        if data.exists():  # keep the old weights under a second name, restored below
+            try:
+                os.link(data, previous)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(data, previous)
         os.replace(work / data.name, data)
-        os.replace(work / path.name, path)
+        try:
+            os.replace(work / path.name, path)
+        except BaseException:
+            if previous.exists():
+                os.replace(previous, data)
+            else:
+                data.unlink(missing_ok=True)
+            raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return [path, data]
