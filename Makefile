@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: test-ray-faults triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: mutation test-ray-faults triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ test-triton: install-dev triton-env
 
 bench-triton: install-dev triton-env
 	$(BIN)/python benchmarks/bench_triton.py
+
+# Mutation testing (mutmut) of the drift gate, windows, activations, top-k and metadata;
+# not part of make test (~2 min on 2 cores; TESTING.md has the scores and survivors).
+mutation: install-dev
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 "ast_onnx.quality*" "ast_onnx.runtime*" "ast_onnx.metadata*"
+	$(BIN)/mutmut results
 
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
