@@ -35,6 +35,19 @@ from ast_onnx.errors import (  # noqa: E402
 )
 from ast_onnx.runtime import Runtime  # noqa: E402
 
+
+@pytest.fixture
+def ray_starts(monkeypatch):
+    """Calls of ``ray.init`` during the test (recorded, not made): "before Ray starts"
+    is checked on what the code under test does, not on Ray's global state, which an
+    earlier test of the session may have left initialized."""
+    import ray
+
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
 SR = 16000
 
 
@@ -393,7 +406,9 @@ def test_model_fingerprint_follows_the_bytes_data_file_and_labels(toy, tmp_path)
     assert model_fingerprint(toy, ["a", "b"]) != model_fingerprint(toy, ["a", "c"])
 
 
-def test_classify_to_file_refuses_another_models_output_before_ray(toy, audio, tmp_path):
+def test_classify_to_file_refuses_another_models_output_before_ray(
+    toy, audio, tmp_path, ray_starts
+):
     from ast_onnx.distributed import classify_to_file
     from ast_onnx.distributed.identity import run_identity
 
@@ -409,7 +424,7 @@ def test_classify_to_file_refuses_another_models_output_before_ray(toy, audio, t
     with pytest.raises(ResumeError, match="top_k"):
         classify_to_file(toy, [paths["a.wav"]], out, RayOptions(top_k=2))
     assert classify_to_file(toy, [paths["a.wav"]], out).skipped == 1  # the same run resumes
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert ray_starts == []  # ray.init was never called
 
 
 # ----- options, resources, dependencies -----
@@ -455,25 +470,29 @@ def test_importing_distributed_and_the_cli_does_not_import_ray():
         (["--ray", "--output", "r.jsonl", "--num-actors", "0"], "num_actors"),
     ],
 )
-def test_cli_usage_errors_exit_2_before_ray_starts(toy, tmp_path, capsys, extra, message):
+def test_cli_usage_errors_exit_2_before_ray_starts(
+    toy, tmp_path, capsys, extra, message, ray_starts
+):
     from ast_onnx.cli.classify import main
 
     assert main([str(toy), str(tmp_path), *extra]) == 2
     assert message in capsys.readouterr().err
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert ray_starts == []  # ray.init was never called
 
 
-def test_cli_refuses_a_bad_model_before_ray_starts(tmp_path, capsys):
+def test_cli_refuses_a_bad_model_before_ray_starts(tmp_path, capsys, ray_starts):
     from ast_onnx.cli.classify import main
 
     out = str(tmp_path / "r.jsonl")
     # A missing model is bad input (1), not a usage error (2): the exit-code table.
     assert main([str(tmp_path / "missing.onnx"), str(tmp_path), "--ray", "--output", out]) == 1
     assert "model file not found" in capsys.readouterr().err
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert ray_starts == []  # ray.init was never called
 
 
-def test_cli_refuses_another_models_output_before_ray_starts(toy, audio, tmp_path, capsys):
+def test_cli_refuses_another_models_output_before_ray_starts(
+    toy, audio, tmp_path, capsys, ray_starts
+):
     from ast_onnx.cli.classify import main
     from ast_onnx.distributed.identity import run_identity
 
@@ -487,7 +506,7 @@ def test_cli_refuses_another_models_output_before_ray_starts(toy, audio, tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "toy.onnx" in err and "other.onnx" in err
     assert "--no-resume" in err
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert ray_starts == []  # ray.init was never called
 
 
 @pytest.mark.parametrize("problem", ["read-only", "directory", "too long"])

@@ -21,7 +21,7 @@ BASE = {"labels": ["a", "b"], "activation": "softmax", "frontend": {"max_length"
         ({"activation": "relu"}, r"activation must be one of \('sigmoid', 'softmax'\), got 'relu'"),
         ({"precision": "bf16"}, r"precision must be one of \(.*'int8-static'\), got 'bf16'"),
         ({"input_kind": "video"}, r"input_kind must be one of \(.*'waveform'\), got 'video'"),
-        ({"labels": []}, r"^labels must be a non-empty list of class names$"),
+        ({"labels": []}, r"^labels must be a non-empty list of class names, got \[\]$"),
     ],
 )
 def test_invalid_fields_are_named(change, message):
