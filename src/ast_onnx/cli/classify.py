@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Iterator, Sequence
 
 from ast_onnx.cli import classify_ray, exit_codes
+from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError, item_error
 from ast_onnx.frontend.files import find_audio_files
@@ -117,10 +117,7 @@ def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     try:
         if args.ray or args.output:
             if args.events or args.threshold is not None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ast_onnx.cli import exit_codes
+from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.runtime.options import RuntimeOptions
 
@@ -235,10 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     try:
         return run(args)
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing to flush

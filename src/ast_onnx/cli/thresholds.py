@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
 from ast_onnx.cli import exit_codes
+from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 
 
@@ -60,10 +60,7 @@ def _table(tuning) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     from ast_onnx.bench.thresholds import tune_model
     from ast_onnx.errors import AstOnnxError
 

@@ -13,10 +13,10 @@ cannot start (a one-line error naming what is missing); 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
+from ast_onnx.cli.logs import setup_logging
 from ast_onnx.errors import AstOnnxError
 
 
@@ -72,10 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tritonserver  {install.binary}\nstub          {install.stub}")
             print(f"libpython     {install.libpython}\npython        {sys.executable}")
             return 0
-        logging.basicConfig(
-            level=logging.INFO if args.verbose else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
+        setup_logging(args.verbose)
         ports = (args.http_port, args.grpc_port, args.metrics_port)
         return server.serve(args.repo, ports=ports, extra_args=extra)
     except AstOnnxError as e:
