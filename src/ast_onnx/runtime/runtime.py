@@ -18,23 +18,13 @@ from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
 from ast_onnx.runtime.events import EventOptions, make_detector, window_events
+from ast_onnx.runtime.loading import open_session
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
-from ast_onnx.runtime.providers import (
-    PROVIDER_NAMES,
-    ProviderSettings,
-    build_provider_list,
-    check_session_providers,
-    import_onnxruntime,
-    select_providers,
-    short_name,
-)
 from ast_onnx.runtime.results import Classification, activate, nonfinite_error
 from ast_onnx.runtime.session import (
-    create_session,
     inspect_io,
     make_frontend,
     model_thresholds,
-    probe_trt_settings,
     read_metadata,
     resolve_labels,
 )
@@ -87,35 +77,9 @@ class Runtime:
         opts = (options or RuntimeOptions()).replace(**overrides)
         self.options = opts
         self.max_audio_seconds = check_max_seconds(opts.max_audio_seconds)
-        ort = import_onnxruntime()
         self.path = str(path)
         self.aggregate = opts.aggregate
-
-        plan = select_providers(opts.providers, ort.get_available_providers(), opts.fallback)
-        if opts.provider_options:
-            extra = {PROVIDER_NAMES.get(k, k): v for k, v in opts.provider_options.items()}
-            merged = {**dict(plan.user_options), **extra}
-            plan = type(plan)(plan.chain, plan.explicit, tuple(merged.items()))
-        session_options = ort.SessionOptions()
-        if opts.threads is not None:
-            session_options.intra_op_num_threads = opts.threads
-        if not opts.prepack:
-            session_options.add_session_config_entry("session.disable_prepacking", "1")
-        settings = ProviderSettings(
-            device_id=opts.device_id,
-            batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,
-            cache_dir=opts.cache_dir,
-            gpu_mem_limit=opts.gpu_mem_limit,
-        )
-        if PROVIDER_NAMES["tensorrt"] in plan.chain:
-            settings = probe_trt_settings(ort, path, settings)
-        chain = build_provider_list(plan, settings, ort.__version__)
-        session = create_session(
-            ort, path, session_options, chain, fallback=opts.fallback or not plan.explicit
-        )
-        self.provider = short_name(
-            check_session_providers(plan, session.get_providers(), fallback=opts.fallback)
-        )
+        session, self.provider = open_session(path, opts)
         self._session = session
         self.metadata: ModelMetadata | None = read_metadata(session, path)
         #: Most items per ``session.run`` (see :attr:`RuntimeOptions.batch_size`).
