@@ -38,13 +38,18 @@ from ast_onnx.runtime import Runtime  # noqa: E402
 
 @pytest.fixture
 def ray_starts(monkeypatch):
-    """Calls of ``ray.init`` during the test (recorded, not made): "before Ray starts"
-    is checked on what the code under test does, not on Ray's global state, which an
-    earlier test of the session may have left initialized."""
+    """Calls of ``ray.init`` and ``ray.data.from_items`` during the test (recorded, not
+    made): "before Ray starts" is checked on what the code under test does, not on Ray's
+    global state, which an earlier test of the session may have left initialized (then
+    a job would skip ``ray.init`` but still build its dataset)."""
     import ray
+    import ray.data
 
     calls = []
-    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: calls.append(("init", args)))
+    monkeypatch.setattr(
+        ray.data, "from_items", lambda *args, **kwargs: calls.append(("from_items", args))
+    )
     return calls
 
 
