@@ -252,7 +252,7 @@ def test_empty_chunks_rates_channels_and_closed_streams(runtime):
     for empty in (np.zeros(0, np.float32), np.zeros((0, 2), np.int16), []):
         result = stream.push(empty)
         assert (result.windows, result.events, stream.samples_seen) == ([], [], 0)
-    with pytest.raises(InvalidAudioError, match=r"22050 Hz.*16000 Hz.*-ar 16000"):
+    with pytest.raises(InvalidAudioError, match=r"22050 Hz.*16000 Hz.*stream\(sample_rate"):
         stream.push(np.zeros(100, np.float32), sample_rate=22050)
     stream.push(np.zeros(100, np.float32), sample_rate=SR)
     stream.push(np.zeros((100, 2), np.int16))
@@ -274,8 +274,8 @@ def test_stream_options_are_checked(runtime):
         runtime.stream(hop=0.3)  # the model's window is shorter than the hop
     with pytest.raises(InvalidOptionError, match=r"\(0, 0.215\] s"):
         runtime.stream(hop=0)
-    with pytest.raises(InvalidOptionError, match=r"44100 Hz.*-ar 16000"):
-        runtime.stream(sample_rate=44100)
+    with pytest.raises(InvalidAudioError, match=r"between 1000 and 384000 Hz"):
+        runtime.stream(sample_rate=500)
     with pytest.raises(InvalidOptionError, match="events"):
         runtime.stream(events="yes")
     with pytest.raises(InvalidOptionError, match="nope"):
@@ -311,3 +311,56 @@ def test_buffers_stay_bounded_over_ten_minutes(tmp_path):
     hop = stream.hop_samples
     assert windows == (total - WINDOW) // hop + 1
     assert len(stream.flush().windows) == int((total - WINDOW) % hop != 0)
+
+
+# ----- streams at another rate -----
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 8000, 22050, 16001])
+def test_streaming_resampler_equals_resample_poly_of_the_whole(rate):
+    """scipy's resample_poly of the whole signal is the reference (1-sample chunks too)."""
+    from scipy.signal import resample_poly
+
+    from ast_onnx.frontend.audio import resample_factors
+    from ast_onnx.frontend.resampling import StreamingResampler
+
+    rng = np.random.default_rng(rate)
+    wave = (0.3 * rng.standard_normal(rate // 2 + 17)).astype(np.float32)
+    up, down = resample_factors(rate, SR)
+    want = resample_poly(wave, up, down).astype(np.float32)
+    resampler, parts, pos = StreamingResampler(rate, SR), [], 0
+    sizes = [1] * 50 + chunk_sizes(wave.shape[0] - 50, rng, rate // 4)
+    for n in sizes:
+        parts.append(resampler.push(wave[pos : pos + n]))
+        pos += n
+        # Bounded: at most one filter length (20 max(up, down) + 1 taps) of inputs,
+        # upsampled, plus the alignment to a multiple of down.
+        assert resampler.pending_samples <= 21 * max(up, down) // up + down + 2
+    parts.append(resampler.flush())
+    got = np.concatenate(parts)
+    assert got.shape == want.shape == (-(-wave.shape[0] * up // down),)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert resampler.flush().shape == (0,)
+
+
+def test_stream_at_another_rate_gives_the_offline_events(runtime):
+    """A 44.1 kHz stream equals classify(44.1 kHz audio, sample_rate=44100)."""
+    from scipy.signal import resample_poly
+
+    rate = 44100
+    wave = resample_poly(scene(6.0, 21), 441, 160).astype(np.float32)
+    offline = runtime.classify(wave, sample_rate=rate, events=RULES)
+    stream = runtime.stream(sample_rate=rate, events=RULES)
+    assert stream.input_rate == rate and stream.sample_rate == SR
+    rng = np.random.default_rng(21)
+    windows, events, _ = push_all(stream, wave, chunk_sizes(wave.shape[0], rng, 3 * rate // 4))
+    assert len(offline.events) >= 3
+    assert [(e.index, e.onset, e.offset) for e in events] == [
+        (e.index, e.onset, e.offset) for e in offline.events
+    ]
+    assert [w.start for w in windows] == [w.start for w in offline.windows]
+    np.testing.assert_allclose(
+        [w.scores for w in windows], [w.scores for w in offline.windows], rtol=0, atol=2e-6
+    )
+    with pytest.raises(InvalidAudioError, match=r"16000 Hz.*44100 Hz"):
+        runtime.stream(sample_rate=rate).push(np.zeros(10, np.float32), sample_rate=SR)

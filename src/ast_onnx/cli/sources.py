@@ -71,8 +71,8 @@ def pcm_chunks(
     return chunks()
 
 
-def file_chunks(path: str | os.PathLike, block_frames: int) -> tuple[int, Iterator[np.ndarray]]:
-    """A file's rate and its chunks ``(frames, channels)`` float32, read block by block.
+def file_chunks(path: str | os.PathLike, block_seconds: float) -> tuple[int, Iterator[np.ndarray]]:
+    """A file's rate and its chunks ``(frames, channels)`` float32 of ``block_seconds``.
 
     Raises:
         AudioFileError: Missing or unreadable file.
@@ -83,6 +83,8 @@ def file_chunks(path: str | os.PathLike, block_frames: int) -> tuple[int, Iterat
         handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioFileError(f"cannot read audio file {path}: {e}") from e
+
+    block_frames = max(1, round(block_seconds * handle.samplerate))
 
     def chunks() -> Iterator[np.ndarray]:
         with handle:

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=int,
         default=None,
-        help="sample rate of stdin / the mic (default: the model's; a file has its own)",
+        help="sample rate of stdin / the mic (default: the model's; a file has its own); "
+        "another rate than the model's is resampled as it arrives",
     )
     src.add_argument("--channels", type=int, default=1, help="interleaved channels (default 1)")
     src.add_argument("--realtime", action="store_true", help="pace a file like a live source")
@@ -135,7 +136,8 @@ def event_options(args: argparse.Namespace) -> Any:
 def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterator[Any]]:
     """``(sample_rate, chunks)`` of the source the arguments name."""
     from ast_onnx.cli import sources
-    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.errors import InvalidAudioError, InvalidOptionError
+    from ast_onnx.frontend.audio import check_sample_rate
 
     if args.mic == (args.source is not None):
         raise InvalidOptionError("give either SOURCE ('-' or a file) or --mic")
@@ -144,13 +146,17 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
     if args.duration is not None and not args.duration > 0:
         raise InvalidOptionError(f"--duration must be > 0 seconds, got {args.duration}")
     rate = args.rate or model_rate
+    try:
+        check_sample_rate(rate, "--rate")
+    except InvalidAudioError as e:  # a flag, so a usage error (exit 2)
+        raise InvalidOptionError(str(e)) from None
     block = max(1, round(args.chunk * rate))
     if args.mic:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         return rate, sources.microphone_chunks(rate, args.channels, block, device)
     if args.source == "-":
         return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
-    rate, chunks = sources.file_chunks(args.source, max(1, round(args.chunk * model_rate)))
+    rate, chunks = sources.file_chunks(args.source, args.chunk)
     return rate, sources.paced(chunks, rate) if args.realtime else chunks
 
 

@@ -308,8 +308,8 @@ class Runtime:
         Args:
             hop: Seconds between windows, a whole number of fbank frames (10 ms for AST)
                 up to one window; None: this runtime's hop (``window_hop``).
-            sample_rate: Rate of the audio to push; None or the model's rate (streams
-                are not resampled).
+            sample_rate: Rate of the audio to push (None: the model's); another rate is
+                resampled as it arrives, sample for sample as ``classify`` resamples.
             events: Event rules (:class:`~ast_onnx.runtime.events.EventOptions`); None
                 or True: the defaults; False: windows only.
             channels: Channels of 2-D chunks (None: those of the first one).
@@ -317,7 +317,8 @@ class Runtime:
 
         Raises:
             InvalidOptionError: A hop that is not whole frames, or longer than the
-                model's window; a sample rate other than the model's.
+                model's window.
+            InvalidAudioError: A sample rate outside the supported range.
         """
         hop_samples = self.hop_samples if hop is None else round(float(hop) * self.sample_rate)
         return Stream(

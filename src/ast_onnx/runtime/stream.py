@@ -24,13 +24,15 @@ begins at the midpoint between its centre and the previous window's), so the eve
 equal offline's; an event is returned with the window whose segment it is off in
 (or later, by ``max_gap``).
 
-Resampling is not done: a stream at another rate than the model's is refused (scipy
-has no stateful polyphase resampler, and resampling chunks independently would click
-at every chunk edge); resample the source, e.g. ``ffmpeg ... -ar 16000``.
+A stream at another rate than the model's is resampled as it arrives by
+:class:`~ast_onnx.frontend.resampling.StreamingResampler`, sample for sample as offline
+``classify`` resamples the whole input (``resample_poly``), so the windows and events
+still equal offline's; the resampler holds about one filter length of samples.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +42,12 @@ import numpy as np
 from ast_onnx.errors import InvalidAudioError, InvalidOptionError, StreamClosedError
 from ast_onnx.frontend.audio import check_sample_rate, to_mono_float
 from ast_onnx.frontend.features import FeatureExtractor
+from ast_onnx.frontend.resampling import StreamingResampler
 from ast_onnx.frontend.streaming import StreamingFeatures
 from ast_onnx.runtime.events import Event, EventOptions, make_detector, segment_edge
 from ast_onnx.runtime.results import WindowScore, activate, top_k
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,7 +105,8 @@ class Stream:
         input_kind: ``"features"``, or ``"waveform"`` for wave-in models.
         batch_size: Most windows per ``run``.
         hop_samples: Samples between window starts, a multiple of the frame shift.
-        sample_rate: Rate of the audio to push, checked: None or the model's.
+        sample_rate: Rate of the audio to push (None: the model's); another rate is
+            resampled to the model's as the chunks arrive (logged at INFO).
         events: Event rules: True for the defaults, False for no event detection.
         top_k: Labels in each window's ``labels``.
         channels: Channels of 2-D chunks; None: those of the first 2-D chunk, which must
@@ -127,10 +133,19 @@ class Stream:
         self.labels, self.activation = list(labels), activation
         self.input_kind, self.batch_size, self.top_k = input_kind, batch_size, top_k
         self.sample_rate = int(frontend.sample_rate)
-        if sample_rate is not None and check_sample_rate(sample_rate) != self.sample_rate:
-            raise InvalidOptionError(
-                f"stream at {sample_rate} Hz for a {self.sample_rate} Hz model: streams are not "
-                f"resampled; resample the source (ffmpeg ... -ar {self.sample_rate})"
+        self.input_rate = (
+            self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
+        )
+        self._resampler: StreamingResampler | None = None
+        if self.input_rate != self.sample_rate:
+            self._resampler = StreamingResampler(self.input_rate, self.sample_rate)
+            logger.info(
+                "stream at %d Hz resampled to the model's %d Hz as it arrives "
+                "(resample_poly up=%d down=%d)",
+                self.input_rate,
+                self.sample_rate,
+                self._resampler.up,
+                self._resampler.down,
             )
         self.window_samples = int(frontend.window_samples)
         self.hop_samples = check_hop(hop_samples, frontend)
@@ -160,7 +175,7 @@ class Stream:
 
     @property
     def seconds(self) -> float:
-        """Audio pushed so far, in seconds."""
+        """Audio pushed so far, in seconds (at the model's rate, after any resampling)."""
         return self.samples_seen / self.sample_rate
 
     @property
@@ -168,6 +183,7 @@ class Stream:
         """What the stream holds: samples kept, samples not yet framed, frames held."""
         pending = self._features.pending_samples if self._features is not None else 0
         return {
+            "resampler_samples": self._resampler.pending_samples if self._resampler else 0,
             "samples": int(self._ring.capacity),
             "pending_samples": int(pending),
             "frames": int(self._held),
@@ -187,7 +203,7 @@ class Stream:
                 ``(samples, channels)`` (mixed down; the channel count must stay the
                 same). Any length; an empty chunk does nothing.
             sample_rate: The chunk's rate, if the caller wants it checked: it must be
-                the stream's.
+                the stream's (the ``sample_rate`` given to ``stream()``).
 
         Returns:
             The windows completed and the events closed by this chunk.
@@ -200,7 +216,14 @@ class Stream:
         if self.closed:
             raise StreamClosedError("this stream was flushed; start a new one with stream()")
         wave = self._check_chunk(chunk, sample_rate)
+        if self._resampler is not None:
+            wave = self._resampler.push(wave)
         result = StreamResult()
+        self._feed(wave, result)
+        return result
+
+    def _feed(self, wave: np.ndarray, result: StreamResult) -> None:
+        """Consume model-rate samples; score the windows they complete into ``result``."""
         queue: list[tuple[int, np.ndarray]] = []
         pos = 0
         while pos < wave.shape[0]:
@@ -215,7 +238,6 @@ class Stream:
                     self._score(queue, result)
                     queue = []
         self._score(queue, result)
-        return result
 
     def flush(self) -> StreamResult:
         """End the stream: score the tail as offline ``classify`` does, close all events.
@@ -227,6 +249,8 @@ class Stream:
         result = StreamResult()
         if self.closed:
             return result
+        if self._resampler is not None:  # the resampler's last samples, then the tail
+            self._feed(self._resampler.flush(), result)
         self.closed = True
         n, window = self.samples_seen, self.window_samples
         if n == 0:
@@ -248,11 +272,10 @@ class Stream:
 
     def _check_chunk(self, chunk: Any, sample_rate: int | None) -> np.ndarray:
         """Mono float32 samples of a chunk, validated before any state changes."""
-        if sample_rate is not None and check_sample_rate(sample_rate) != self.sample_rate:
+        if sample_rate is not None and check_sample_rate(sample_rate) != self.input_rate:
             raise InvalidAudioError(
-                f"chunk at {sample_rate} Hz pushed to a stream at {self.sample_rate} Hz: "
-                "streams are not resampled (resample the source, e.g. ffmpeg -ar "
-                f"{self.sample_rate})"
+                f"chunk at {sample_rate} Hz pushed to a stream at {self.input_rate} Hz: a "
+                "stream's rate is set once, by stream(sample_rate=...)"
             )
         arr = np.asarray(chunk)
         if arr.ndim not in (1, 2):
