@@ -227,3 +227,13 @@ def test_gate_needs_a_floor_per_snr():
     ev = EventEvaluation("offline", 3.0, EventScores(F1(1.0, 1.0, 1.0, 1, 1), 1.0, {}))
     with pytest.raises(InvalidOptionError, match="3 dB"):
         gate_failures([ev], FLOORS, MARGIN)
+
+
+def test_event_table_has_a_row_per_evaluation():
+    from ast_onnx.bench.event_f1 import F1, EventEvaluation, EventScores, format_event_table
+
+    classes = {"yes": F1(0.5, 0.5, 0.5, 2, 2), "no": F1(0.0, 0.0, 0.0, 0, 0)}
+    scores = EventScores(F1(0.5, 0.5, 0.5, 2, 2), 0.5, classes)
+    table = format_event_table([EventEvaluation("offline", 10.0, scores)] * 2).splitlines()
+    assert len(table) == 4 and table[0].split(" | ")[-2:] == ["yes", "no |"]
+    assert table[2].endswith("| 0.50 | - |")  # "no": nothing to score
