@@ -5,9 +5,10 @@ Opt-in (not collected by a plain ``pytest``)::
     .venv/bin/python -m pytest benchmarks/bench_stream.py -s
     AST_STREAM_BENCH_BASE=1 ...   # also AST-base fp32 / int8 (random weights; minutes)
 
-A 60 s soundscape (the bundled evaluation keywords every 2 s over pink-ish noise) is
-pushed as a live source would deliver it, in 0.1 s chunks, through a single-threaded
-``Runtime`` (one core). Per hop of 0.1, 0.25, 0.5 and 1 s it reports:
+A 60 s soundscape (the bundled evaluation keywords every 2 s over pink noise, from
+``ast_onnx.bench.soundscapes``) is pushed as a live source would deliver it, in 0.1 s
+chunks, through a single-threaded ``Runtime`` (one core). Per hop of 0.1, 0.25, 0.5 and
+1 s it reports:
 
 - RTF: processing time / audio time (below 1: keeps up with real time on one core),
   and as the baseline, offline ``classify`` of the whole audio with the same hop;
@@ -42,18 +43,10 @@ ROWS: list[str] = []
 
 
 def soundscape(seconds: float = 60.0, seed: int = 0) -> np.ndarray:
-    """Evaluation keywords every 2 s over low noise, float32 16 kHz."""
-    from ast_onnx.data import eval_set
-    from ast_onnx.frontend import load_audio
+    """Evaluation keywords every 2 s over pink noise at 20 dB SNR, float32 16 kHz."""
+    from ast_onnx.bench.soundscapes import make_soundscapes
 
-    rng = np.random.default_rng(seed)
-    paths, _ = eval_set()
-    wave = np.cumsum(rng.standard_normal(int(seconds * SR))).astype(np.float32)
-    wave = 0.01 * (wave - np.convolve(wave, np.ones(400) / 400, mode="same"))
-    for i, at in enumerate(range(SR // 2, wave.shape[0] - SR, 2 * SR)):
-        clip = load_audio(paths[i % len(paths)])
-        wave[at : at + clip.shape[0]] += clip
-    return np.clip(wave, -1, 1)
+    return make_soundscapes((20.0,), 1, seconds, seed, gap=(1.0, 1.0))[0].wave
 
 
 def measure(runtime, hop: float, wave: np.ndarray) -> dict[str, float]:

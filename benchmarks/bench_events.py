@@ -1,0 +1,92 @@
+"""Event-based F1 of a model on keyword soundscapes, offline and streaming.
+
+A plain script (not collected by a plain ``pytest``)::
+
+    .venv/bin/python benchmarks/bench_events.py                # the demo model
+    .venv/bin/python benchmarks/bench_events.py --model m.onnx --hop 0.25 --snr 10
+
+It builds the soundscapes of ``tools/make_soundscapes.py`` in memory (same seed, same
+set), runs ``Runtime.classify(..., events=...)`` on each whole soundscape and
+``Runtime.stream`` fed in random chunks of 1 sample to 3 windows, and scores both with
+sed_eval's event-based metric (``ast_onnx.bench.event_f1``) at each collar. Per path and
+SNR it prints overall F1 / precision / recall, the macro F1 and each class's F1, as
+Markdown, and writes them to ``.cache/bench/events_summary.md``. Needs the ``[eval]``
+extra (and ``[export]`` to export the demo model on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("AST_ONNX_BENCH_CACHE", ROOT / ".cache" / "bench"))
+
+
+def demo_onnx() -> Path:
+    """The demo model exported to fp32 (cached, shared with bench_stream.py)."""
+    path = CACHE / "demo-fp32.onnx"
+    if not path.exists():
+        from ast_onnx.export import export_model
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        export_model("demo", path, precision="fp32")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ast_onnx.bench.event_f1 import (
+        COLLAR,
+        DEMO_HOP,
+        WINDOW_COLLAR,
+        demo_event_options,
+        detect_all,
+        format_event_table,
+        score_paths,
+    )
+    from ast_onnx.bench.soundscapes import SNRS_DB, make_soundscapes
+    from ast_onnx.runtime import Runtime
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="ONNX model (default: the demo model, exported)")
+    parser.add_argument("--hop", type=float, default=DEMO_HOP, help="seconds between windows")
+    parser.add_argument("--seed", type=int, default=1, help="soundscape seed")
+    parser.add_argument("--count", type=int, default=4, help="soundscapes per SNR")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each")
+    parser.add_argument("--snr", type=float, nargs="+", default=list(SNRS_DB), help="dB")
+    parser.add_argument(
+        "--collar", type=float, nargs="+", default=[WINDOW_COLLAR, COLLAR], help="seconds"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    args = parser.parse_args(argv)
+
+    model = args.model or demo_onnx()
+    runtime = Runtime(model, providers="cpu", threads=args.threads, window_hop=args.hop)
+    scapes = make_soundscapes(args.snr, args.count, args.seconds, args.seed)
+    audio = sum(s.seconds for s in scapes)
+    events = sum(len(s.events) for s in scapes)
+    lines = [
+        f"model {Path(model).name}, hop {args.hop:g} s, seed {args.seed}: {len(scapes)} "
+        f"soundscapes, {audio:.0f} s of audio, {events} reference events",
+    ]
+    options = demo_event_options(runtime.labels)
+    labels = [label for label in runtime.labels if label not in options.ignore]
+    t0 = time.perf_counter()
+    detected = detect_all(runtime, scapes, options)
+    lines[0] += f" (detection, both paths: {time.perf_counter() - t0:.0f} s)"
+    for collar in args.collar:
+        table = format_event_table(score_paths(scapes, detected, labels, collar))
+        lines += ["", f"collar {collar:g} s (offset: max({collar:g} s, 20 % of the event)):"]
+        lines += ["", table]
+    text = "\n".join(lines)
+    print(text)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "events_summary.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
