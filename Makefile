@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: mutation test-ray-faults triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: bench-events mutation test-ray-faults triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,9 @@ bench: install-dev
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
 
 # Streaming: real-time factor and event emission latency per hop (benchmarks/RESULTS.md).
+bench-events: install-dev
+	$(BIN)/python benchmarks/bench_events.py
+
 bench-stream: install-dev
 	$(BIN)/python -m pytest benchmarks/bench_stream.py -s -q
 
