@@ -12,7 +12,7 @@ add its own ``parameters { ... }`` block to the config, so:
   serialized by protobuf itself: ``json_format.ParseDict`` into tritonclient's
   ``model_config_pb2.ModelConfig``, then ``text_format.MessageToString``. A value the
   schema does not allow fails there, and every string is escaped by protobuf;
-- without tritonclient (the ``triton`` extra) a small renderer writes the same
+- without tritonclient (the ``triton`` extra) a small renderer (:mod:`.pbtext`) writes the same
   description with protobuf's text-format escaping (C escapes, other bytes as octal);
   the tests check that both parse back to the same message.
 """
@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.options_base import Replaceable
+from ast_onnx.serving.pbtext import Enum, Map, render_text
 
 #: ONNX TensorProto element types -> Triton data types.
 TRITON_DTYPES = {
@@ -57,14 +58,6 @@ class TensorInfo:
     name: str
     data_type: str
     shape: tuple[int, ...]
-
-
-class Enum(str):
-    """A ModelConfig enum value (written bare in the text format, e.g. ``TYPE_FP32``)."""
-
-
-class Map(dict):
-    """A ModelConfig ``map<string, string>`` field (``{ key: ... value: ... }`` entries)."""
 
 
 def check_model_name(name: Any) -> str:
@@ -220,56 +213,6 @@ def config_text(config: dict[str, Any]) -> str:
     except json_format.ParseError as e:  # a value the schema refuses
         raise ExportError(f"the Triton config does not fit Triton's ModelConfig: {e}") from e
     return text_format.MessageToString(message)
-
-
-def render_text(config: dict[str, Any], indent: int = 0) -> str:
-    """Protobuf text format of a :func:`model_config` description, without protobuf."""
-    pad = "  " * indent
-    lines = []
-    for key, value in config.items():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, Map):  # map<string, string> or map<string, message>
-                lines += [
-                    f"{pad}{key} {{ key: {quote(k)} value"
-                    + (
-                        f": {quote(v)}"
-                        if isinstance(v, str)
-                        else f" {{ {render_text(v).strip()} }}"
-                    )
-                    + " }"
-                    for k, v in item.items()
-                ]
-            elif isinstance(item, dict):
-                lines += [f"{pad}{key} {{", render_text(item, indent + 1).rstrip("\n"), f"{pad}}}"]
-            else:
-                lines.append(f"{pad}{key}: {_scalar(item)}")
-    return "\n".join(line for line in lines if line) + "\n"
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, Enum):
-        return str(value)
-    if isinstance(value, str):
-        return quote(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    raise ExportError(f"cannot write {value!r} into a Triton config")
-
-
-def quote(text: str) -> str:
-    """A protobuf text-format string literal (as protobuf's ``CEscape`` writes it)."""
-    out = []
-    for byte in text.encode("utf-8"):
-        char = chr(byte)
-        if char in "\"'\\":
-            out.append("\\" + char)
-        elif 0x20 <= byte < 0x7F:
-            out.append(char)
-        else:  # control characters and every byte of a non-ASCII character
-            out.append(f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
 
 
 #: Instance-group kinds a config may ask for.

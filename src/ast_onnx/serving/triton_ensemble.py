@@ -122,6 +122,8 @@ def _model_tensors(
     if inp.data_type not in ("TYPE_FP32", "TYPE_FP16"):
         raise ModelError(f"{str(src)!r}: input {inp.name!r} is {inp.data_type}, not float")
     frames, mel = (d if d > 0 else None for d in inp.shape[1:])
+    # The Runtime's own rule (metadata, else AST defaults sized by the input; checked
+    # against the input's dims): make_frontend reads only the input's (frames, mel).
     io = ModelIO(inp.name, (frames, mel), float, "", None)
     return inp, make_frontend(meta, io, src)
 
