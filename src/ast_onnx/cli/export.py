@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--triton-backend",
         choices=BACKENDS,
         default=BACKENDS[0],
-        help="onnxruntime (default; GPU boxes, NGC image) or python: ast_onnx.Runtime inside "
-        "Triton, raw audio in (ast-triton serve)",
+        help="onnxruntime (default; GPU boxes, NGC image), python: ast_onnx.Runtime inside "
+        "Triton, raw audio in (ast-triton serve), or ensemble: raw audio in, a CPU fbank step, "
+        "the model on the onnxruntime backend, a CPU postprocess step",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -200,6 +201,11 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error("--triton-name/--triton-cpu need --triton-repo")
     if args.triton_repo and args.frontend_only:
         parser.error("--triton-repo writes classifiers; --frontend-only exports no classifier")
+    if args.triton_backend == "ensemble" and args.with_frontend:
+        parser.error(
+            "--triton-backend ensemble runs the fbank in its own step: it takes a feature-input "
+            "model, not a wave-in one (--with-frontend); serve that with onnxruntime or python"
+        )
     if args.frontend_only and (
         args.fp16 or args.int8 or args.no_optimize or args.labels or args.external_data
     ):

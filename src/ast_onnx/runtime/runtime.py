@@ -24,13 +24,14 @@ from ast_onnx.runtime.results import Classification, activate, nonfinite_error
 from ast_onnx.runtime.session import (
     inspect_io,
     make_frontend,
+    model_activation,
     model_thresholds,
     read_metadata,
     resolve_labels,
 )
 from ast_onnx.runtime.stream import Stream
 from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
-from ast_onnx.runtime.windows import aggregate, plan_windows
+from ast_onnx.runtime.windows import aggregate, hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,7 @@ class Runtime:
         #: ``"features"``, or ``"waveform"`` for wave-in models (fbank inside the graph).
         self.input_kind = self._io.input_kind
         self.labels = resolve_labels(opts.labels, self.metadata, self._io, path)
-        self.activation = opts.activation or (
-            self.metadata.activation if self.metadata else "sigmoid"
-        )
+        self.activation = model_activation(opts.activation, self.metadata)
         if self.metadata is None:
             logger.warning(
                 "model %r has no ast-onnx metadata: using the AST default frontend "
@@ -106,22 +105,10 @@ class Runtime:
         #: The model's decision threshold of each label (metadata schema 2), or None.
         self.thresholds: np.ndarray | None = model_thresholds(self.metadata, len(self.labels))
         self.window_samples = int(self.frontend.window_samples)
-        self.hop_samples = self._hop_samples(opts.window_hop)
+        self.hop_samples = hop_samples(self.frontend, opts.window_hop)
         logger.info("loaded %s on %s (%s)", self.path, self.provider, session.get_providers())
 
     # ----- construction helpers -----
-
-    def _hop_samples(self, window_hop: float | None) -> int:
-        fe = self.frontend
-        if window_hop is None:  # half a window, in whole frames (81,920 samples = 5.12 s)
-            return max(1, fe.max_length // 2) * fe.hop_samples
-        hop = round(float(window_hop) * fe.sample_rate)
-        if not 0 < hop <= self.window_samples:
-            raise InvalidOptionError(
-                f"window_hop must be in (0, {self.window_samples / fe.sample_rate:.3f}] seconds "
-                f"(one model window), got {window_hop!r}"
-            )
-        return hop
 
     def _prepare(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
         return prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)

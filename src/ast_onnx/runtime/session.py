@@ -198,6 +198,11 @@ def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureE
     return fe
 
 
+def model_activation(option: str | None, metadata: ModelMetadata | None) -> str:
+    """The activation a Runtime applies: the option, else the metadata's, else sigmoid."""
+    return option or (metadata.activation if metadata else "sigmoid")
+
+
 def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, path) -> list[str]:
     """The caller's labels, else the metadata's, else ``LABEL_i``; checked against the output."""
     n = io.num_outputs

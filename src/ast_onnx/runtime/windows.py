@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
+from ast_onnx.frontend import FeatureExtractor
 
 AGGREGATIONS: tuple[str, ...] = ("mean", "max")
 
@@ -42,6 +43,26 @@ class WindowPlan:
             (s / sample_rate, min(s + self.window, self.num_samples) / sample_rate)
             for s in self.starts
         ]
+
+
+def hop_samples(frontend: FeatureExtractor, window_hop: float | None) -> int:
+    """Samples between window starts for ``RuntimeOptions.window_hop`` seconds.
+
+    None: half a window, in whole frames (81,920 samples = 5.12 s for AST).
+
+    Raises:
+        InvalidOptionError: A hop of no samples or longer than one window.
+    """
+    fe = frontend
+    if window_hop is None:
+        return max(1, fe.max_length // 2) * fe.hop_samples
+    hop = round(float(window_hop) * fe.sample_rate)
+    if not 0 < hop <= fe.window_samples:
+        raise InvalidOptionError(
+            f"window_hop must be in (0, {fe.window_samples / fe.sample_rate:.3f}] seconds "
+            f"(one model window), got {window_hop!r}"
+        )
+    return hop
 
 
 def plan_windows(num_samples: int, window: int, hop: int) -> WindowPlan:

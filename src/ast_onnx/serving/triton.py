@@ -11,7 +11,10 @@
 
 With ``backend="python"`` the entry serves raw audio through ``ast_onnx.Runtime`` inside
 Triton's python backend instead (:mod:`ast_onnx.serving.triton_python`; run it locally
-with ``ast-triton serve REPO``). The rest of this doc is about the onnxruntime backend.
+with ``ast-triton serve REPO``). With ``backend="ensemble"`` four entries serve raw audio
+with the model on Triton's onnxruntime backend: a python frontend, the model, a python
+postprocess, and the ensemble wiring them (:mod:`ast_onnx.serving.triton_ensemble`).
+The rest of this doc is about the onnxruntime backend.
 
 Serve it with ``tritonserver --model-repository=REPO``. Every [batch, labels] output
 gets ``label_filename``, so Triton's classification extension (``class_count=k``)
@@ -29,20 +32,17 @@ from the model are checked first (:mod:`ast_onnx.serving.triton_config`).
 A model file may come from anyone: its external data files must be regular files inside
 its folder, not symbolic links (as onnx and onnxruntime require), and its metadata is
 read with the bounds of :mod:`ast_onnx.metadata`. The entry is staged in a hidden
-directory inside the repository and renamed into place, so a failure (a full disk, say)
-leaves the repository as it was and raises one :class:`~ast_onnx.errors.ExportError`.
+directory inside the repository and renamed into place (:mod:`.repo_files`), so a
+failure (a full disk, say) leaves the repository as it was and raises one
+:class:`~ast_onnx.errors.ExportError`.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from ast_onnx.graph.model_files import checked_external_data
 from ast_onnx.labels import default_labels
 from ast_onnx.metadata import ModelMetadata, has_metadata
 from ast_onnx.runtime.options import RuntimeOptions
+from ast_onnx.serving.repo_files import entry_files, text_file, write_entries
 from ast_onnx.serving.triton_config import (
     LABELS_FILE,
     TRITON_DTYPES,
@@ -61,12 +62,12 @@ from ast_onnx.serving.triton_config import (
     check_tensor_name,
     config_text,
     model_config,
+    onnxruntime_config,
 )
+from ast_onnx.serving.triton_ensemble import ensemble_entries
 from ast_onnx.serving.triton_python import MODEL_PY, MODEL_PY_TEXT, python_config
 
 logger = logging.getLogger(__name__)
-
-METADATA_FILE = "ast_onnx.json"
 
 
 @dataclass
@@ -79,6 +80,9 @@ class TritonRepo:
         config_path: ``REPO/NAME/config.pbtxt``.
         labels_path: ``REPO/NAME/labels.txt``.
         config: The config.pbtxt text.
+        steps: For an ensemble, each step's entry (``frontend``, ``model``,
+            ``postprocess``); ``model_path`` and ``labels_path`` are then in the model
+            and postprocess steps' entries.
     """
 
     model_dir: Path
@@ -86,6 +90,7 @@ class TritonRepo:
     config_path: Path
     labels_path: Path
     config: str
+    steps: dict[str, Path] = field(default_factory=dict)
 
 
 def _tensor_info(value_info) -> TensorInfo:
@@ -169,13 +174,16 @@ def write_triton_repo(
         labels: Class names (default: the model's metadata; ``LABEL_i`` without metadata).
         runtime: With ``backend="python"``: how the model's Runtime runs (providers,
             threads per instance, batch size...; defaults if None). Its ``labels`` must
-            be unset: the entry's labels are ``labels``, written to labels.txt.
+            be unset: the entry's labels are ``labels``, written to labels.txt. With
+            ``backend="ensemble"``: its window hop, aggregation and activation (all of it
+            for a python model step).
         overwrite: Replace an existing ``repo_dir/name``.
         **overrides: :class:`~ast_onnx.serving.triton_config.TritonConfig` fields by name,
             applied over ``config`` (``max_batch_size=16, kind="cpu", backend="python"``...).
 
     Returns:
-        A :class:`TritonRepo`.
+        A :class:`TritonRepo` (for an ensemble: ``model_dir`` is the ensemble's entry,
+        the steps are in ``steps``).
 
     Raises:
         ModelError: Unreadable model, names a Triton config cannot hold, external data
@@ -197,30 +205,40 @@ def write_triton_repo(
     if logits is None or len(logits.shape) != 2:
         raise ModelError(f"{str(src)!r}: expected a [batch, labels] output, got {outputs}")
     names = _labels(src, labels, meta, logits)
+    repo = Path(repo_dir)
+    if cfg.backend == "ensemble":
+        entries, steps, text = ensemble_entries(
+            name, src, data, (inputs, outputs, logits), meta, names, cfg, runtime
+        )
+        write_entries(repo, entries, overwrite)
+        return TritonRepo(
+            model_dir=repo / name,
+            model_path=repo / steps["model"] / str(cfg.version) / "model.onnx",
+            config_path=repo / name / "config.pbtxt",
+            labels_path=repo / steps["postprocess"] / LABELS_FILE,
+            config=text,
+            steps={step: repo / entry for step, entry in steps.items()},
+        )
     if cfg.backend == "python":
         text = config_text(python_config(name, len(names), cfg, runtime or RuntimeOptions()))
-        files = _entry_files(src, data, cfg.version, text, names, meta)
-        files.append((f"{cfg.version}/{MODEL_PY}", lambda p: p.write_text(MODEL_PY_TEXT)))
-        return _write(files, Path(repo_dir), name, cfg.version, overwrite, text)
-    if runtime is not None:
-        raise ExportError("runtime options are for backend='python' (Runtime inside Triton)")
-    fp16 = bool(meta and meta.precision == "fp16") if cfg.fp16 is None else cfg.fp16
-    text = render_config(
-        name,
-        inputs,
-        outputs,
-        max_batch_size=cfg.max_batch_size,
-        labels_outputs=[o.name for o in outputs if o.shape[1:] == logits.shape[1:]],
-        kind=cfg.kind,
-        instance_count=cfg.instance_count,
-        preferred_batch_size=cfg.preferred,
-        max_queue_delay_us=cfg.max_queue_delay_us,
-        tensorrt=cfg.use_tensorrt,
-        fp16=fp16,
-        trt_cache_dir=None if cfg.trt_cache_dir is None else os.fspath(cfg.trt_cache_dir),
+        files = entry_files(src, data, cfg.version, text, names, meta)
+        files.append(text_file(f"{cfg.version}/{MODEL_PY}", MODEL_PY_TEXT))
+    else:
+        if runtime is not None:
+            raise ExportError(
+                "runtime options are for backend='python' or 'ensemble' (Runtime inside Triton)"
+            )
+        fp16 = bool(meta and meta.precision == "fp16")
+        text = config_text(onnxruntime_config(name, inputs, outputs, logits, cfg, fp16))
+        files = entry_files(src, data, cfg.version, text, names, meta)
+    (final,) = write_entries(repo, [(name, files)], overwrite)
+    return TritonRepo(
+        model_dir=final,
+        model_path=final / str(cfg.version) / "model.onnx",
+        config_path=final / "config.pbtxt",
+        labels_path=final / LABELS_FILE,
+        config=text,
     )
-    files = _entry_files(src, data, cfg.version, text, names, meta)
-    return _write(files, Path(repo_dir), name, cfg.version, overwrite, text)
 
 
 def _labels(src: Path, labels, meta: ModelMetadata | None, logits: TensorInfo) -> list[str]:
@@ -244,107 +262,3 @@ def _labels(src: Path, labels, meta: ModelMetadata | None, logits: TensorInfo) -
                 "(labels.txt holds one label per line)"
             )
     return names
-
-
-#: A file of the entry: its path relative to ``REPO/NAME`` and how to write it there.
-EntryFile = tuple[str, Callable[[Path], object]]
-
-
-def _entry_files(src, data, version, config, names, meta) -> list[EntryFile]:
-    """What the entry holds, in writing order: model, external data, config, labels, JSON."""
-    v = str(version)
-    files: list[EntryFile] = [(f"{v}/model.onnx", lambda p: shutil.copyfile(src, p))]
-    for file in data:  # the .onnx names them relative to itself: keep that layout
-        rel = file.relative_to(src.parent).as_posix()
-        files.append((f"{v}/{rel}", lambda p, file=file: shutil.copyfile(file, p)))
-    files.append(("config.pbtxt", lambda p: p.write_text(config, encoding="utf-8")))
-    text = "".join(n + "\n" for n in names)
-    files.append((LABELS_FILE, lambda p: p.write_text(text, encoding="utf-8")))
-    if meta is not None:
-        doc = json.dumps(meta.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
-        files.append((METADATA_FILE, lambda p: p.write_text(doc, encoding="utf-8")))
-    return files
-
-
-def _os_error(action: str, path: Path, e: OSError) -> ExportError:
-    """One line: what failed, on which path, and why (``strerror``, e.g. ENOSPC's text)."""
-    cause = e.strerror or str(e)
-    if e.errno == errno.ENAMETOOLONG:
-        cause += " (shorten the model name or the repository path)"
-    return ExportError(f"cannot {action} {str(path)!r}: {cause}")
-
-
-def _write(files, repo: Path, name, version, overwrite, config) -> TritonRepo:
-    """Stage the entry in a hidden directory inside ``repo``, then rename it into place.
-
-    Staging inside the repository keeps the final rename on one file system (a
-    repository is often a mounted volume), so it is atomic. Any ``OSError`` (a full
-    disk, a read-only folder, a name too long, ``repo`` being a file) removes what was
-    staged, leaves an existing entry as it was, and raises one :class:`ExportError`.
-    """
-    final = repo / name
-    try:
-        if repo.exists() and not repo.is_dir():
-            raise ExportError(f"the Triton repository path {str(repo)!r} is not a directory")
-        repo.mkdir(parents=True, exist_ok=True)
-        exists = final.exists()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name[:32]}.tmp-", dir=repo))
-    except OSError as e:
-        raise _os_error("write into the Triton repository", repo, e) from e
-    try:
-        if exists and not overwrite:
-            raise ExportError(
-                f"{str(final)!r} exists; pass overwrite=True (--overwrite) to replace it"
-            )
-        _stage(tmp, files, final)
-        _move_into_place(tmp, final, exists)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("wrote Triton model %s", final)
-    return TritonRepo(
-        model_dir=final,
-        model_path=final / str(version) / "model.onnx",
-        config_path=final / "config.pbtxt",
-        labels_path=final / LABELS_FILE,
-        config=config,
-    )
-
-
-def _stage(tmp: Path, files: list[EntryFile], final: Path) -> None:
-    """Write ``files`` under ``tmp``; an ``OSError`` names the file's final path."""
-    rel = "."
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
-        for rel, write in files:
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write(target)
-    except OSError as e:
-        raise _os_error("write", final / rel, e) from e
-
-
-def _move_into_place(tmp: Path, final: Path, replace: bool) -> None:
-    """Rename ``tmp`` to ``final``; an entry there is swapped out, and back on failure."""
-    if not replace:
-        try:
-            os.rename(tmp, final)  # not os.replace: never onto an entry made meanwhile
-        except OSError as e:
-            raise _os_error("create", final, e) from e
-        return
-    try:
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name[:32]}.old-", dir=final.parent))
-    except OSError as e:
-        raise _os_error("replace", final, e) from e
-    try:
-        os.replace(final, old / final.name)
-    except OSError as e:
-        shutil.rmtree(old, ignore_errors=True)
-        raise _os_error("replace", final, e) from e
-    try:
-        os.rename(tmp, final)
-    except OSError as e:
-        os.replace(old / final.name, final)  # the previous entry goes back
-        shutil.rmtree(old, ignore_errors=True)
-        raise _os_error("replace", final, e) from e
-    shutil.rmtree(old, ignore_errors=True)

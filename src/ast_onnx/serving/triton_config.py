@@ -12,7 +12,7 @@ add its own ``parameters { ... }`` block to the config, so:
   serialized by protobuf itself: ``json_format.ParseDict`` into tritonclient's
   ``model_config_pb2.ModelConfig``, then ``text_format.MessageToString``. A value the
   schema does not allow fails there, and every string is escaped by protobuf;
-- without tritonclient (the ``triton`` extra) a small renderer writes the same
+- without tritonclient (the ``triton`` extra) a small renderer (:mod:`.pbtext`) writes the same
   description with protobuf's text-format escaping (C escapes, other bytes as octal);
   the tests check that both parse back to the same message.
 """
@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.options_base import Replaceable
+from ast_onnx.serving.pbtext import Enum, Map, render_text
 
 #: ONNX TensorProto element types -> Triton data types.
 TRITON_DTYPES = {
@@ -57,14 +58,6 @@ class TensorInfo:
     name: str
     data_type: str
     shape: tuple[int, ...]
-
-
-class Enum(str):
-    """A ModelConfig enum value (written bare in the text format, e.g. ``TYPE_FP32``)."""
-
-
-class Map(dict):
-    """A ModelConfig ``map<string, string>`` field (``{ key: ... value: ... }`` entries)."""
 
 
 def check_model_name(name: Any) -> str:
@@ -123,6 +116,7 @@ def model_config(
     labels_outputs: Sequence[str] = (),
     kind: str = "gpu",
     instance_count: int = 1,
+    gpus: Sequence[int] = (),
     preferred_batch_size: Sequence[int] = (),
     max_queue_delay_us: int = 100,
     tensorrt: bool = True,
@@ -159,7 +153,10 @@ def model_config(
         if preferred_batch_size:
             batching["preferred_batch_size"] = list(preferred_batch_size)
         config["dynamic_batching"] = batching
-    config["instance_group"] = [{"count": instance_count, "kind": Enum(f"KIND_{kind.upper()}")}]
+    group: dict[str, Any] = {"count": instance_count, "kind": Enum(f"KIND_{kind.upper()}")}
+    if gpus:
+        group["gpus"] = list(gpus)
+    config["instance_group"] = [group]
     if tensorrt:
         params = Map(precision_mode="FP16" if fp16 else "FP32")
         params["max_workspace_size_bytes"] = str(workspace_bytes)
@@ -171,6 +168,37 @@ def model_config(
             "execution_accelerators": {"gpu_execution_accelerator": [accelerator]}
         }
     return config
+
+
+def onnxruntime_config(
+    name: str,
+    inputs: Sequence[TensorInfo],
+    outputs: Sequence[TensorInfo],
+    logits: TensorInfo,
+    cfg: TritonConfig,
+    model_fp16: bool,
+) -> dict[str, Any]:
+    """The onnxruntime-backend entry of a model file, as ``cfg`` asks.
+
+    Every output shaped like ``logits`` (the [batch, labels] one) gets ``label_filename``;
+    TensorRT runs fp16 when ``cfg.fp16`` says so, else when the model was exported fp16
+    (``model_fp16``).
+    """
+    return model_config(
+        name,
+        inputs,
+        outputs,
+        max_batch_size=cfg.max_batch_size,
+        labels_outputs=[o.name for o in outputs if o.shape[1:] == logits.shape[1:]],
+        kind=cfg.kind,
+        instance_count=cfg.instance_count,
+        gpus=cfg.gpus,
+        preferred_batch_size=cfg.preferred,
+        max_queue_delay_us=cfg.max_queue_delay_us,
+        tensorrt=cfg.use_tensorrt,
+        fp16=model_fp16 if cfg.fp16 is None else cfg.fp16,
+        trt_cache_dir=None if cfg.trt_cache_dir is None else os.fspath(cfg.trt_cache_dir),
+    )
 
 
 def config_text(config: dict[str, Any]) -> str:
@@ -187,61 +215,16 @@ def config_text(config: dict[str, Any]) -> str:
     return text_format.MessageToString(message)
 
 
-def render_text(config: dict[str, Any], indent: int = 0) -> str:
-    """Protobuf text format of a :func:`model_config` description, without protobuf."""
-    pad = "  " * indent
-    lines = []
-    for key, value in config.items():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, Map):  # map<string, string> or map<string, message>
-                lines += [
-                    f"{pad}{key} {{ key: {quote(k)} value"
-                    + (
-                        f": {quote(v)}"
-                        if isinstance(v, str)
-                        else f" {{ {render_text(v).strip()} }}"
-                    )
-                    + " }"
-                    for k, v in item.items()
-                ]
-            elif isinstance(item, dict):
-                lines += [f"{pad}{key} {{", render_text(item, indent + 1).rstrip("\n"), f"{pad}}}"]
-            else:
-                lines.append(f"{pad}{key}: {_scalar(item)}")
-    return "\n".join(line for line in lines if line) + "\n"
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, Enum):
-        return str(value)
-    if isinstance(value, str):
-        return quote(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    raise ExportError(f"cannot write {value!r} into a Triton config")
-
-
-def quote(text: str) -> str:
-    """A protobuf text-format string literal (as protobuf's ``CEscape`` writes it)."""
-    out = []
-    for byte in text.encode("utf-8"):
-        char = chr(byte)
-        if char in "\"'\\":
-            out.append("\\" + char)
-        elif 0x20 <= byte < 0x7F:
-            out.append(char)
-        else:  # control characters and every byte of a non-ASCII character
-            out.append(f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
-
-
 #: Instance-group kinds a config may ask for.
 KINDS = ("gpu", "cpu")
 #: Triton backends an entry can be written for: onnxruntime (the model file served by
-#: Triton's onnxruntime backend) or python (ast_onnx.Runtime inside, raw audio in).
-BACKENDS = ("onnxruntime", "python")
+#: Triton's onnxruntime backend), python (ast_onnx.Runtime inside, raw audio in) or
+#: ensemble (a python frontend, the model, a python postprocess: raw audio in).
+BACKENDS = ("onnxruntime", "python", "ensemble")
+#: What serves the model step of an ensemble: Triton's onnxruntime backend (GPU boxes, the
+#: NGC image), or the python backend running the features through a Runtime (a server
+#: without the onnxruntime backend, such as nvidia-pytriton's).
+MODEL_BACKENDS = ("onnxruntime", "python")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -267,9 +250,18 @@ class TritonConfig(Replaceable):
         version: Model version directory.
         trt_cache_dir: TensorRT engine cache directory inside the server (unset: engines
             are built at every model load).
-        backend: ``"onnxruntime"`` (Triton runs the ONNX file; GPU boxes, the NGC image) or
+        gpus: GPU ids of a ``kind="gpu"`` instance group (``instance_count`` instances on
+            each); empty: every GPU the server sees.
+        backend: ``"onnxruntime"`` (Triton runs the ONNX file; GPU boxes, the NGC image),
             ``"python"`` (``ast_onnx.Runtime`` inside Triton's python backend, raw audio
-            in; :mod:`ast_onnx.serving.triton_python`).
+            in; :mod:`ast_onnx.serving.triton_python`) or ``"ensemble"`` (raw audio in:
+            a python frontend on CPU, the model, a python postprocess on CPU;
+            :mod:`ast_onnx.serving.triton_ensemble`).
+        model_backend: With ``backend="ensemble"``: what serves the model step,
+            ``"onnxruntime"`` or ``"python"`` (a Runtime on the features; for servers
+            without the onnxruntime backend).
+        frontend_instances: With ``backend="ensemble"``: CPU instances of the frontend
+            and of the postprocess step.
         top_k: Labels in the python backend's ``labels`` output (at most the model's).
         max_audio_seconds: Longest clip the python backend accepts per item; longer ones
             get an error response (bounds each request's time and memory).
@@ -281,6 +273,7 @@ class TritonConfig(Replaceable):
     max_batch_size: int = 8
     kind: str = "gpu"
     instance_count: int = 1
+    gpus: Sequence[int] = ()
     tensorrt: bool | None = None
     fp16: bool | None = None
     preferred_batch_size: Sequence[int] | None = None
@@ -288,6 +281,8 @@ class TritonConfig(Replaceable):
     version: int = 1
     trt_cache_dir: str | os.PathLike | None = None
     backend: str = "onnxruntime"
+    model_backend: str = "onnxruntime"
+    frontend_instances: int = 1
     top_k: int = 5
     max_audio_seconds: float = 600.0
 
@@ -296,13 +291,23 @@ class TritonConfig(Replaceable):
             raise ExportError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.backend not in BACKENDS:
             raise ExportError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.model_backend not in MODEL_BACKENDS:
+            raise ExportError(
+                f"model_backend must be one of {MODEL_BACKENDS}, got {self.model_backend!r}"
+            )
+        if self.model_backend != "onnxruntime" and self.backend != "ensemble":
+            raise ExportError(
+                "model_backend is the ensemble's model step: needs backend='ensemble'"
+            )
+        _check_int("frontend_instances", self.frontend_instances, 1)
+        self._check_gpus()
         _check_int("top_k", self.top_k, 1)
         seconds = self.max_audio_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
             raise ExportError(f"max_audio_seconds must be a number > 0, got {seconds!r}")
         if not math.isfinite(seconds):
             raise ExportError(f"max_audio_seconds must be finite, got {seconds!r}")
-        if self.backend == "python" and (self.use_tensorrt or self.trt_cache_dir is not None):
+        if not self.serves_onnx and (self.use_tensorrt or self.trt_cache_dir is not None):
             raise ExportError(
                 "the python backend runs onnxruntime inside the model: ask for TensorRT with "
                 "RuntimeOptions(providers='tensorrt', cache_dir=...), not tensorrt/trt_cache_dir"
@@ -326,11 +331,29 @@ class TritonConfig(Replaceable):
         if self.trt_cache_dir is not None and not isinstance(self.trt_cache_dir, str | os.PathLike):
             raise ExportError(f"trt_cache_dir must be a path, got {self.trt_cache_dir!r}")
 
+    def _check_gpus(self) -> None:
+        gpus = self.gpus
+        if isinstance(gpus, str | bytes) or not isinstance(gpus, Sequence):
+            raise ExportError(f"gpus must be a list of GPU ids, got {gpus!r}")
+        for gpu in gpus:
+            _check_int("a GPU id in gpus", gpu, 0)
+        if len(set(gpus)) != len(gpus):
+            raise ExportError(f"gpus lists a GPU twice: {list(gpus)}")
+        if gpus and self.kind != "gpu":
+            raise ExportError(f"gpus={list(gpus)} needs kind='gpu' (a CPU instance group has none)")
+
+    @property
+    def serves_onnx(self) -> bool:
+        """Whether Triton's onnxruntime backend runs the model file (alone or as a step)."""
+        if self.backend == "ensemble":
+            return self.model_backend == "onnxruntime"
+        return self.backend == "onnxruntime"
+
     @property
     def use_tensorrt(self) -> bool:
         """Whether the config gets the TensorRT accelerator block."""
         if self.tensorrt is None:
-            return self.kind == "gpu" and self.backend == "onnxruntime"
+            return self.kind == "gpu" and self.serves_onnx
         return bool(self.tensorrt)
 
     @property

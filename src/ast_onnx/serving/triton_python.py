@@ -37,6 +37,7 @@ from typing import Any
 
 from ast_onnx.errors import ExportError
 from ast_onnx.runtime.options import RuntimeOptions
+from ast_onnx.runtime.providers import CPU, PROVIDER_NAMES
 from ast_onnx.serving.triton_config import Map, TensorInfo, TritonConfig, model_config
 
 #: Tensor names of the python-backend interface (see the module doc).
@@ -47,18 +48,28 @@ LABELS = "labels"
 #: Config parameters the model reads.
 PARAM_RUNTIME = "runtime_options"
 PARAM_MAX_SECONDS = "max_audio_seconds"
+PARAM_INPUT_KIND = "input_kind"
+#: ``input_kind`` of the ensemble's python model step: the model file's own tensors.
+INPUT_FEATURES = "features"
 #: The model file the python backend loads.
 MODEL_PY = "model.py"
-MODEL_PY_TEXT = '''"""Triton python-backend model: ast_onnx.Runtime on raw audio (by ast-onnx).
 
-The logic lives in the installed package, so the server's environment needs ast-onnx
-(with onnxruntime) importable; see ast_onnx.serving.triton_python for the interface.
+
+def model_py_text(module: str, cls: str) -> str:
+    """A ``model.py`` exposing ``module.cls`` as the backend's ``TritonPythonModel``."""
+    alias = "" if cls == "TritonPythonModel" else " as TritonPythonModel"
+    return f'''"""Triton python-backend model (by ast-onnx): the logic is in the installed package.
+
+The server's environment needs ast-onnx (with onnxruntime) importable; see {module}.
 """
 
-from ast_onnx.serving.triton_model import TritonPythonModel
+from {module} import {cls}{alias}
 
 __all__ = ["TritonPythonModel"]
 '''
+
+
+MODEL_PY_TEXT = model_py_text("ast_onnx.serving.triton_model", "TritonPythonModel")
 
 
 def options_to_json(options: RuntimeOptions) -> str:
@@ -92,10 +103,37 @@ def options_from_json(text: str) -> RuntimeOptions:
     return RuntimeOptions().replace(**values)
 
 
+def check_instance_providers(cfg: TritonConfig, runtime: RuntimeOptions) -> None:
+    """Refuse a GPU instance group whose Runtime could only run on CPU (a contradiction)."""
+    providers = runtime.providers
+    names = [providers] if isinstance(providers, str) else list(providers)
+    names = [n[0] if isinstance(n, tuple | list) else n for n in names]
+    if cfg.kind == "gpu" and all(PROVIDER_NAMES.get(n, n) == CPU for n in names):
+        raise ExportError(
+            f"kind='gpu' instances with RuntimeOptions(providers={providers!r}) would run on "
+            "CPU: use kind='cpu', or providers 'auto' (CUDA on a GPU instance) or 'tensorrt'"
+        )
+
+
+def python_entry(base: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """A :func:`.triton_config.model_config` description turned into a python-backend one."""
+    config = {"name": base.pop("name"), "backend": "python"}
+    base.pop("platform")
+    base["default_model_filename"] = MODEL_PY
+    config.update(base)
+    config["parameters"] = Map({k: {"string_value": v} for k, v in parameters.items()})
+    return config
+
+
 def python_config(
     name: str, num_labels: int, cfg: TritonConfig, runtime: RuntimeOptions
 ) -> dict[str, Any]:
     """The python-backend config as ModelConfig's JSON mapping (see the module doc)."""
+    params = {
+        PARAM_RUNTIME: options_to_json(runtime),
+        PARAM_MAX_SECONDS: repr(float(cfg.max_audio_seconds)),
+    }
+    check_instance_providers(cfg, runtime)
     k = min(cfg.top_k, num_labels)
     tensors_in = [
         TensorInfo(WAVEFORM, "TYPE_FP32", (-1, -1)),
@@ -113,6 +151,7 @@ def python_config(
         labels_outputs=[SCORES],
         kind=cfg.kind,
         instance_count=cfg.instance_count,
+        gpus=cfg.gpus,
         preferred_batch_size=cfg.preferred,
         max_queue_delay_us=cfg.max_queue_delay_us,
         tensorrt=False,
@@ -121,14 +160,34 @@ def python_config(
     if cfg.max_batch_size > 0:
         wave["allow_ragged_batch"] = True
     rate["optional"] = True
-    config = {"name": base.pop("name"), "backend": "python"}
-    base.pop("platform")
-    base["default_model_filename"] = MODEL_PY
-    config.update(base)
-    config["parameters"] = Map(
-        {
-            PARAM_RUNTIME: {"string_value": options_to_json(runtime)},
-            PARAM_MAX_SECONDS: {"string_value": repr(float(cfg.max_audio_seconds))},
-        }
+    return python_entry(base, params)
+
+
+def features_config(
+    name: str,
+    inputs: list[TensorInfo],
+    outputs: list[TensorInfo],
+    cfg: TritonConfig,
+    runtime: RuntimeOptions,
+) -> dict[str, Any]:
+    """A python-backend entry with the model file's own tensors (``input_kind`` features).
+
+    A drop-in for the onnxruntime-backend entry of a feature-input model: the same
+    input and output names, data types and dims, served by a Runtime (the ensemble's
+    model step on a server without the onnxruntime backend).
+    """
+    params = {PARAM_RUNTIME: options_to_json(runtime), PARAM_INPUT_KIND: INPUT_FEATURES}
+    check_instance_providers(cfg, runtime)
+    base = model_config(
+        name,
+        inputs,
+        outputs,
+        max_batch_size=cfg.max_batch_size,
+        kind=cfg.kind,
+        instance_count=cfg.instance_count,
+        gpus=cfg.gpus,
+        preferred_batch_size=cfg.preferred,
+        max_queue_delay_us=cfg.max_queue_delay_us,
+        tensorrt=False,
     )
-    return config
+    return python_entry(base, params)
