@@ -203,9 +203,26 @@ def check_grpc(client, runtime: Runtime) -> None:
 
 
 def batch_stats(client) -> dict[int, int]:
-    """Executions per batch size, from the server's statistics API."""
-    stats = client.get_inference_statistics(MODEL)["model_stats"][0]
-    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}
+    """Executions per batch size, from the server's statistics API, once settled.
+
+    The server updates its statistics after it has sent the response, so a read right
+    after the last response may miss an execution: read until two reads agree.
+    """
+
+    def read_once() -> dict[int, int]:
+        stats = client.get_inference_statistics(MODEL)["model_stats"][0]
+        return {
+            int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]
+        }
+
+    previous, deadline = read_once(), time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = read_once()
+        if current == previous:
+            return current
+        previous = current
+    return previous
 
 
 def test_concurrent_requests_form_batches(server, runtime):
