@@ -199,7 +199,7 @@ class Stream:
         """
         if self.closed:
             raise StreamClosedError("this stream was flushed; start a new one with stream()")
-        wave = self._check_chunk(chunk, sample_rate)
+        wave = self.check_chunk(chunk, sample_rate)
         result = StreamResult()
         queue: list[tuple[int, np.ndarray]] = []
         pos = 0
@@ -246,8 +246,15 @@ class Stream:
 
     # ----- internals -----
 
-    def _check_chunk(self, chunk: Any, sample_rate: int | None) -> np.ndarray:
-        """Mono float32 samples of a chunk, validated before any state changes."""
+    def check_chunk(self, chunk: Any, sample_rate: int | None = None) -> np.ndarray:
+        """Mono float32 samples of a chunk, validated before any state changes.
+
+        What :meth:`push` uses; public for wrappers that need the same samples
+        (:class:`ast_onnx.plot.StreamRecorder`). A first 2-D chunk sets the channel count.
+
+        Raises:
+            InvalidAudioError: As :meth:`push`.
+        """
         if sample_rate is not None and check_sample_rate(sample_rate) != self.sample_rate:
             raise InvalidAudioError(
                 f"chunk at {sample_rate} Hz pushed to a stream at {self.sample_rate} Hz: "
