@@ -130,10 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.plot:
                 print("ast-classify: error: --plot is not available with --ray", file=sys.stderr)
                 return exit_codes.USAGE
-            if args.events or args.threshold is not None:
+            if args.threshold is not None:
                 print(
-                    "ast-classify: error: --events and --threshold are not available with "
-                    "--ray/--output yet",
+                    "ast-classify: error: --threshold is not available with --ray/--output yet",
                     file=sys.stderr,
                 )
                 return exit_codes.USAGE
