@@ -31,7 +31,7 @@ from ast_onnx.runtime.events import Event
 DEFAULT_COLUMNS = 2048
 
 
-@dataclass
+@dataclass(eq=False)
 class Timeline:
     """Spectrogram and scores of one input over time, max-pooled into at most ``columns`` bins.
 
@@ -49,13 +49,13 @@ class Timeline:
         bin_frames: Fbank frames per bin now (a power of two).
     """
 
-    labels: Sequence[str]
+    labels: Sequence[str] = field(repr=False)
     num_mel: int
     frame_seconds: float
     columns: int = DEFAULT_COLUMNS
-    on_thresholds: np.ndarray | None = None
-    off_thresholds: np.ndarray | None = None
-    events: list[Event] = field(default_factory=list)
+    on_thresholds: np.ndarray | None = field(default=None, repr=False)
+    off_thresholds: np.ndarray | None = field(default=None, repr=False)
+    events: list[Event] = field(default_factory=list, repr=False)
     duration: float = 0.0
     bin_frames: int = 1
 
