@@ -128,3 +128,25 @@ def test_ast_stream_refuses_a_bad_plot_path_before_the_work(
     assert stream.main(argv) == (2 if "one picture" in message else 1)
     err = capsys.readouterr().err
     assert message in err and "no.onnx" not in err
+
+
+def test_a_picture_that_fails_is_that_files_error_and_the_others_go_on(
+    toy, audio, tmp_path, capsys, monkeypatch
+):
+    import ast_onnx.plot
+
+    real = ast_onnx.plot.save_classification_plot
+
+    def flaky(runtime, result, target, events=None, title=None):
+        if result.path == str(audio[0]):
+            raise MemoryError
+        real(runtime, result, target, events, title)
+
+    monkeypatch.setattr(ast_onnx.plot, "save_classification_plot", flaky)
+    out = tmp_path / "plots"
+    argv = [str(toy), *map(str, audio), "--events", "--json", *FLAGS, "--plot", str(out)]
+    assert classify.main(argv) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2  # both files' rows
+    assert f"{audio[0]}: unexpected MemoryError" in captured.err
+    assert [p.name for p in out.iterdir()] == ["d2__x.wav.png"]
