@@ -537,3 +537,65 @@ def test_cli_unwritable_output_is_one_line_before_ray_starts(toy, tmp_path, prob
     assert err.startswith("ast-classify: error: output") and len(err.splitlines()) == 1, err
     want = {"read-only": "not writable", "directory": "is a directory", "too long": "too long"}
     assert want[problem] in err and "Traceback" not in err
+
+
+# ----- events in the actors -----
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_scorer_events_equal_runtime_classify_events(tmp_path, activation):
+    from stream_helpers import FRAMES, scene
+
+    from ast_onnx.runtime.events import EventOptions
+
+    model = toy_model(tmp_path / "ev.onnx", frames=FRAMES, labels=6, activation=activation)
+    rules = EventOptions(threshold=0.6, off_threshold=0.4, max_gap=0.1)
+    files = []
+    for i, seconds in enumerate((4.0, 0.1, 2.3)):  # the short one: a single padded window
+        files.append(str(tmp_path / f"s{i}.wav"))
+        sf.write(files[-1], scene(seconds, i), SR, subtype="FLOAT")
+    options = RayOptions(batch_size=2, window_hop=0.05, events=rules)
+    spec = model_spec(model, options)
+    rows = Scorer(spec, top_k=3, events=rules)(
+        decode_batch({"path": np.array(files, dtype=object)}, spec)
+    ).to_pylist()
+    rt = Runtime(model, batch_size=2, window_hop=0.05)
+    total = 0
+    for r in rows:
+        want = [e.to_dict() for e in rt.classify(r["path"], events=rules).events]
+        keys = ("label", "index", "onset", "offset")
+        assert [[e[k] for k in keys] for e in r["events"]] == [[e[k] for k in keys] for e in want]
+        for got, ref in zip(r["events"], want, strict=True):
+            assert got["peak_score"] == pytest.approx(ref["peak_score"], abs=1e-6)
+            assert got["mean_score"] == pytest.approx(ref["mean_score"], abs=1e-6)
+        total += len(want)
+    assert total >= 3
+    assert Scorer(spec)(decode_batch({"path": np.array(files[:1], dtype=object)}, spec)).column(
+        "events"
+    ).to_pylist() == [None]  # no events asked: none reported
+
+
+def test_event_rules_are_part_of_a_results_files_identity(toy):
+    from ast_onnx.distributed.identity import run_identity, same_run
+    from ast_onnx.runtime.events import EventOptions
+
+    spec = model_spec(toy, RayOptions())
+    plain = run_identity(spec, 5)
+    default = run_identity(spec, 5, True)
+    other = run_identity(spec, 5, EventOptions(threshold=0.7, ignore=["toy_1"]))
+    assert not same_run(plain, default) and not same_run(default, other)
+    assert same_run(default, run_identity(spec, 5, EventOptions()))
+    older = {k: v for k, v in plain.items() if k != "events"}  # a sidecar from before events
+    assert same_run(older, plain) and not same_run(older, default)
+    json.dumps(other)  # recorded in the sidecar as JSON
+
+
+def test_event_rules_naming_unknown_labels_fail_before_ray_starts(toy, ray_starts):
+    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.runtime.events import EventOptions
+
+    with pytest.raises(InvalidOptionError, match="nope"):
+        model_spec(toy, RayOptions(events=EventOptions(ignore=["nope"])))
+    with pytest.raises(InvalidOptionError, match="events must be"):
+        RayOptions(events="yes").check()
+    assert ray_starts == []

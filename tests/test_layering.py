@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "graph": 5,
     "serving": 6,
     "export": 7,
+    "plot": 5,
     "bench": 8,
     "distributed": 8,
     "cli": 9,

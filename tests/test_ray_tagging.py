@@ -378,3 +378,39 @@ def test_no_resume_replaces_the_output(local_ray, small_onnx, tmp_path, capsys):
     for row in rows:
         _assert_row_is_runtime_result(row, small_onnx)
         assert row["model"] == small_onnx.name
+
+
+def test_cli_events_on_ray_equal_ast_classify_events(local_ray, tmp_path, capsys):
+    from runtime_toy import toy_model
+    from stream_helpers import FRAMES, scene
+
+    model = str(toy_model(tmp_path / "ev.onnx", frames=FRAMES, labels=6))
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for i, seconds in enumerate((3.0, 1.3, 0.1, 2.2)):
+        sf.write(folder / f"s{i}.wav", scene(seconds, i), SR, subtype="FLOAT")
+    (folder / "bad.wav").write_bytes(b"RIFF not really")
+    flags = ["--events", "--hop", "0.05", "--batch-size", "4", "--no-progress"]
+    assert main([model, str(folder), "--json", *flags]) == 1
+    want = {r["path"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    out = tmp_path / "out.parquet"
+    assert main([model, str(folder), "--ray", "--output", str(out), *flags]) == 1
+    rows = {r["path"]: r for r in read_results(out)}
+    assert sorted(rows) == sorted(want)
+    keys = ("label", "index", "onset", "offset")
+    total = 0
+    for path, ref in want.items():
+        if ref["error"] is not None:
+            assert rows[path]["error"] and rows[path]["events"] is None
+            continue
+        got = rows[path]["events"]
+        assert [[e[k] for k in keys] for e in got] == [[e[k] for k in keys] for e in ref["events"]]
+        for g, w in zip(got, ref["events"], strict=True):
+            assert g["peak_score"] == pytest.approx(w["peak_score"], abs=TOL)
+            assert g["mean_score"] == pytest.approx(w["mean_score"], abs=TOL)
+        total += len(got)
+    assert total >= 5
+    # Resuming with other event rules (here: none) would mix rows: refused.
+    argv = [model, str(folder), "--ray", "--output", str(out), "--hop", "0.05"]
+    assert main(argv) == 1
+    assert "they differ in events" in capsys.readouterr().err

@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="list every label scoring >= T (in [0, 1]) instead of the top-k, or >= the "
         "model's own thresholds ('model'); with --events, also the events' on threshold",
     )
+    p.add_argument(
+        "--plot",
+        metavar="OUT.png|DIR",
+        default=None,
+        help="with --events, draw spectrogram, top scores and events: one picture "
+        "(.png/.svg/.pdf) for one file, or a folder for one PNG per file ([plot] extra)",
+    )
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     classify_ray.add_arguments(p)
@@ -120,10 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         if args.ray or args.output:
-            if args.events or args.threshold is not None:
+            if args.plot:
+                print("ast-classify: error: --plot is not available with --ray", file=sys.stderr)
+                return exit_codes.USAGE
+            if args.threshold is not None:
                 print(
-                    "ast-classify: error: --events and --threshold are not available with "
-                    "--ray/--output yet",
+                    "ast-classify: error: --threshold is not available with --ray/--output yet",
                     file=sys.stderr,
                 )
                 return exit_codes.USAGE
@@ -144,6 +153,11 @@ def _classify(args: argparse.Namespace) -> int:
     files, failures = find_audio_files(args.audio, AUDIO_EXTENSIONS)
     for message in failures:
         print(f"ast-classify: error: {escape_control(message)}", file=sys.stderr)
+    try:  # refuse a bad --plot before the model loads
+        plots = _plot_targets(args, files)
+    except AstOnnxError as e:
+        print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
     try:
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
     except (AstOnnxError, ValueError) as e:  # a model that cannot be loaded is bad input
@@ -166,6 +180,8 @@ def _classify(args: argparse.Namespace) -> int:
     try:
         for path, result in results:
             line, message = _format(path, result, args)
+            if message is None and path in plots:
+                message = _plot(runtime, path, result, plots[path], events)
             if message is not None:
                 failed += 1
                 write(message, file=sys.stderr)
@@ -175,6 +191,30 @@ def _classify(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     return exit_codes.FAILED if failed else exit_codes.OK
+
+
+def _plot_targets(args: argparse.Namespace, files: list[str]) -> dict:
+    """``{file: picture}`` for ``--plot`` ({} without it); checked before any work."""
+    if args.plot is None:
+        return {}
+    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.plot import matplotlib_available, plot_targets
+
+    if not args.events:
+        raise InvalidOptionError("--plot draws the events: add --events")
+    matplotlib_available()
+    return plot_targets(args.plot, files)
+
+
+def _plot(runtime, path: str, result, target, events) -> str | None:
+    """Write one file's picture; the error line if that fails (the batch goes on)."""
+    from ast_onnx.plot import save_classification_plot
+
+    try:
+        save_classification_plot(runtime, result, target, events)
+    except Exception as e:  # a picture that cannot be drawn is that file's error
+        return f"ast-classify: error: {escape_control(item_error(e, path))}"
+    return None
 
 
 def _event_options(args: argparse.Namespace):

@@ -104,12 +104,14 @@ def _run(args: argparse.Namespace):
         num_actors=args.num_actors,
         actor_cpus=args.actor_cpus,
         num_gpus=args.num_gpus,
+        events=bool(args.events),  # the default rules, as ast-classify --events
     )
     options.check()
     resume = not args.no_resume
     check_output(args.output, resume=resume)  # an unwritable output fails before the model
     spec = model_spec(args.model, options)  # a bad model fails before Ray starts
-    check_output(args.output, run_identity(spec, options.top_k), resume)  # ...another's rows too
+    identity = run_identity(spec, options.top_k, options.events)
+    check_output(args.output, identity, resume)  # ...another's rows too
     quiet = not args.verbose
     init_ray(args.address, logging_level=logging.WARNING if quiet else logging.INFO)
     if quiet or args.no_progress:

@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--open-events", action="store_true", help="also print events as they open")
     out.add_argument("--windows", action="store_true", help="also print every window's top-k")
     out.add_argument("--top-k", type=int, default=3, help="labels per --windows line (default 3)")
+    out.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        default=None,
+        help="at the end, draw spectrogram, top scores and events to OUT (.png/.svg/.pdf; "
+        "[plot] extra)",
+    )
     # The Runtime's own flags (--provider, --threads, --hop: seconds between windows, whole
     # 10 ms frames, default half a window...), the same as ast-classify's.
     RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
@@ -206,24 +213,32 @@ def run(args: argparse.Namespace) -> int:
     from ast_onnx.runtime import Runtime
 
     try:
+        if args.plot:  # a bad picture path or a missing extra fails before the work
+            from ast_onnx.plot import matplotlib_available, picture_target
+
+            matplotlib_available()
+            picture_target(args.plot)
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
         rate, chunks = open_source(args, runtime.sample_rate)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
+        rules = event_options(args)
         stream = runtime.stream(
             sample_rate=rate,
-            events=event_options(args),
+            events=rules,
             channels=channels,
             top_k=args.top_k,
         )
+        recorder = _recorder(runtime, stream, rules) if args.plot else None
     except (AstOnnxError, ValueError) as e:
         print(f"{PROG}: error: {escape_control(e)}", file=sys.stderr)
         return exit_codes.for_error(e)
     frames = None if args.duration is None else round(args.duration * rate)
     emit, status = Printer(args), 0
+    source = recorder or stream  # the recorder pushes through the stream
     try:
         try:
             for chunk in limited(chunks, frames):
-                emit(stream.push(chunk))
+                emit(source.push(chunk))
         except InvalidAudioError as e:
             print(f"{PROG}: error: at {stream.seconds:.3f} s: {escape_control(e)}", file=sys.stderr)
             status = exit_codes.FAILED
@@ -231,12 +246,36 @@ def run(args: argparse.Namespace) -> int:
             status = exit_codes.INTERRUPTED
         finally:
             getattr(chunks, "close", lambda: None)()  # release the device or file now
-        emit(stream.flush())
+        emit(source.flush())
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly; later flushes must not raise.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return exit_codes.OK
+        status = exit_codes.OK
+    if recorder is not None and not _draw(recorder, args):
+        status = status or exit_codes.FAILED
     return status
+
+
+def _recorder(runtime: Any, stream: Any, rules: Any) -> Any:
+    """A :class:`~ast_onnx.plot.StreamRecorder` of ``stream``, with its event thresholds."""
+    from ast_onnx.plot import StreamRecorder, event_thresholds
+
+    return StreamRecorder(stream, event_thresholds(runtime.labels, runtime.thresholds, rules))
+
+
+def _draw(recorder: Any, args: argparse.Namespace) -> bool:
+    """Draw what the stream saw to ``--plot``; False (and one line on stderr) if that fails."""
+    from ast_onnx.plot import clock, draw, save_figure
+
+    recorder.flush()  # a no-op after the stream's flush; closes the timeline after `| head`
+    name = "microphone" if args.mic else "stdin" if args.source == "-" else args.source
+    title = f"{PROG} {name}  ({clock(recorder.timeline.duration)})"
+    try:
+        save_figure(draw(recorder.timeline, title=title), args.plot)
+    except Exception as e:
+        print(f"{PROG}: error: --plot {args.plot}: {escape_control(e)}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

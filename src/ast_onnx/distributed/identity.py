@@ -3,7 +3,7 @@
 A results file is resumed only by a run whose identity equals the one recorded
 when the file was started (see :mod:`ast_onnx.distributed.output`): the model's
 bytes (the ``.onnx`` file and its external data), its labels, and the options that
-change a row (``top_k``, the aggregation, the window and hop). The model is hashed
+change a row (``top_k``, the aggregation, the window and hop, the event rules). The model is hashed
 whole: sha256 runs at ~1.2 GB/s here (0.3 s for fp32 AST-base, 350 MB), once per
 job on the driver, and a partial hash could miss a fine-tune that changed only some
 weights.
@@ -41,11 +41,26 @@ def model_fingerprint(path: str | os.PathLike, labels: Sequence[str] | None = No
     return digest.hexdigest()
 
 
-def run_identity(spec: Any, top_k: int) -> dict[str, Any]:
+def events_identity(events: Any) -> dict[str, Any] | None:
+    """The event rules of a run as JSON-able data (None: no events): rows made with other
+    rules hold other events, so they are part of the identity."""
+    from dataclasses import asdict
+
+    from ast_onnx.runtime.events import EventOptions
+
+    if events is None or events is False:
+        return None
+    rules = asdict(events if isinstance(events, EventOptions) else EventOptions())
+    # Through JSON: tuples become lists, as in the recorded sidecar.
+    return json.loads(json.dumps({**rules, "thresholds": dict(rules["thresholds"])}))
+
+
+def run_identity(spec: Any, top_k: int, events: Any = None) -> dict[str, Any]:
     """The identity a results file records for a run of ``spec`` (a ``ModelSpec``).
 
     ``model`` (the file name) is informative only: a renamed or moved copy of the same
-    model resumes. Every other key must match.
+    model resumes. Every other key must match. ``events``: the job's event rules
+    (``RayOptions.events``); absent from older sidecars, which then match runs without.
     """
     return {
         "model": spec.name,
@@ -55,6 +70,7 @@ def run_identity(spec: Any, top_k: int) -> dict[str, Any]:
         "sample_rate": spec.sample_rate,
         "window_samples": spec.window_samples,
         "hop_samples": spec.hop_samples,
+        "events": events_identity(events),
     }
 
 

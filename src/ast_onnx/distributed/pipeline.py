@@ -29,6 +29,7 @@ from ast_onnx.distributed.identity import model_fingerprint, run_identity
 from ast_onnx.distributed.output import ResultWriter
 from ast_onnx.distributed.stages import ModelSpec, Scorer, decode_batch
 from ast_onnx.errors import InvalidOptionError, ProviderError, require
+from ast_onnx.runtime.events import EventOptions, make_detector
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
 
@@ -51,6 +52,9 @@ class RayOptions:
         actor_cpus: CPUs reserved per actor; its onnxruntime threads default to this.
         num_gpus: GPUs per actor. None: 1 when the provider is ``"cuda"``/``"tensorrt"``,
             or ``"auto"`` on a cluster with GPUs; else 0 (CPU actors). Fractions share a GPU.
+        events: Detect each file's sound events in the actors (an ``events`` list per
+            row, as ``ast-classify --events``): True for the default rules, or
+            :class:`~ast_onnx.runtime.events.EventOptions`; None: no events.
         decode_cpus: CPUs per decode/feature task. Keep it different from ``actor_cpus``
             (with no GPUs): equal resource requests let Ray Data fuse the decode stage
             into the actors, which then decode and score in turn.
@@ -68,6 +72,7 @@ class RayOptions:
     actor_cpus: float
     num_gpus: float | None
     decode_cpus: float
+    events: EventOptions | bool | None
 
     def __init__(
         self,
@@ -78,6 +83,7 @@ class RayOptions:
         actor_cpus: float = 1.0,
         num_gpus: float | None = None,
         decode_cpus: float = 0.5,
+        events: EventOptions | bool | None = None,
         **runtime_overrides: Any,
     ) -> None:
         if "provider" in runtime_overrides:
@@ -88,6 +94,7 @@ class RayOptions:
         self.actor_cpus = actor_cpus
         self.num_gpus = num_gpus
         self.decode_cpus = decode_cpus
+        self.events = events
 
     @property
     def batch_size(self) -> int:
@@ -106,6 +113,10 @@ class RayOptions:
         for name in ("actor_cpus", "decode_cpus"):
             if not getattr(self, name) > 0:
                 raise InvalidOptionError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.events is not None and not isinstance(self.events, bool | EventOptions):
+            raise InvalidOptionError(
+                f"events must be None, True, False or EventOptions, got {self.events!r}"
+            )
         if self.num_gpus is not None and not self.num_gpus >= 0:
             raise InvalidOptionError(f"num_gpus must be >= 0 or None, got {self.num_gpus!r}")
         if self.runtime.providers not in ("auto", *PROVIDER_CHAINS):
@@ -163,6 +174,8 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
     probe = Runtime(
         path, options.runtime, providers="cpu", threads=1, prepack=False, batch_size=None
     )
+    # Event rules naming labels the model does not have fail here, before Ray starts.
+    make_detector(options.events, probe.labels, probe.activation, probe.thresholds)
     # The probe took the model's default batch: 1 for dynamic int8 models, whose scores
     # would otherwise depend on batch peers. Actors keep that, as a plain Runtime does.
     batch = 1 if probe.batch_size == 1 else options.batch_size
@@ -249,7 +262,8 @@ def classify_dataset(
     Returns:
         A Dataset with one row per input row: ``path``, ``duration`` (seconds),
         ``labels`` and ``scores`` (top-k, best first), ``model`` (file name), ``error``
-        (None, or why the file could not be classified).
+        (None, or why the file could not be classified), ``events`` (with
+        ``options.events``: the file's events as ``Event.to_dict()``; else None).
     """
     ray, data = import_ray()
     options = options or RayOptions()
@@ -274,7 +288,7 @@ def classify_dataset(
         Scorer,
         batch_size=options.batch_size,
         batch_format="pyarrow",
-        fn_constructor_kwargs={"spec": spec, "top_k": options.top_k},
+        fn_constructor_kwargs={"spec": spec, "top_k": options.top_k, "events": options.events},
         compute=data.ActorPoolStrategy(size=options.num_actors),
         num_cpus=options.actor_cpus,
         num_gpus=gpus,
@@ -322,7 +336,8 @@ def classify_to_file(
     # A bad model fails before any file is touched.
     spec = model if isinstance(model, ModelSpec) else model_spec(model, options)
     files, problems = list_audio_files(inputs, filesystem)
-    writer = ResultWriter(output, resume=resume, identity=run_identity(spec, options.top_k))
+    identity = run_identity(spec, options.top_k, options.events)
+    writer = ResultWriter(output, resume=resume, identity=identity)
     todo = [f for f in files if f not in writer.done]
     summary = RunSummary(Path(output), len(files), len(files) - len(todo), problems=problems)
     try:

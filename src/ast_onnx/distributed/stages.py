@@ -33,14 +33,24 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.runtime.events import EventOptions, make_detector, window_events
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.results import top_k
 from ast_onnx.runtime.windows import aggregate, plan_windows, split_windows
 
 logger = logging.getLogger(__name__)
 
-#: Columns of a result row, in order.
-RESULT_COLUMNS: tuple[str, ...] = ("path", "duration", "labels", "scores", "model", "error")
+#: Columns of a result row, in order. ``events``: the file's sound events
+#: (:meth:`~ast_onnx.runtime.events.Event.to_dict` each) when the job detects them, else None.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "path",
+    "duration",
+    "labels",
+    "scores",
+    "model",
+    "error",
+    "events",
+)
 
 
 def import_pyarrow():
@@ -59,6 +69,21 @@ def result_schema():
             ("scores", pa.list_(pa.float32())),
             ("model", pa.string()),
             ("error", pa.string()),
+            ("events", pa.list_(_event_type(pa))),
+        ]
+    )
+
+
+def _event_type(pa: Any) -> Any:
+    """Arrow struct of one event, the fields and types of ``Event.to_dict()``."""
+    return pa.struct(
+        [
+            ("label", pa.string()),
+            ("index", pa.int64()),
+            ("onset", pa.float64()),
+            ("offset", pa.float64()),
+            ("peak_score", pa.float64()),
+            ("mean_score", pa.float64()),
         ]
     )
 
@@ -195,14 +220,21 @@ class Scorer:
     Args:
         spec: The model's :class:`ModelSpec` (its ``runtime`` options build the Runtime).
         top_k: Labels per row.
+        events: Detect each file's sound events from its window scores, as
+            ``Runtime.classify(..., events=...)`` does (True: default rules, or
+            :class:`~ast_onnx.runtime.events.EventOptions`); None/False: no ``events``.
     """
 
-    def __init__(self, spec: ModelSpec, top_k: int = 5) -> None:
+    def __init__(
+        self, spec: ModelSpec, top_k: int = 5, events: EventOptions | bool | None = None
+    ) -> None:
         from ast_onnx.runtime import Runtime
 
         self.spec = spec
         self.top_k = top_k
         self.runtime = Runtime(spec.path, spec.runtime)
+        rt = self.runtime
+        self._detector = make_detector(events, rt.labels, rt.activation, rt.thresholds)
         if (self.runtime.window_samples, self.runtime.hop_samples) != (
             spec.window_samples,
             spec.hop_samples,
@@ -240,10 +272,10 @@ class Scorer:
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
-            best = []
+            best, events = [], None
             if errors[i] is None:
                 try:
-                    best = top_k(scores[i], self.runtime.labels, self.top_k)
+                    best, events = self._summarize(scores[i], samples[i])
                 except Exception as e:
                     errors[i] = describe_error(e, path)
             ok = errors[i] is None
@@ -253,7 +285,18 @@ class Scorer:
             rows["scores"].append([p.score for p in best])
             rows["model"].append(self.spec.name)
             rows["error"].append(errors[i])
+            rows["events"].append(events if ok else None)
         return pa.Table.from_pydict(rows, schema=result_schema())
+
+    def _summarize(self, windows: np.ndarray, num_samples: int) -> tuple[list, list | None]:
+        """Top-k of a file's aggregated window scores, and its events (None: not asked)."""
+        rt = self.runtime
+        best = top_k(aggregate(windows, rt.aggregate), rt.labels, self.top_k)
+        if self._detector is None:
+            return best, None
+        plan = plan_windows(num_samples, self.spec.window_samples, self.spec.hop_samples)
+        events = window_events(windows, plan, self.spec.sample_rate, self._detector)
+        return best, [e.to_dict() for e in events]
 
     def _unpack(self, blob: bytes) -> np.ndarray:
         data = np.frombuffer(blob, np.float32)
@@ -262,15 +305,16 @@ class Scorer:
         return data.reshape(-1, *self._shape)
 
     def _classify_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """Wave-in models: :meth:`Runtime.classify` windows, scores and aggregates."""
-        return [r.scores for r in self.runtime.classify(items, top_k=1)]
+        """Wave-in models: :meth:`Runtime.classify` windows and scores them."""
+        results = self.runtime.classify(items, top_k=1)
+        return [np.stack([w.scores for w in r.windows]) for r in results]
 
     def _score_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """Feature windows of each item -> its aggregated scores (one model run for all)."""
+        """Feature windows of each item -> its window scores (one model run for all)."""
         flat = self.runtime.scores(np.concatenate(items))
         out, offset = [], 0
         for w in items:
-            out.append(aggregate(flat[offset : offset + len(w)], self.runtime.aggregate))
+            out.append(flat[offset : offset + len(w)])
             offset += len(w)
         return out
 

@@ -215,7 +215,7 @@ class Stream:
         """
         if self.closed:
             raise StreamClosedError("this stream was flushed; start a new one with stream()")
-        wave = self._check_chunk(chunk, sample_rate)
+        wave = self.check_chunk(chunk, sample_rate)
         if self._resampler is not None:
             wave = self._resampler.push(wave)
         result = StreamResult()
@@ -270,8 +270,15 @@ class Stream:
 
     # ----- internals -----
 
-    def _check_chunk(self, chunk: Any, sample_rate: int | None) -> np.ndarray:
-        """Mono float32 samples of a chunk, validated before any state changes."""
+    def check_chunk(self, chunk: Any, sample_rate: int | None = None) -> np.ndarray:
+        """Mono float32 samples of a chunk, validated before any state changes.
+
+        What :meth:`push` uses; public for wrappers that need the same samples
+        (:class:`ast_onnx.plot.StreamRecorder`). A first 2-D chunk sets the channel count.
+
+        Raises:
+            InvalidAudioError: As :meth:`push`.
+        """
         if sample_rate is not None and check_sample_rate(sample_rate) != self.input_rate:
             raise InvalidAudioError(
                 f"chunk at {sample_rate} Hz pushed to a stream at {self.input_rate} Hz: a "
