@@ -175,3 +175,26 @@ def test_refused_model_falls_back_to_onnxruntime(small_int8_dynamic, caplog):
         rt = Runtime(small_int8_dynamic, providers="openvino", fallback=True)
     assert rt.provider == "cpu"
     assert "QAttention" in caplog.text
+
+
+# ----- ast-classify --provider openvino -----
+
+
+def test_ast_classify_provider_openvino_without_it_exits_1_naming_the_extra(
+    toy, no_openvino, tmp_path, capsys
+):
+    import json
+
+    import soundfile as sf
+
+    from ast_onnx.cli.classify import main
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    argv = [str(toy), str(wav), "--provider", "openvino", "--json", "--top-k", "2"]
+    assert main(argv) == 1  # a missing package: bad set-up, not a usage error
+    assert "ast-onnx[openvino]" in capsys.readouterr().err
+    assert main([*argv, "--fallback"]) == 0  # onnxruntime CPU takes over
+    row = json.loads(capsys.readouterr().out)
+    want = Runtime(toy, providers="cpu").classify(str(wav), top_k=2)
+    assert [p["label"] for p in row["labels"]] == [p.label for p in want.labels]
