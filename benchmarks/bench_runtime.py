@@ -24,6 +24,10 @@ where the mean would not. Clip, batch and cold-start timings interleave the vari
 round by round, and their ratios are medians of per-round ratios, so that slow drift
 of the machine's speed between tests does not enter them. A summary with ratios is
 printed at the end and written to ``.cache/bench/runtime_summary.md``.
+
+Issue 17's table (transformers, ast-onnx fp32 / int8 dynamic / int8 static, OpenVINO,
+optimum, with the GEMM peak and the floors) is one command, no pytest:
+``python benchmarks/bench_runtime.py --table`` (benchmarks/runtime_table.py).
 """
 
 from __future__ import annotations
@@ -339,3 +343,12 @@ def _report(request):
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\n" + text + f"\n(written to {CACHE / 'runtime_summary.md'})")
+
+
+if __name__ == "__main__":  # python benchmarks/bench_runtime.py --table [--rounds N]
+    if sys.argv[1:2] != ["--table"]:
+        sys.exit("usage: bench_runtime.py --table [--rounds N] [--threads N] (or run with pytest)")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from runtime_table import main
+
+    main(sys.argv[2:])

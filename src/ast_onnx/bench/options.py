@@ -18,7 +18,9 @@ class BenchOptions:
 
     targets: list[str]
     precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
-    providers: list[str] = field(default_factory=lambda: ["cpu"])
+    # OpenVINO beside onnxruntime's CPU provider, so the report says which engine is the
+    # fastest here; its rows are skipped with the reason where openvino is not installed.
+    providers: list[str] = field(default_factory=lambda: ["cpu", "openvino"])
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     warmup: int = 1
     iterations: int = 5

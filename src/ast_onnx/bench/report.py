@@ -71,7 +71,45 @@ class BenchReport:
     gate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "fastest": self.fastest()}
+
+    def fastest(self) -> list[dict[str, Any]]:
+        """Per batch size, the fastest model call (p50) and how far ahead of the next one.
+
+        Compares every latency row, PyTorch eager included, on the model call alone
+        (features in): the frontend is the same numpy code whichever engine runs the graph.
+        """
+        out = []
+        for batch in sorted({r.batch_size for r in self.latency}):
+            rows = sorted(
+                (r for r in self.latency if r.batch_size == batch), key=lambda r: r.model_ms["p50"]
+            )
+            best, nxt = rows[0], rows[1] if len(rows) > 1 else None
+            out.append(
+                {
+                    "batch_size": batch,
+                    "name": best.name,
+                    "precision": best.precision,
+                    "provider": best.provider,
+                    "p50_ms": best.model_ms["p50"],
+                    "next": None if nxt is None else f"{nxt.name} on {nxt.provider}",
+                    "ahead": None if nxt is None else nxt.model_ms["p50"] / best.model_ms["p50"],
+                }
+            )
+        return out
+
+    def fastest_lines(self) -> list[str]:
+        """:meth:`fastest` as one sentence per batch size."""
+        lines = []
+        for f in self.fastest():
+            line = (
+                f"batch {f['batch_size']}: {f['name']} ({f['precision']}) on {f['provider']}, "
+                f"{f['p50_ms']:.1f} ms per model call"
+            )
+            if f["next"] is not None:
+                line += f", {f['ahead']:.2f}x ahead of {f['next']}"
+            lines.append(line)
+        return lines
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -83,6 +121,9 @@ class BenchReport:
         lines += [f"- **{k}**: {_fmt(v)}" for k, v in self.settings.items()]
         lines += ["", "## Latency", ""]
         lines += _md_table(LATENCY_COLUMNS, [latency_cells(r) for r in self.latency])
+        if self.latency:
+            lines += ["", "## Fastest on this machine", ""]
+            lines += [f"- {line}" for line in self.fastest_lines()]
         lines += ["", "## Accuracy drift", ""]
         lines += _md_table(DRIFT_COLUMNS, [drift_cells(r) for r in self.drift])
         if self.gate is not None:
@@ -215,6 +256,10 @@ def print_tables(report: BenchReport, console: Any = None) -> None:
         for row in rows:
             table.add_row(*row)
         console.print(table)
+    for reason in report.settings.get("skipped", []):
+        console.print(f"skipped {reason}", markup=False)
+    for line in report.fastest_lines():
+        console.print(f"fastest, {line}", markup=False)
     if report.gate is not None:
         style = "green" if report.gate["passed"] else "bold red"
         verdict = "passed" if report.gate["passed"] else "FAILED"

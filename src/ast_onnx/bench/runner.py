@@ -33,7 +33,7 @@ from ast_onnx.bench.targets import (
     onnx_models,
     resolve_eval,
 )
-from ast_onnx.errors import EvalSetError, ProviderError
+from ast_onnx.errors import EvalSetError, MissingDependencyError, ProviderError
 from ast_onnx.graph.model_files import data_path
 from ast_onnx.quality import accuracy, logit_drift, mean_average_precision
 from ast_onnx.runtime.results import activate
@@ -250,7 +250,7 @@ def _bench_model(run: _Run, model: BenchModel, provider: str) -> None:
             threads=options.threads,
             batch_size=max(options.batch_sizes),
         )
-    except ProviderError as e:
+    except (ProviderError, MissingDependencyError) as e:  # openvino: not installed, refused
         run.report.settings["skipped"].append(f"{model.name}/{provider}: {e}")
         logger.warning("skipping %s on %s: %s", model.name, provider, e)
         return

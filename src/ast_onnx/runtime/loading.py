@@ -7,9 +7,13 @@ that was asked for: the part of building a Runtime that talks to onnxruntime.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
+from ast_onnx.errors import MissingDependencyError, ProviderError
+from ast_onnx.runtime.openvino import OPENVINO, open_openvino, openvino_installed
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
@@ -22,16 +26,75 @@ from ast_onnx.runtime.providers import (
 )
 from ast_onnx.runtime.session import create_session, probe_trt_settings
 
+logger = logging.getLogger(__name__)
+
+#: Whether ``providers="auto"`` picks OpenVINO (where installed) over onnxruntime's CPU
+#: provider when no GPU provider is offered. Off: on the 2-core AVX2 EPYC it was measured on,
+#: onnxruntime was the faster fp32 engine (benchmarks/RESULTS.md, "OpenVINO").
+AUTO_PREFERS_OPENVINO = False
+
+
+def wants_openvino(providers: Any, gpu_offered: Callable[[], bool]) -> bool:
+    """Whether a provider request is served by OpenVINO rather than onnxruntime.
+
+    ``"openvino"`` asks for it; ``"auto"`` picks it when :data:`AUTO_PREFERS_OPENVINO`,
+    it is installed and onnxruntime offers no GPU provider (``gpu_offered()``, asked only
+    then: the OpenVINO route needs no onnxruntime). In a list it is refused:
+    OpenVINO is an engine of its own, not a link of an onnxruntime provider chain.
+
+    Raises:
+        ProviderError: ``"openvino"`` inside a list of providers.
+    """
+    if isinstance(providers, str):
+        key = providers.lower()
+        if key == "auto":
+            return AUTO_PREFERS_OPENVINO and openvino_installed() and not gpu_offered()
+        return key == OPENVINO
+    names = [p if isinstance(p, str) else p[0] for p in providers]
+    if any(str(n).lower() == OPENVINO for n in names):
+        raise ProviderError(
+            f"providers={list(names)!r}: 'openvino' runs a model on its own, not in an "
+            "onnxruntime provider chain; pass providers='openvino' (with fallback=True to "
+            "fall back to onnxruntime's CPU provider)"
+        )
+    return False
+
+
+def _gpu_offered() -> bool:
+    available = import_onnxruntime().get_available_providers()
+    return any(PROVIDER_NAMES[s] in available for s in ("cuda", "tensorrt"))
+
+
+def _open_openvino(path: str | os.PathLike, opts: RuntimeOptions):
+    """The OpenVINO session, or ``None`` to fall back to onnxruntime CPU (``opts.fallback``)."""
+    options = (opts.provider_options or {}).get(OPENVINO)
+    try:
+        return open_openvino(path, opts.threads, options)
+    except (ProviderError, MissingDependencyError) as e:
+        if not opts.fallback:
+            raise
+        logger.warning("%s; falling back to onnxruntime's CPU provider", e)
+        return None
+
 
 def open_session(path: str | os.PathLike, opts: RuntimeOptions) -> tuple[Any, str]:
-    """``(session, provider)``: the onnxruntime session and the short name it runs on.
+    """``(session, provider)``: the session and the short name it runs on.
+
+    The session is onnxruntime's, or for ``"openvino"`` an
+    :class:`~ast_onnx.runtime.openvino.OpenVinoSession` with the same interface.
 
     Raises:
         ModelError: Missing or corrupt model file.
         ProviderError: A requested provider is unavailable or was dropped at creation
             (unless ``opts.fallback``).
-        MissingDependencyError: onnxruntime is not installed.
+        MissingDependencyError: onnxruntime (or for ``"openvino"``, openvino) is not
+            installed (unless ``opts.fallback`` for openvino).
     """
+    if wants_openvino(opts.providers, _gpu_offered):
+        session = _open_openvino(path, opts)
+        if session is not None:
+            return session, OPENVINO
+        opts = opts.replace(providers="cpu")
     ort = import_onnxruntime()
     plan = select_providers(opts.providers, ort.get_available_providers(), opts.fallback)
     if opts.provider_options:

@@ -21,6 +21,7 @@ from ast_onnx.errors import InvalidOptionError
 from ast_onnx.frontend.audio import DEFAULT_MAX_SECONDS, check_max_seconds
 from ast_onnx.metadata import ACTIVATIONS
 from ast_onnx.options_base import Replaceable
+from ast_onnx.runtime.openvino import OPENVINO
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
 from ast_onnx.runtime.windows import AGGREGATIONS
 
@@ -58,7 +59,8 @@ class RuntimeOptions(Replaceable):
     Attributes:
         providers: ``"auto"`` (TensorRT, else CUDA, else CPU: whatever onnxruntime offers),
             ``"cpu"``, ``"cuda"``, ``"tensorrt"``, or a list of provider names or
-            ``(name, options)`` pairs, best first.
+            ``(name, options)`` pairs, best first; or ``"openvino"``: the OpenVINO runtime
+            (extra ``[openvino]``, :mod:`ast_onnx.runtime.openvino`) instead of onnxruntime.
         device_id: CUDA device for CUDA/TensorRT.
         threads: Intra-op threads of the session (None: onnxruntime's default, one per
             physical core).
@@ -98,7 +100,7 @@ class RuntimeOptions(Replaceable):
         metadata=_flag(
             "--provider",
             "execution provider (default auto: TensorRT > CUDA > CPU)",
-            choices=["auto", *PROVIDER_CHAINS],
+            choices=["auto", *PROVIDER_CHAINS, OPENVINO],
         ),
     )
     device_id: int = field(default=0, metadata=_flag("--device-id", "CUDA device", type=int))
