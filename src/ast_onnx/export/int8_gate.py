@@ -56,15 +56,21 @@ def quantize_static_gated(
         "fp32_nodes": [],
     }
 
+    ranges: dict[str, tuple[float, float]] = {}
+
     def build(nodes: list[str]) -> Path:
         path = work / f"int8-static-{len(nodes)}.onnx"
-        quantize_int8_static(
-            fp32,
-            path,
-            calibration,
-            fmt=options.int8_format,
-            method=options.int8_calibration,
-            exclude=nodes,
+        # Ranges of float tensors do not change when nodes stay float32: calibrate once.
+        ranges.update(
+            quantize_int8_static(
+                fp32,
+                path,
+                calibration,
+                fmt=options.int8_format,
+                method=options.int8_calibration,
+                exclude=nodes,
+                ranges=ranges or None,
+            )
         )
         return path
 

@@ -38,6 +38,22 @@ logger = logging.getLogger(__name__)
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
+def calibration_method(method: str) -> Any:
+    """onnxruntime's ``CalibrationMethod`` for one of :data:`CALIBRATION_METHODS`."""
+    require("onnxruntime", "cpu", "int8 calibration")
+    from onnxruntime.quantization import CalibrationMethod
+
+    if method not in CALIBRATION_METHODS:
+        raise ExportError(
+            f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}"
+        )
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
+
+
 def calibrate_ranges(
     fp32: str | Path, tensors: Sequence[str], calibration: np.ndarray, method: str = "minmax"
 ) -> dict[str, tuple[float, float]]:
@@ -52,17 +68,9 @@ def calibrate_ranges(
     """
     onnx = require("onnx", "export", "int8 calibration")
     require("onnxruntime", "cpu", "int8 calibration")
-    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization import create_calibrator
 
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
-    if method not in methods:
-        raise ExportError(
-            f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}"
-        )
+    chosen = calibration_method(method)
     wanted = set(tensors)
     model = onnx.load(str(fp32))
     # The calibrator records the inputs and outputs of every node of the given types.
@@ -74,7 +82,7 @@ def calibrate_ranges(
                 {n.op_type for n in model.graph.node if set(n.input) & wanted}
             ),
             augmented_model_path=str(augmented),
-            calibrate_method=methods[method],
+            calibrate_method=chosen,
             extra_options={"symmetric": False} if method != "minmax" else {},
         )
         calibrator.collect_data(CalibrationReader(calibration))

@@ -107,7 +107,8 @@ def quantize_int8_static(
     fmt: str = INT8_STATIC_FORMATS[0],
     method: str = "minmax",
     exclude: Sequence[str] = (),
-) -> None:
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, tuple[float, float]]:
     """Static int8 calibrated on ``calibration`` features (batch-invariant).
 
     Args:
@@ -120,6 +121,11 @@ def quantize_int8_static(
             each MatMul (the form TensorRT takes; fused Attention stays float32).
         method: Calibration: ``"minmax"``, ``"percentile"`` or ``"entropy"``.
         exclude: Names of nodes to leave in float32.
+        ranges: Calibrated ranges from an earlier call on the same model and data
+            (``"integer"`` form; the selection rebuilds without calibrating again).
+
+    Returns:
+        The calibrated range of each quantized tensor (``"integer"``; empty for qdq).
     """
     if fmt not in INT8_STATIC_FORMATS:
         raise ExportError(f"static int8 format must be one of {INT8_STATIC_FORMATS}, got {fmt!r}")
@@ -127,8 +133,8 @@ def quantize_int8_static(
         with quiet_logs(drop=_PREPROCESS_HINT):
             if fmt == "qdq":
                 _quantize_qdq(src, dst, calibration, method, exclude)
-            else:
-                _quantize_integer(src, dst, calibration, method, exclude)
+                return {}
+            return _quantize_integer(src, dst, calibration, method, exclude, ranges)
     except AstOnnxError:
         raise
     except Exception as e:  # the quantizer raises many types
@@ -136,8 +142,13 @@ def quantize_int8_static(
 
 
 def _quantize_integer(
-    src: str | Path, dst: str | Path, calibration: np.ndarray, method: str, exclude: Sequence[str]
-) -> None:
+    src: str | Path,
+    dst: str | Path,
+    calibration: np.ndarray,
+    method: str,
+    exclude: Sequence[str],
+    ranges: dict[str, tuple[float, float]] | None,
+) -> dict[str, tuple[float, float]]:
     """Dynamic int8 graph with every activation scale frozen to its calibrated value."""
     onnx = require("onnx", "export", "int8 quantization")
     from ast_onnx.graph.int8_static import (
@@ -148,9 +159,12 @@ def _quantize_integer(
 
     quantize_int8_dynamic(src, dst, exclude=exclude)
     model = onnx.load(str(dst))
-    ranges = calibrate_ranges(src, dynamic_inputs(model), calibration, method)
+    wanted = dynamic_inputs(model)
+    if ranges is None or not set(wanted) <= set(ranges):
+        ranges = calibrate_ranges(src, wanted, calibration, method)
     freeze_activation_scales(model, ranges)
     onnx.save(model, str(dst))
+    return ranges
 
 
 def _quantize_qdq(
@@ -158,19 +172,10 @@ def _quantize_qdq(
 ) -> None:
     onnx = require("onnx", "export", "int8 quantization")
     require("onnxruntime", "cpu", "int8 quantization")
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from ast_onnx.graph.int8_static import CALIBRATION_METHODS, CalibrationReader
+    from ast_onnx.graph.int8_static import CalibrationReader, calibration_method
 
-    if method not in CALIBRATION_METHODS:
-        raise ExportError(
-            f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}"
-        )
     quantize_static(
         str(src),
         str(dst),
@@ -181,11 +186,7 @@ def _quantize_qdq(
         weight_type=QuantType.QInt8,
         op_types_to_quantize=list(INT8_OP_TYPES),
         nodes_to_exclude=list(exclude),
-        calibrate_method={
-            "minmax": CalibrationMethod.MinMax,
-            "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy,
-        }[method],
+        calibrate_method=calibration_method(method),
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
 
