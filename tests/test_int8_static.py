@@ -64,9 +64,30 @@ def test_static_int8_quantizes_every_projection(small_onnx, integer):
     # Every fused Attention (its QKV projection) and every MatMul/Gemm of the fp32 graph
     # runs on an integer kernel, each fed by one calibrated QuantizeLinear.
     assert fp32["Attention"] == 2 and ops["QAttention"] == fp32["Attention"]
-    assert ops["MatMulInteger"] == fp32["MatMul"] + fp32["Gemm"]
+    assert ops["MatMulIntegerToFloat"] == fp32["MatMul"] + fp32["Gemm"]
     assert ops["QuantizeLinear"] == sum(fp32[t] for t in QUANTIZABLE)
     assert ops["DynamicQuantizeLinear"] == 0 and ops["Attention"] == ops["MatMul"] == 0
+    assert ops["MatMulInteger"] == 0  # fused with its Cast and scale Mul
+
+
+def test_fused_integer_to_float_equals_the_unfused_chain(small_onnx, integer, calib, tmp_path):
+    # Reference: the same frozen graph left as MatMulInteger -> Cast -> Mul.
+    from ast_onnx.graph.int8_static import (
+        calibrate_ranges,
+        dynamic_inputs,
+        freeze_activation_scales,
+    )
+    from ast_onnx.graph.quantize import quantize_int8_dynamic
+
+    quantize_int8_dynamic(small_onnx, tmp_path / "d.onnx")
+    model = onnx.load(str(tmp_path / "d.onnx"))
+    freeze_activation_scales(model, calibrate_ranges(small_onnx, dynamic_inputs(model), calib))
+    onnx.save(model, str(tmp_path / "chain.onnx"))
+    assert _ops(tmp_path / "chain.onnx")["MatMulInteger"] > 0
+    x = _features(2, seed=9)
+    np.testing.assert_allclose(
+        _logits(integer, x), _logits(tmp_path / "chain.onnx", x), atol=1e-4, rtol=0
+    )
 
 
 def test_qdq_form_keeps_attention_float(small_onnx, calib, tmp_path):
@@ -133,7 +154,7 @@ def test_selection_keeps_nodes_float_until_the_gate_passes(small_onnx, calib, tm
     assert sel.fp32_nodes == list(sens) and [s.passed for s in sel.steps][-1]
     assert not any(s.passed for s in sel.steps[:-1])
     ops = _ops(chosen)
-    assert ops["QAttention"] + ops["MatMulInteger"] == 0
+    assert ops["QAttention"] + ops["MatMulIntegerToFloat"] == 0
     assert set(sel.cost_seconds) == set(sens)
     assert json.loads(json.dumps(sel.to_dict()))["fp32_nodes"] == list(sens)
     # The same gate with too few float32 nodes allowed fails and says why.
@@ -181,9 +202,9 @@ def test_export_selection_is_recorded_in_metadata(small_checkpoint, calibration_
     assert meta.verification["passed"] and meta.verification["max_abs"] <= 1e-4
     assert json.loads(props[METADATA_KEY])["schema_version"] == meta.schema_version == 3
     ops = _ops(result.path)
-    assert ops["QAttention"] + ops["MatMulInteger"] == len(q["selection"]["sensitivity"]) - len(
-        q["fp32_nodes"]
-    )
+    assert ops["QAttention"] + ops["MatMulIntegerToFloat"] == len(
+        q["selection"]["sensitivity"]
+    ) - len(q["fp32_nodes"])
 
 
 def test_cli_fails_clearly_when_the_selection_cannot_pass(

@@ -30,7 +30,7 @@ from ast_onnx.metadata import INPUT_VALUES
 logger = logging.getLogger(__name__)
 
 #: The integer operators a quantized node becomes.
-INT8_NODE_TYPES = ("QAttention", "MatMulInteger")
+INT8_NODE_TYPES = ("QAttention", "MatMulInteger", "MatMulIntegerToFloat")
 #: Most float32 nodes the selection may keep by default (of ~49 in AST-base).
 DEFAULT_MAX_FP32_NODES = 8
 

@@ -12,7 +12,10 @@ This module takes the dynamic graph and replaces each ``DynamicQuantizeLinear`` 
 (the same uint8 asymmetric form, computed by onnxruntime's ``compute_scale_zp`` from the
 calibrated range). The result runs the same integer kernels as dynamic int8 - QKV and
 output projections of every attention block, the MLP and the classifier in int8 - minus
-the run-time min/max reductions, and is batch-invariant.
+the run-time min/max reductions, and is batch-invariant. Each ``MatMulInteger -> Cast ->
+Mul`` rescale chain is then fused into one ``MatMulIntegerToFloat``
+(:func:`fuse_integer_to_float`), which onnxruntime's own fusion no longer matches once the
+scales are constants.
 
 Calibration ranges come from onnxruntime's calibrators (``create_calibrator``): MinMax
 (default), Percentile or Entropy over the inputs of the quantized nodes of the fp32
@@ -161,3 +164,53 @@ def _low_high(value: tuple[Any, Any]) -> tuple[float, float]:
     """A calibrator's (lowest, highest), stored as arrays of one or more values."""
     low, high = value
     return float(np.min(low)), float(np.max(high))
+
+
+def fuse_integer_to_float(model: Any) -> int:
+    """Rewrite each ``MatMulInteger -> Cast -> Mul(a_scale * b_scale)`` as one node.
+
+    With constant activation scales onnxruntime's own ``MatMulIntegerToFloat`` fusion no
+    longer matches (the scale product is folded first), leaving an int32 output, a Cast
+    and a Mul per projection: memory-bound passes over each GEMM's output. The fused
+    ``com.microsoft.MatMulIntegerToFloat`` (a, b, a_scale, b_scale, a_zero, b_zero) writes
+    float32 directly.
+
+    Returns:
+        The number of chains fused.
+    """
+    onnx = require("onnx", "export", "int8 quantization")
+    graph = model.graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    drop, add = set(), {}
+    for node in graph.node:
+        if node.op_type != "MatMulInteger" or len(node.input) != 4:
+            continue
+        cast = consumers.get(node.output[0], [])
+        if len(cast) != 1 or cast[0].op_type != "Cast":
+            continue
+        mul = consumers.get(cast[0].output[0], [])
+        if len(mul) != 1 or mul[0].op_type != "Mul":
+            continue
+        scales = produced_by.get(mul[0].input[1])
+        if scales is None or scales.op_type != "Mul" or len(consumers[scales.output[0]]) != 1:
+            continue
+        a, b, a_zero, b_zero = node.input
+        fused = onnx.helper.make_node(
+            "MatMulIntegerToFloat",
+            [a, b, scales.input[0], scales.input[1], a_zero, b_zero],
+            [mul[0].output[0]],
+            name=node.name,
+            domain="com.microsoft",
+        )
+        drop.update(id(n) for n in (node, cast[0], mul[0], scales))
+        add[id(mul[0])] = fused
+    kept = [add.get(id(n), n) for n in graph.node if id(n) not in drop or id(n) in add]
+    del graph.node[:]
+    graph.node.extend(kept)
+    if add and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return len(add)

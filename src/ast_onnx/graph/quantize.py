@@ -155,6 +155,7 @@ def _quantize_integer(
         calibrate_ranges,
         dynamic_inputs,
         freeze_activation_scales,
+        fuse_integer_to_float,
     )
 
     quantize_int8_dynamic(src, dst, exclude=exclude)
@@ -163,6 +164,7 @@ def _quantize_integer(
     if ranges is None or not set(wanted) <= set(ranges):
         ranges = calibrate_ranges(src, wanted, calibration, method)
     freeze_activation_scales(model, ranges)
+    fuse_integer_to_float(model)
     onnx.save(model, str(dst))
     return ranges
 
