@@ -99,11 +99,15 @@ def quantize_static_gated(
     if not violations:
         return first, records[first], info
     if options.int8_max_fp32 <= 0 or options.int8_format != "integer":
+        hint = (
+            "or allow float32 nodes with int8_max_fp32= / --int8-max-fp32 N"
+            if options.int8_format == "integer"
+            else "the float32-node selection works on the integer form only"
+        )
         raise DriftError(
             f"the {PRECISION} export drifts from PyTorch beyond its thresholds: "
             + "; ".join(violations)
-            + " (override with thresholds= / --max-drift NAME=VALUE, or allow float32 "
-            "nodes with int8_max_fp32= / --int8-max-fp32 N)"
+            + f" (override with thresholds= / --max-drift NAME=VALUE; {hint})"
         )
     onnx = require("onnx", "export", "int8 selection")
     sensitivity = int8_select.node_sensitivity(fp32, onnx.load(str(first)), features)
