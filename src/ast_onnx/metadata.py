@@ -20,7 +20,9 @@ bounds each value before it builds a table.
 Schema versions: 2 added ``thresholds`` and ``default_threshold`` (decision thresholds,
 e.g. tuned by ``ast-thresholds --write``). Version-1 files load unchanged (no
 thresholds); a version-1 document's keys of those names are not read as thresholds
-(they stay in ``extra``, as any unknown key of that version did).
+(they stay in ``extra``, as any unknown key of that version did). 3 added
+``quantization`` (how an int8 model was made: calibration, the nodes left in float32 by
+the accuracy-aware selection and what each cost); older files load with it empty.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from typing import Any, Literal
 from ast_onnx.errors import ExportError, MetadataError
 
 METADATA_KEY = "ast_onnx"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Fields added by each schema version after the first (read only from files that have it).
-_ADDED_IN = {"thresholds": 2, "default_threshold": 2}
+_ADDED_IN = {"thresholds": 2, "default_threshold": 2, "quantization": 3}
 #: Decision threshold of a class when neither the caller nor the model names one.
 DEFAULT_THRESHOLD = 0.5
 
@@ -90,6 +92,8 @@ class ModelMetadata:
         thresholds: Per-class decision thresholds in [0, 1], label -> score (schema 2).
         default_threshold: Threshold of the classes ``thresholds`` does not name; None:
             :data:`DEFAULT_THRESHOLD` (schema 2).
+        quantization: How an int8 model was quantized (schema 3): e.g. ``format``,
+            ``calibration``, ``fp32_nodes`` and the ``selection`` record; empty otherwise.
         extra: Free-form additions (kept on round trip).
     """
 
@@ -107,6 +111,7 @@ class ModelMetadata:
     verification: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float | None = None
+    quantization: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -131,15 +136,25 @@ class ModelMetadata:
         for name in ("input_name", "output_name"):
             if not getattr(self, name):
                 raise MetadataError(f"{name} must not be empty")
-        for name in ("frontend", "verification", "extra"):
+        for name in ("frontend", "verification", "quantization", "extra"):
             if not isinstance(getattr(self, name), dict):
                 raise MetadataError(
                     f"{name} must be a JSON object, got {_short(getattr(self, name))}"
                 )
         # Depth counted from the document's top, as from_props sees it.
         _check_depth(
-            {"frontend": self.frontend, "verification": self.verification, "extra": self.extra}
+            {
+                "frontend": self.frontend,
+                "verification": self.verification,
+                "quantization": self.quantization,
+                "extra": self.extra,
+            }
         )
+        if self.quantization and self.schema_version < _ADDED_IN["quantization"]:
+            raise MetadataError(
+                f"quantization needs schema_version >= {_ADDED_IN['quantization']}, "
+                f"got {self.schema_version}"
+            )
         if not isinstance(self.optimized, bool):
             raise MetadataError(f"optimized must be true or false, got {_short(self.optimized)}")
         if self.opset is not None and not _is_int(self.opset, 1):

@@ -22,6 +22,9 @@ from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
+from ast_onnx.graph.int8_select import DEFAULT_MAX_FP32_NODES
+from ast_onnx.graph.int8_static import CALIBRATION_METHODS
+from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
 from ast_onnx.metadata import MIN_OPSET
 from ast_onnx.serving.triton_config import BACKENDS
 
@@ -65,6 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="PATH",
         help="static int8: a directory of audio files, or an audio file (repeatable; needs --int8)",
+    )
+    p.add_argument(
+        "--int8-format",
+        choices=INT8_STATIC_FORMATS,
+        default=INT8_STATIC_FORMATS[0],
+        help="static int8 form: integer (QAttention/MatMulInteger with calibrated scales, "
+        "the whole encoder int8, CPU; default) or qdq (Q/DQ pairs, TensorRT's form)",
+    )
+    p.add_argument(
+        "--int8-calibration",
+        choices=CALIBRATION_METHODS,
+        default=CALIBRATION_METHODS[0],
+        help="static int8 calibration method (default minmax)",
+    )
+    p.add_argument(
+        "--int8-max-fp32",
+        type=int,
+        default=DEFAULT_MAX_FP32_NODES,
+        metavar="N",
+        help="static int8 failing --max-drift: keep up to N of the most sensitive nodes in "
+        f"float32 until it passes (0: fail at once; default {DEFAULT_MAX_FP32_NODES})",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     p.add_argument("--no-optimize", action="store_true", help="skip onnxruntime fusions")
@@ -152,8 +176,22 @@ def _summary(result) -> str:
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
         f"  fused ops  {fused}\n"
+        f"{_int8_line(result.metadata.quantization)}"
         f"  drift      {drift}\n"
         f"  time       {result.seconds:.1f} s"
+    )
+
+
+def _int8_line(quantization: dict) -> str:
+    """The summary line of a static int8 export: its form and the nodes kept float32."""
+    if not quantization:
+        return ""
+    nodes = quantization.get("fp32_nodes", [])
+    cost = quantization.get("selection", {}).get("cost_seconds", {})
+    kept = ", ".join(f"{n} (+{1000 * cost.get(n, 0.0):.0f} ms)" for n in nodes) or "none"
+    return (
+        f"  int8       {quantization['format']}, {quantization['calibration']['method']} "
+        f"calibration on {quantization['calibration']['items']} items; fp32 nodes: {kept}\n"
     )
 
 
@@ -212,6 +250,8 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
+    if args.int8_max_fp32 < 0:
+        parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
 
@@ -262,6 +302,9 @@ def _export(args: argparse.Namespace) -> int:
         ),
         with_frontend=args.with_frontend,
         external_data=args.external_data,
+        int8_format=args.int8_format,
+        int8_calibration=args.int8_calibration,
+        int8_max_fp32=args.int8_max_fp32,
     )
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not args.triton_repo:

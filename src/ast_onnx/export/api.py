@@ -72,6 +72,25 @@ def resolve_precision(precision: str, calibrate: Any) -> str:
     return precision
 
 
+def check_int8_options(options: ExportOptions) -> None:
+    """Refuse static int8 settings no export could use, before the slow steps."""
+    from ast_onnx.graph.int8_static import CALIBRATION_METHODS
+    from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
+
+    if options.int8_format not in INT8_STATIC_FORMATS:
+        raise ExportError(
+            f"int8_format must be one of {INT8_STATIC_FORMATS}, got {options.int8_format!r}"
+        )
+    if options.int8_calibration not in CALIBRATION_METHODS:
+        raise ExportError(
+            f"int8_calibration must be one of {CALIBRATION_METHODS}, "
+            f"got {options.int8_calibration!r}"
+        )
+    limit = options.int8_max_fp32
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ExportError(f"int8_max_fp32 must be an integer >= 0, got {limit!r}")
+
+
 def check_output(output: str | Path, overwrite: bool, external_data: bool = False) -> Path:
     """Refuse an output path that exists (without ``overwrite``) or cannot be written.
 
@@ -136,6 +155,7 @@ def export_model(
 
         audio_files(o.calibrate)  # a missing path or a directory without audio fails now
     check_opset(o.opset)
+    check_int8_options(o)
     timer = StepTimer(show=o.progress)
     # Intermediate models go to a hidden folder beside the output (see ast_onnx.workdir).
     with work_dir(path.parent) as work:
@@ -155,9 +175,17 @@ def export_model(
 
             with timer.step("calibrate", "Reading calibration audio"):
                 calibration = calibration_features(o.calibrate, loaded.frontend)
-        built, fused = _build(loaded, work, final, calibration, o.opset, o.optimize, timer)
+        built, fused = _build(loaded, work, final, o.opset, o.optimize, timer)
         record: dict[str, Any] = {"skipped": True}
-        if o.verify:
+        quantization: dict[str, Any] = {}
+        if final == "int8-static":
+            from ast_onnx.export.int8_gate import quantize_static_gated
+
+            with timer.step("quantize", f"Quantizing to int8 (static, {len(calibration)} items)"):
+                built, record, quantization = quantize_static_gated(
+                    loaded, built, work, calibration, gates, o
+                )
+        elif o.verify:
             with timer.step("verify", "Verifying against PyTorch"):
                 record = verify_export(loaded.model, built, loaded.frontend, final, gates)
         if o.with_frontend:
@@ -166,7 +194,7 @@ def export_model(
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
                 built = add_frontend(built, work, loaded, gates if o.verify else None, record)
         with timer.step("write", f"Writing {path}"):
-            metadata, files = _write(built, path, loaded, final, record, fused, o)
+            metadata, files = _write(built, path, loaded, final, record, fused, o, quantization)
     seconds = time.perf_counter() - start
     return ExportResult(
         path=path,
@@ -185,7 +213,6 @@ def _build(
     loaded: LoadedCheckpoint,
     work: Path,
     precision: str,
-    calibration: Any,
     opset: int,
     optimize: bool,
     timer: StepTimer,
@@ -219,9 +246,8 @@ def _build(
     elif precision == "int8-dynamic":
         with timer.step("quantize", "Quantizing to int8 (dynamic)"):
             quantize.quantize_int8_dynamic(current, target)
-    else:
-        with timer.step("quantize", f"Quantizing to int8 (static, {len(calibration)} items)"):
-            quantize.quantize_int8_static(current, target, calibration)
+    else:  # int8-static: quantized and verified together (export.int8_gate)
+        return current, fused
     return target, fused
 
 
@@ -233,6 +259,7 @@ def _write(
     record: dict[str, Any],
     fused: dict[str, int],
     options: ExportOptions,
+    quantization: dict[str, Any],
 ) -> tuple[ModelMetadata, list[Path]]:
     """Add metadata to ``built`` and write it to ``path`` atomically; return the files."""
     import ast_onnx
@@ -250,6 +277,7 @@ def _write(
         package_version=ast_onnx.__version__,
         opset=opset_of(model),
         verification=record,
+        quantization=quantization,
         extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
     )
     if options.with_frontend:

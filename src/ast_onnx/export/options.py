@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError
 from ast_onnx.export.original import PthOptions
+from ast_onnx.graph.int8_select import DEFAULT_MAX_FP32_NODES
+from ast_onnx.graph.int8_static import CALIBRATION_METHODS
+from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
 from ast_onnx.metadata import MIN_OPSET
 from ast_onnx.options_base import Replaceable
 
@@ -45,6 +48,13 @@ class ExportOptions(Replaceable):
         external_data: Write the weights to ``OUTPUT.data`` beside the output (the two
             files travel together). onnxruntime memory-maps them: with
             ``Runtime(prepack=False)`` the model loads almost instantly.
+        int8_format: Static int8 form: ``"integer"`` (onnxruntime's QAttention and
+            MatMulInteger with calibrated scales: the whole encoder int8, CPU) or
+            ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs: TensorRT's form).
+        int8_calibration: Static int8 calibration: ``"minmax"``, ``"percentile"`` or
+            ``"entropy"``.
+        int8_max_fp32: Static int8 failing its drift gate: leave up to this many of
+            the most sensitive nodes in float32 until it passes (0: fail at once).
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
@@ -64,6 +74,9 @@ class ExportOptions(Replaceable):
     pth: PthOptions | None = None
     with_frontend: bool = False
     external_data: bool = False
+    int8_format: str = INT8_STATIC_FORMATS[0]
+    int8_calibration: str = CALIBRATION_METHODS[0]
+    int8_max_fp32: int = DEFAULT_MAX_FP32_NODES
 
 
 #: Named starting points: ``export_model(ckpt, out, "fp16")`` or ``PRESETS["fp16"]``.

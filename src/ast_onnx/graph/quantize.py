@@ -9,9 +9,13 @@
   An item's scores therefore depend on its batch peers (about 1e-2 on logits between
   a batch of 1 and a batch of several). Run items one at a time, or use static int8,
   when scores must not depend on batching. CPU only in practice.
-- **int8 static** (:func:`quantize_int8_static`): QDQ format, per-channel int8 weights,
-  activation scales fixed by calibration on real audio. Batch-invariant: an item's
-  scores do not depend on what it is batched with. The format CUDA / TensorRT run.
+- **int8 static** (:func:`quantize_int8_static`): activation scales fixed by calibration
+  on real audio. Batch-invariant: an item's scores do not depend on what it is batched
+  with. Two forms: ``"integer"`` (default) runs onnxruntime's integer kernels
+  (QAttention, MatMulInteger) with the calibrated scales, so the whole encoder is int8
+  on CPU (:mod:`.int8_static`); ``"qdq"`` writes QuantizeLinear/DequantizeLinear pairs
+  with per-channel weights, the form TensorRT runs (onnxruntime's QDQ quantizer leaves
+  the fused Attention, QKV projection included, in float32).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ExportError, require
-from ast_onnx.metadata import INPUT_VALUES
 from ast_onnx.progress import quiet_logs
 
 #: Expected quantizer chatter: advice to run its pre-processing (which would undo the
@@ -48,6 +51,9 @@ FP16_KEEP_FP32 = (
 )
 #: Operators quantized to int8 (the projections: nearly all of AST's compute).
 INT8_OP_TYPES = ("MatMul", "Attention", "Gemm")
+#: Static int8 forms (the first is the default): onnxruntime integer kernels with
+#: calibrated scales, or QDQ pairs (TensorRT's form).
+INT8_STATIC_FORMATS = ("integer", "qdq")
 #: Calibration items used at most (one per audio file).
 MAX_CALIBRATION_ITEMS = 256
 
@@ -66,10 +72,11 @@ def convert_fp16(src: str | Path, dst: str | Path) -> None:
     model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
-def quantize_int8_dynamic(src: str | Path, dst: str | Path) -> None:
+def quantize_int8_dynamic(src: str | Path, dst: str | Path, exclude: Sequence[str] = ()) -> None:
     """Dynamic int8 quantization (int8 weights, per-batch activation scales).
 
     Scores of an item depend on the other items of its batch: see the module docstring.
+    ``exclude`` names nodes to leave in float32.
     """
     onnx = require("onnx", "export", "int8 quantization")
     require("onnxruntime", "cpu", "int8 quantization")
@@ -82,6 +89,8 @@ def quantize_int8_dynamic(src: str | Path, dst: str | Path) -> None:
                 str(dst),
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=list(INT8_OP_TYPES),
+                # The quantizer turns a Gemm into "<name>_MatMul" + Add before it checks.
+                nodes_to_exclude=[*exclude, *(f"{n}_MatMul" for n in exclude)],
                 # Fused contrib ops have no registered output types; without a default the
                 # quantizer fails with "Unable to find data type for weight_name".
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -90,47 +99,98 @@ def quantize_int8_dynamic(src: str | Path, dst: str | Path) -> None:
         raise ExportError(f"int8 dynamic quantization failed: {type(e).__name__}: {e}") from e
 
 
-def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarray) -> None:
-    """Static int8 QDQ quantization calibrated on ``calibration`` features.
+def quantize_int8_static(
+    src: str | Path,
+    dst: str | Path,
+    calibration: np.ndarray,
+    *,
+    fmt: str = INT8_STATIC_FORMATS[0],
+    method: str = "minmax",
+    exclude: Sequence[str] = (),
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Static int8 calibrated on ``calibration`` features (batch-invariant).
 
     Args:
-        src: fp32 ONNX model.
+        src: fp32 ONNX model (fused).
         dst: Output path.
         calibration: ``input_values`` float32 ``[items, max_length, mel]``.
+        fmt: ``"integer"``: onnxruntime's integer kernels with calibrated scales
+            (QAttention, MatMulInteger: the whole encoder in int8, CPU; see
+            :mod:`.int8_static`); ``"qdq"``: QuantizeLinear/DequantizeLinear pairs around
+            each MatMul (the form TensorRT takes; fused Attention stays float32).
+        method: Calibration: ``"minmax"``, ``"percentile"`` or ``"entropy"``.
+        exclude: Names of nodes to leave in float32.
+        ranges: Calibrated ranges from an earlier call on the same model and data
+            (``"integer"`` form; the selection rebuilds without calibrating again).
+
+    Returns:
+        The calibrated range of each quantized tensor (``"integer"``; empty for qdq).
     """
-    onnx = require("onnx", "export", "int8 quantization")
-    require("onnxruntime", "cpu", "int8 quantization")
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, data: np.ndarray) -> None:
-            self._items = iter([{INPUT_VALUES: data[i : i + 1]} for i in range(len(data))])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._items, None)
-
+    if fmt not in INT8_STATIC_FORMATS:
+        raise ExportError(f"static int8 format must be one of {INT8_STATIC_FORMATS}, got {fmt!r}")
     try:
         with quiet_logs(drop=_PREPROCESS_HINT):
-            quantize_static(
-                str(src),
-                str(dst),
-                Reader(np.ascontiguousarray(calibration, dtype=np.float32)),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=list(INT8_OP_TYPES),
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
+            if fmt == "qdq":
+                _quantize_qdq(src, dst, calibration, method, exclude)
+                return {}
+            return _quantize_integer(src, dst, calibration, method, exclude, ranges)
+    except AstOnnxError:
+        raise
     except Exception as e:  # the quantizer raises many types
         raise ExportError(f"int8 static quantization failed: {type(e).__name__}: {e}") from e
+
+
+def _quantize_integer(
+    src: str | Path,
+    dst: str | Path,
+    calibration: np.ndarray,
+    method: str,
+    exclude: Sequence[str],
+    ranges: dict[str, tuple[float, float]] | None,
+) -> dict[str, tuple[float, float]]:
+    """Dynamic int8 graph with every activation scale frozen to its calibrated value."""
+    onnx = require("onnx", "export", "int8 quantization")
+    from ast_onnx.graph.int8_static import (
+        calibrate_ranges,
+        dynamic_inputs,
+        freeze_activation_scales,
+        fuse_integer_to_float,
+    )
+
+    quantize_int8_dynamic(src, dst, exclude=exclude)
+    model = onnx.load(str(dst))
+    wanted = dynamic_inputs(model)
+    if ranges is None or not set(wanted) <= set(ranges):
+        ranges = calibrate_ranges(src, wanted, calibration, method)
+    freeze_activation_scales(model, ranges)
+    fuse_integer_to_float(model)
+    onnx.save(model, str(dst))
+    return ranges
+
+
+def _quantize_qdq(
+    src: str | Path, dst: str | Path, calibration: np.ndarray, method: str, exclude: Sequence[str]
+) -> None:
+    onnx = require("onnx", "export", "int8 quantization")
+    require("onnxruntime", "cpu", "int8 quantization")
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from ast_onnx.graph.int8_static import CalibrationReader, calibration_method
+
+    quantize_static(
+        str(src),
+        str(dst),
+        CalibrationReader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(INT8_OP_TYPES),
+        nodes_to_exclude=list(exclude),
+        calibrate_method=calibration_method(method),
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def audio_files(calibrate: str | Path | Sequence[str | Path]) -> list[Path]:
