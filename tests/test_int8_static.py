@@ -201,6 +201,7 @@ def test_export_selection_is_recorded_in_metadata(small_checkpoint, calibration_
     assert [s["passed"] for s in steps] == [False] * (len(steps) - 1) + [True]
     assert meta.verification["passed"] and meta.verification["max_abs"] <= 1e-4
     assert json.loads(props[METADATA_KEY])["schema_version"] == meta.schema_version == 3
+    assert meta.written_version() == 3  # a quantization record needs version 3
     ops = _ops(result.path)
     assert ops["QAttention"] + ops["MatMulIntegerToFloat"] == len(
         q["selection"]["sensitivity"]

@@ -53,7 +53,8 @@ def test_props_are_one_sorted_json_document():
     assert props[METADATA_KEY] == json.dumps(meta.to_dict(), sort_keys=True)
     keys = list(json.loads(props[METADATA_KEY]))
     assert keys == sorted(keys) and keys != list(meta.to_dict())
-    assert ModelMetadata.from_props(props) == meta
+    back = ModelMetadata.from_props(props)
+    assert back.to_dict() == meta.to_dict() and back.schema_version == 1  # what it uses
 
 
 @pytest.mark.parametrize(
@@ -67,3 +68,20 @@ def test_props_are_one_sorted_json_document():
 def test_bad_props_are_named(props, message):
     with pytest.raises(MetadataError, match=message):
         ModelMetadata.from_props(props)
+
+
+def test_files_are_written_with_the_oldest_version_that_holds_them():
+    """An fp32 model without thresholds stays readable by runtimes that know only v1."""
+    import json
+
+    from ast_onnx.metadata import METADATA_KEY
+
+    def written(**fields) -> int:
+        meta = ModelMetadata(["a", "b"], "sigmoid", {}, **fields)
+        return json.loads(meta.to_props()[METADATA_KEY])["schema_version"]
+
+    assert written() == 1
+    assert written(thresholds={"a": 0.3}) == 2
+    assert written(default_threshold=0.4) == 2
+    assert written(quantization={"format": "integer"}) == 3
+    assert written(thresholds={"a": 0.3}, quantization={"format": "integer"}) == 3

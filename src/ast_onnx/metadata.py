@@ -23,6 +23,12 @@ thresholds); a version-1 document's keys of those names are not read as threshol
 (they stay in ``extra``, as any unknown key of that version did). 3 added
 ``quantization`` (how an int8 model was made: calibration, the nodes left in float32 by
 the accuracy-aware selection and what each cost); older files load with it empty.
+
+A file is written with the oldest version that holds what it uses
+(:meth:`ModelMetadata.written_version`), not always the newest: an fp32 export without
+thresholds is a version-1 document, so runtimes deployed before versions 2 and 3 still
+load it; only a file that uses thresholds (2) or a quantization record (3) needs a
+runtime that knows them.
 """
 
 from __future__ import annotations
@@ -216,11 +222,21 @@ class ModelMetadata:
     def num_labels(self) -> int:
         return len(self.labels)
 
+    def written_version(self) -> int:
+        """The oldest schema version that holds this document's fields: what is written."""
+        used = [
+            since
+            for name, since in _ADDED_IN.items()
+            if since <= self.schema_version and getattr(self, name) not in ({}, None)
+        ]
+        return max([1, *used])
+
     def to_dict(self) -> dict[str, Any]:
-        """All fields, less those newer than this document's ``schema_version``."""
+        """All fields, less those newer than the version written (:meth:`written_version`)."""
         data = asdict(self)
+        data["schema_version"] = version = self.written_version()
         for name, since in _ADDED_IN.items():
-            if self.schema_version < since:
+            if version < since:
                 del data[name]
         return data
 

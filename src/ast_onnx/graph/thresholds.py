@@ -30,8 +30,9 @@ def write_thresholds(
     """Store per-class thresholds in model ``model_path``'s metadata (atomic rewrite).
 
     They replace any thresholds the model had; every other metadata field, the graph
-    and the external data are kept. The metadata's ``schema_version`` becomes
-    :data:`~ast_onnx.metadata.SCHEMA_VERSION` (2), which older ast-onnx refuse clearly.
+    and the external data are kept. The file is then written as metadata schema version 2
+    (at least; 3 with a quantization record), which runtimes older than version 2 refuse
+    clearly.
 
     Args:
         model_path: An ast-onnx model (single file, or ``.onnx`` with external data).
