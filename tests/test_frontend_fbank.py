@@ -14,10 +14,10 @@ is within 9e-4, kaldi-native-fbank within 1.4e-3).
 
 from __future__ import annotations
 
-import kaldi_native_fbank as knf
 import numpy as np
 import pytest
 from conftest import SIGNALS, white_noise
+from frontend_refs import hf_fbank, knf_fbank
 
 from ast_onnx.errors import InvalidAudioError
 from ast_onnx.frontend import WINDOW_TYPES, FbankOptions, FbankOptionsError, KaldiFbank, fbank
@@ -31,67 +31,6 @@ from ast_onnx.frontend.fbank_options import (
 NON_SILENT = [name for name in sorted(SIGNALS) if name != "silence"]
 LOG_EPS = float(np.log(np.finfo(np.float32).eps))
 KNF_TOL = 2e-3
-
-
-def knf_fbank(wave: np.ndarray, **options) -> np.ndarray:
-    """kaldi-native-fbank with our option names; frames collected into [frames, bins]."""
-    opts = knf.FbankOptions()
-    opts.frame_opts.dither = 0.0
-    opts.use_energy = False
-    frame = {
-        "sample_frequency": "samp_freq",
-        "frame_length": "frame_length_ms",
-        "frame_shift": "frame_shift_ms",
-        "preemphasis_coefficient": "preemph_coeff",
-        "window_type": "window_type",
-        "remove_dc_offset": "remove_dc_offset",
-        "snip_edges": "snip_edges",
-        "round_to_power_of_two": "round_to_power_of_two",
-        "blackman_coeff": "blackman_coeff",
-    }
-    mel = {"num_mel_bins": "num_bins", "low_freq": "low_freq", "high_freq": "high_freq"}
-    merged = {"window_type": "hanning", "num_mel_bins": 80, "low_freq": 20.0} | options
-    for key, value in merged.items():
-        if key in frame:
-            setattr(opts.frame_opts, frame[key], value)
-        elif key in mel:
-            setattr(opts.mel_opts, mel[key], value)
-        else:
-            setattr(opts, key, value)
-    online = knf.OnlineFbank(opts)
-    online.accept_waveform(opts.frame_opts.samp_freq, wave.tolist())
-    online.input_finished()
-    return np.array([online.get_frame(i) for i in range(online.num_frames_ready)])
-
-
-def hf_fbank_128(wave: np.ndarray) -> np.ndarray:
-    """transformers' numpy Kaldi fbank exactly as ASTFeatureExtractor configures it."""
-    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
-
-    mel = mel_filter_bank(
-        num_frequency_bins=257,
-        num_mel_filters=128,
-        min_frequency=20,
-        max_frequency=8000,
-        sampling_rate=16000,
-        norm=None,
-        mel_scale="kaldi",
-        triangularize_in_mel_space=True,
-    )
-    return spectrogram(
-        wave,
-        window_function(400, "hann", periodic=False),
-        frame_length=400,
-        hop_length=160,
-        fft_length=512,
-        power=2.0,
-        center=False,
-        preemphasis=0.97,
-        mel_filters=mel,
-        log_mel="log",
-        mel_floor=1.192092955078125e-07,
-        remove_dc_offset=True,
-    ).T
 
 
 @pytest.mark.parametrize("name", NON_SILENT)
@@ -109,7 +48,7 @@ def test_matches_kaldi_native_fbank_80_bins(name):
 def test_matches_transformers_128_bins(name):
     wave = SIGNALS[name]()
     ours = fbank(wave)  # AST defaults: 128 bins, which kaldi-native-fbank refuses
-    ref = hf_fbank_128(wave)
+    ref = hf_fbank(wave)
     assert ours.shape == ref.shape == (1 + (len(wave) - 400) // 160, 128)
     np.testing.assert_allclose(ours, ref, rtol=0, atol=KNF_TOL)
 
