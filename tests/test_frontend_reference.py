@@ -43,6 +43,7 @@ SHORT = {
     "noise_0.5s": lambda: white_noise(0.5, seed=5),
     "dc_0.3s": lambda: with_dc(0.3),
     "one_frame": lambda: speech(400 / 16000),
+    "silence_0.1s": lambda: np.zeros(1600, np.float32),  # every bank at the log floor
 }
 
 
