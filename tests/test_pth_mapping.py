@@ -204,6 +204,9 @@ def test_convert_original_gives_the_same_logits(tmp_path):
         ((100, 16, None, 12, None), (12, 12, 10)),
         ((96, 16, 10, 12, 100), (10, 12, 8)),
         ((52, 8, None, None, None), (10, 10, 4)),  # patch 8: 120 // 10 + 1 = 13 x 4
+        # Patch 6: stride 6 gives 21 frequency patches (122 // 6 + 1); no published stride
+        # (13, 11, 9, 8 patches) and no other stride up to the patch size fits 21.
+        ((21, 6, None, None, None), (6, 6, 1)),
     ],
 )
 def test_infer_strides(args, want):
@@ -363,3 +366,33 @@ def test_infer_config_option_errors(tmp_path):
         infer_config(sd, PthOptions())
     with pytest.raises(CheckpointError, match="hidden size 32 is not divisible by num_heads=3"):
         infer_config(sd, PthOptions(num_heads=3))
+
+
+def test_convert_original_names_the_original_key_of_a_bad_shape(tmp_path):
+    layout = original_layout(hub_weights(tiny_model("s10"), tmp_path))
+    layout["module.v.blocks.1.mlp.fc1.weight"] = torch.zeros(48, 32)
+    path = tmp_path / "narrow.pth"
+    torch.save(layout, path)
+    with pytest.raises(
+        CheckpointError, match=r"wrong shapes \['module\.v\.blocks\.1\.mlp\.fc1\.weight: \(48, 32\)"
+    ):
+        convert_original(path, PthOptions(num_heads=2))
+
+
+def test_read_state_dict_asks_torch_for_tensors_only_on_cpu(tmp_path, monkeypatch):
+    """``weights_only=True`` and ``map_location="cpu"`` are passed, not left to defaults:
+    torch < 2.6 (allowed by the export extra) unpickles any object by default, and a
+    checkpoint saved on a GPU must load on a CPU-only build box. Neither can be shown
+    with the pinned torch on this machine, so the call itself is checked."""
+    path = tmp_path / "sd.pth"
+    torch.save({"v.cls_token": torch.zeros(1)}, path)
+    seen = []
+    real = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    read_state_dict(path)
+    assert seen == [{"map_location": "cpu", "weights_only": True}]
