@@ -99,6 +99,11 @@ def test_fbank_chunks_and_batches_match_knf():
         {"snip_edges": False, "frame_shift": 12.5},  # odd shift: 200 samples, pad 100 - 100
         {"snip_edges": False, "frame_length": 30.0, "frame_shift": 15.0},
         {"remove_dc_offset": False},
+        # Windows that weigh a frame's first sample (hanning, povey and blackman give it 0):
+        # Kaldi's pre-emphasis of that sample, x[0] - c * x[0], shows only with these.
+        {"remove_dc_offset": False, "window_type": "hamming"},
+        {"remove_dc_offset": False, "window_type": "rectangular", "preemphasis_coefficient": 0.5},
+        {"window_type": "rectangular", "preemphasis_coefficient": 0.5},
         {"use_power": False},
         {"preemphasis_coefficient": 0.5},
         {"window_type": "blackman", "blackman_coeff": 0.35},

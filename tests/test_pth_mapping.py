@@ -268,8 +268,9 @@ class NotATensor:
 def test_read_state_dict_refuses(tmp_path, data, match):
     path = tmp_path / "bad.pth"
     torch.save(data, path)
-    with pytest.raises(CheckpointError, match=match):
+    with pytest.raises(CheckpointError, match=match) as info:
         read_state_dict(path)
+    assert repr(str(path)) in str(info.value)  # names the file
 
 
 def test_read_state_dict_refuses_garbage(tmp_path):
@@ -316,6 +317,11 @@ def test_check_shapes_names_the_original_keys(tmp_path):
     assert message.count(PREFIX + "encoder.layer.0.") == 5  # the first 5 of 15, sorted
     assert PREFIX + "encoder.layer.0.attention.attention.key.bias" in message
     assert "wrong shapes" not in message
+    # A key without a recorded origin is named as it is (the Hub name).
+    with pytest.raises(
+        CheckpointError, match=r"\['audio_spectrogram_transformer\.encoder\.layer\.1\.inter"
+    ):
+        check_shapes(wrong, model.config, {})
     many = {
         k: (torch.zeros(1) if ".layer.0." in k else v) for k, v in converted.items()
     }  # 15 wrong shapes, none missing
