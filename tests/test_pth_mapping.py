@@ -207,6 +207,10 @@ def test_convert_original_gives_the_same_logits(tmp_path):
         # Patch 6: stride 6 gives 21 frequency patches (122 // 6 + 1); no published stride
         # (13, 11, 9, 8 patches) and no other stride up to the patch size fits 21.
         ((21, 6, None, None, None), (6, 6, 1)),
+        ((125, 4, None, None, None), (1, 1, 1)),  # patch 4: 125 patches only at stride 1
+        ((51, 16, None, None, 30), (7, 7, 3)),  # the fallback search checks input_tdim too
+        ((108, 16, 14, None, None), (14, 14, 12)),  # one stride given wins over the search
+        ((108, 16, None, 14, None), (14, 14, 12)),
     ],
 )
 def test_infer_strides(args, want):
@@ -226,6 +230,8 @@ def test_infer_strides(args, want):
         ),
         ((23 * 19, 16, None, None, None), r"with 437 patches \(candidates \[5, 6\]\): pass"),
         ((97, 16, None, None, None), r"with 97 patches \(candidates \[\]\)"),
+        # Patch 5: 21 patches fit stride 6 only, which is above the patch size (not searched).
+        ((21, 5, None, None, None), r"with 21 patches \(candidates \[\]\)"),
     ],
 )
 def test_infer_strides_errors(args, match):
