@@ -277,9 +277,12 @@ def test_extractor_messages_and_branches(caplog):
     assert repr(same) == f"FeatureExtractor({same.to_dict()!r})"
     assert same.hop == same.hop_samples == 160
     # Truncation is reported in the log.
+    caplog.clear()
     with caplog.at_level(logging.DEBUG, logger="ast_onnx.frontend.features"):
         FeatureExtractor(max_length=5)(white_noise(0.2))
-    assert "frames cut to max_length=5 for items [ True]" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "frames cut to max_length=5 for items [ True]"
+    ]
 
 
 @pytest.mark.parametrize(
