@@ -14,10 +14,12 @@ is within 9e-4, kaldi-native-fbank within 1.4e-3).
 
 from __future__ import annotations
 
-import kaldi_native_fbank as knf
+import logging
+
 import numpy as np
 import pytest
 from conftest import SIGNALS, white_noise
+from frontend_refs import hf_fbank, knf_fbank
 
 from ast_onnx.errors import InvalidAudioError
 from ast_onnx.frontend import WINDOW_TYPES, FbankOptions, FbankOptionsError, KaldiFbank, fbank
@@ -31,67 +33,6 @@ from ast_onnx.frontend.fbank_options import (
 NON_SILENT = [name for name in sorted(SIGNALS) if name != "silence"]
 LOG_EPS = float(np.log(np.finfo(np.float32).eps))
 KNF_TOL = 2e-3
-
-
-def knf_fbank(wave: np.ndarray, **options) -> np.ndarray:
-    """kaldi-native-fbank with our option names; frames collected into [frames, bins]."""
-    opts = knf.FbankOptions()
-    opts.frame_opts.dither = 0.0
-    opts.use_energy = False
-    frame = {
-        "sample_frequency": "samp_freq",
-        "frame_length": "frame_length_ms",
-        "frame_shift": "frame_shift_ms",
-        "preemphasis_coefficient": "preemph_coeff",
-        "window_type": "window_type",
-        "remove_dc_offset": "remove_dc_offset",
-        "snip_edges": "snip_edges",
-        "round_to_power_of_two": "round_to_power_of_two",
-        "blackman_coeff": "blackman_coeff",
-    }
-    mel = {"num_mel_bins": "num_bins", "low_freq": "low_freq", "high_freq": "high_freq"}
-    merged = {"window_type": "hanning", "num_mel_bins": 80, "low_freq": 20.0} | options
-    for key, value in merged.items():
-        if key in frame:
-            setattr(opts.frame_opts, frame[key], value)
-        elif key in mel:
-            setattr(opts.mel_opts, mel[key], value)
-        else:
-            setattr(opts, key, value)
-    online = knf.OnlineFbank(opts)
-    online.accept_waveform(opts.frame_opts.samp_freq, wave.tolist())
-    online.input_finished()
-    return np.array([online.get_frame(i) for i in range(online.num_frames_ready)])
-
-
-def hf_fbank_128(wave: np.ndarray) -> np.ndarray:
-    """transformers' numpy Kaldi fbank exactly as ASTFeatureExtractor configures it."""
-    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
-
-    mel = mel_filter_bank(
-        num_frequency_bins=257,
-        num_mel_filters=128,
-        min_frequency=20,
-        max_frequency=8000,
-        sampling_rate=16000,
-        norm=None,
-        mel_scale="kaldi",
-        triangularize_in_mel_space=True,
-    )
-    return spectrogram(
-        wave,
-        window_function(400, "hann", periodic=False),
-        frame_length=400,
-        hop_length=160,
-        fft_length=512,
-        power=2.0,
-        center=False,
-        preemphasis=0.97,
-        mel_filters=mel,
-        log_mel="log",
-        mel_floor=1.192092955078125e-07,
-        remove_dc_offset=True,
-    ).T
 
 
 @pytest.mark.parametrize("name", NON_SILENT)
@@ -109,7 +50,7 @@ def test_matches_kaldi_native_fbank_80_bins(name):
 def test_matches_transformers_128_bins(name):
     wave = SIGNALS[name]()
     ours = fbank(wave)  # AST defaults: 128 bins, which kaldi-native-fbank refuses
-    ref = hf_fbank_128(wave)
+    ref = hf_fbank(wave)
     assert ours.shape == ref.shape == (1 + (len(wave) - 400) // 160, 128)
     np.testing.assert_allclose(ours, ref, rtol=0, atol=KNF_TOL)
 
@@ -321,3 +262,155 @@ def test_no_floating_point_warning_from_uninitialised_scratch(monkeypatch):
     with np.errstate(all="raise"):
         got = KaldiFbank()(wave)
     np.testing.assert_array_equal(got, want)
+
+
+def test_messages_name_the_bad_value():
+    with pytest.raises(InvalidAudioError) as info:
+        fbank(np.zeros(399, np.float32))
+    assert str(info.value) == (
+        "audio of 399 samples is shorter than one fbank frame "
+        "(400 samples = 25.0 ms at 16000 Hz with snip_edges=True)"
+    )
+    with pytest.raises(InvalidAudioError, match=r"^waveform contains 3 NaN/Inf sample\(s\)$"):
+        fbank(np.array([np.nan, 0.0, np.inf, -np.inf] + [0.0] * 400, np.float32))
+    with pytest.raises(InvalidAudioError, match=r"^waveform is empty \(shape \(1, 0\)\)$"):
+        fbank(np.zeros((1, 0), np.float32))
+    with pytest.raises(InvalidAudioError, match=r"got shape \(\)$"):
+        fbank(np.float32(0.5))
+    with pytest.raises(FbankOptionsError, match=r"^fbank options must be a mapping, got list$"):
+        FbankOptions.from_dict([("num_mel_bins", 64)])
+    with pytest.raises(
+        FbankOptionsError, match=r"unknown fbank option\(s\) \['dither'\]; known: \["
+    ):
+        FbankOptions.from_dict({"dither": 1.0, "num_mel_bins": 64})
+    with pytest.raises(FbankOptionsError, match=r"^unknown fbank option\(s\) \['use_energy'\]$"):
+        KaldiFbank(use_energy=True, num_mel_bins=64)
+    assert repr(KaldiFbank(num_mel_bins=64)) == f"KaldiFbank({FbankOptions(num_mel_bins=64)!r})"
+
+
+@pytest.mark.parametrize("chunk_frames", [0, -1, True, 2.0, "8"])
+def test_chunk_frames_must_be_a_positive_int(chunk_frames):
+    with pytest.raises(FbankOptionsError, match=rf"positive int, got {chunk_frames!r}$"):
+        KaldiFbank(chunk_frames=chunk_frames)
+
+
+def test_one_frame_chunks_equal_the_default():
+    wave = white_noise(0.2)
+    # Equal up to float32 round-off (the FFT and the product run on other shapes).
+    np.testing.assert_allclose(KaldiFbank(chunk_frames=1)(wave), KaldiFbank()(wave), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("out", "match"),
+    [
+        (np.empty((98, 128), np.float64), "float64 \\(98, 128\\)"),
+        (np.empty((98, 256), np.float32)[:, ::2], "float32 \\(98, 128\\)"),  # not contiguous
+        (np.empty((98, 127), np.float32), "got float32 \\(98, 127\\)"),
+    ],
+)
+def test_out_must_fit(out, match):
+    with pytest.raises(
+        FbankOptionsError, match=r"^out must be a C-contiguous float32 .*\(98, 128\)"
+    ):
+        KaldiFbank()(white_noise(1.0), out=out)
+    with pytest.raises(FbankOptionsError, match=match):
+        KaldiFbank()(white_noise(1.0), out=out)
+
+
+def test_banks_that_cover_no_fft_bin_give_the_log_floor():
+    """100-120 Hz at 16 kHz holds no FFT bin (31.25 Hz apart): every bank is empty."""
+    fb = KaldiFbank(num_mel_bins=3, low_freq=100.0, high_freq=120.0)
+    assert not fb.mel_banks.any()
+    np.testing.assert_array_equal(fb(white_noise(0.1)), np.float32(LOG_EPS))
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter")
+def test_empty_banks_are_logged_with_their_count(caplog):
+    from transformers.audio_utils import mel_filter_bank
+
+    hf = mel_filter_bank(
+        num_frequency_bins=257,
+        num_mel_filters=128,
+        min_frequency=20,
+        max_frequency=8000,
+        sampling_rate=16000,
+        mel_scale="kaldi",
+        triangularize_in_mel_space=True,
+    )
+    empty = int((hf.max(axis=0) == 0).sum())  # transformers' filters: [bins, filters]
+    with caplog.at_level(logging.DEBUG, logger="ast_onnx.frontend.fbank_options"):
+        KaldiFbank(num_mel_bins=80)
+        assert "mel banks" not in caplog.text  # 80 banks: each covers some bin
+        KaldiFbank()
+    assert [r.getMessage() for r in caplog.records if "mel banks" in r.getMessage()] == [
+        f"{empty} of 128 mel banks cover no FFT bin (log floor)"
+    ]
+    assert 0 < empty < 128
+
+
+def test_numpy_scalars_are_options_and_bools_are_not_numbers():
+    opts = FbankOptions(num_mel_bins=np.int64(64), snip_edges=np.False_, low_freq=np.float32(30))
+    assert opts.num_mel_bins == 64 and not opts.snip_edges
+    assert opts.num_frames(560) == (560 + 80) // 160
+    for option, value in [("low_freq", np.True_), ("num_mel_bins", True), ("snip_edges", 0)]:
+        with pytest.raises(FbankOptionsError, match=rf"^{option} must be"):
+            FbankOptions(**{option: value})
+
+
+@pytest.mark.parametrize(
+    ("allowed", "refused"),
+    [
+        # 1 sample shift and a 2 sample window (1/16 and 1/8 ms at 16 kHz) are the least.
+        (
+            {"frame_length": 0.125, "frame_shift": 0.0625},
+            {"frame_length": 0.0625, "frame_shift": 0.0625},
+        ),
+        (
+            {"frame_length": 0.125, "frame_shift": 0.0625},
+            {"frame_length": 0.125, "frame_shift": 0.05},
+        ),
+        ({"frame_shift": 25.0}, {"frame_shift": 25.0625}),  # shift up to the window length
+        ({"low_freq": 0.0}, {"low_freq": -1.0}),
+        ({"low_freq": 7999.0}, {"low_freq": 8000.0}),
+        ({"high_freq": 8000.0}, {"high_freq": 8000.5}),
+        ({"high_freq": -7979.0}, {"high_freq": -7980.0}),  # Nyquist - 7980 = low_freq 20
+        ({"low_freq": 99.0, "high_freq": 100.0}, {"low_freq": 100.0, "high_freq": 100.0}),
+        ({"num_mel_bins": 3}, {"num_mel_bins": 2}),
+        ({"preemphasis_coefficient": 0.0}, {"preemphasis_coefficient": -0.01}),
+    ],
+)
+def test_more_option_bounds_are_inclusive(allowed, refused):
+    assert FbankOptions(**allowed)
+    with pytest.raises(FbankOptionsError, match=r"got|need|must"):
+        FbankOptions(**refused)
+
+
+def test_option_bound_messages():
+    with pytest.raises(FbankOptionsError) as info:
+        FbankOptions(frame_length=0.0625, frame_shift=0.0625)
+    assert str(info.value) == (
+        "frame_length=0.0625 ms / frame_shift=0.0625 ms give 1 / 1 samples at 16000.0 Hz; "
+        "need a window of >= 2 samples and a shift of >= 1"
+    )
+    with pytest.raises(FbankOptionsError, match=r"^frame_shift \(30\.0 ms\) must not exceed "):
+        FbankOptions(frame_shift=30.0)
+    with pytest.raises(FbankOptionsError) as info:
+        FbankOptions(low_freq=300.0, high_freq=-7800.0)
+    assert str(info.value) == (
+        "need 0 <= low_freq < high_freq <= nyquist (8000.0 Hz); got low_freq=300.0, "
+        "high_freq=-7800.0 (-> 200.0 Hz)"
+    )
+    with pytest.raises(
+        FbankOptionsError, match=r"^sample_frequency must be in \[1000, 384000\] Hz"
+    ):
+        FbankOptions(sample_frequency=500.0)
+    with pytest.raises(FbankOptionsError, match=r"^window_type must be one of \('hanning', "):
+        FbankOptions(window_type="hann")
+    with pytest.raises(FbankOptionsError, match=r"^num_mel_bins must be an integer in \[3, 1024\]"):
+        FbankOptions(num_mel_bins=0)
+    with pytest.raises(FbankOptionsError, match=r"^preemphasis_coefficient must be in \[0, 1\]"):
+        FbankOptions(preemphasis_coefficient=2.0)
+    with pytest.raises(
+        FbankOptionsError, match=r"^frame_length=2000\.0 ms gives 32000 samples at 16000 Hz"
+    ):
+        FbankOptions(frame_length=2000.0, frame_shift=10.0)

@@ -237,3 +237,76 @@ def test_extractor_values_are_bounded_and_typed():
         FeatureExtractor.from_dict([("sample_rate", 16000)])
     with pytest.raises(FbankOptionsError, match="disagrees"):  # no float() of a string
         FeatureExtractor(fbank_options={"sample_frequency": "16k"})
+
+
+def test_extractor_messages_and_branches(caplog):
+    with pytest.raises(
+        FbankOptionsError, match=r"^frontend parameters must be a mapping, got list$"
+    ):
+        FeatureExtractor.from_dict([("sample_rate", 16000)])
+    with pytest.raises(FbankOptionsError, match=r"^unknown feature-extractor key\(s\) \['hop'\]$"):
+        FeatureExtractor.from_dict({"hop": 3})
+    with pytest.raises(FbankOptionsError) as info:
+        FeatureExtractor(fbank_options={"sample_frequency": 8000})
+    assert (
+        str(info.value)
+        == "fbank_options.sample_frequency=8000 disagrees with the extractor's 16000"
+    )
+    with pytest.raises(
+        FbankOptionsError, match=r"num_mel_bins=128 disagrees with the extractor's 64"
+    ):
+        FeatureExtractor(num_mel_bins=64, fbank_options=FbankOptions())
+    with pytest.raises(
+        FbankOptionsError, match=r"^fbank_options must be FbankOptions, dict or None, got str$"
+    ):
+        FeatureExtractor(fbank_options="snip_edges=False")
+    # Given as options, both rates must agree; given as a dict, only the keys it has.
+    same = FeatureExtractor(num_mel_bins=64, fbank_options=FbankOptions(num_mel_bins=64))
+    assert same.options == FbankOptions(num_mel_bins=64)
+    assert FeatureExtractor(fbank_options={"num_mel_bins": 128}).options == FbankOptions()
+    with pytest.raises(FbankOptionsError, match=r"^max_length must be an integer in \[1, 16384\]"):
+        FeatureExtractor(max_length=True)
+    assert FeatureExtractor(max_length=np.int64(7)).max_length == 7
+    assert FeatureExtractor(max_length=1).max_length == 1
+    with pytest.raises(
+        FbankOptionsError, match=r"^need std > 0 to normalize, got mean=1\.0, std=-1"
+    ):
+        FeatureExtractor(mean=1.0, std=-1)
+    unnormalized = FeatureExtractor(std=0.0, do_normalize=False, max_length=5)  # std unused
+    np.testing.assert_array_equal(unnormalized(np.zeros(320, np.float32)).input_values, 0.0)
+    assert repr(same) == f"FeatureExtractor({same.to_dict()!r})"
+    assert same.hop == same.hop_samples == 160
+    # Truncation is reported in the log.
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="ast_onnx.frontend.features"):
+        FeatureExtractor(max_length=5)(white_noise(0.2))
+    assert [r.getMessage() for r in caplog.records] == [
+        "frames cut to max_length=5 for items [ True]"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (np.zeros((0, 100), np.float32), "audio batch is empty (shape[0] == 0)"),
+        ([], "audio batch is empty (no waves)"),
+        ((), "audio batch is empty (no waves)"),
+        (np.zeros((1, 2, 800), np.float32), "audio must be [samples] or [batch, samples], got "),
+        ({"wave": 1}, "audio must be a numpy array or a list of arrays, got dict"),
+        ([np.zeros((800, 2), np.float32)], "wave 0 must be 1-D [samples], got shape (800, 2)"),
+        ([np.zeros(800, np.float32), np.zeros(800, np.int16)], "wave 1: waveform must be a real"),
+    ],
+)
+def test_bad_audio_messages(audio, message):
+    with pytest.raises(InvalidAudioError) as info:
+        FeatureExtractor(max_length=5)(audio)
+    assert str(info.value).startswith(message)
+
+
+def test_lists_and_tuples_of_waves():
+    wave = white_noise(0.2)
+    fe = FeatureExtractor(max_length=5)
+    one = fe(wave).input_values
+    np.testing.assert_array_equal(fe(wave.tolist()).input_values, one)  # a list of samples
+    np.testing.assert_array_equal(fe((wave, wave)).input_values, np.concatenate([one, one]))
+    assert fe(np.stack([wave, wave])).num_frames.tolist() == [18, 18]
