@@ -140,7 +140,7 @@ def test_onnx_targets_without_torch_baseline(quick_run, measured, tmp_path):
     """Without torch the first model is the reference: int8's drift is against fp32 ORT."""
     _, out, _ = quick_run
     models = _models(out)
-    argv = [str(models["fp32"]), str(models["int8"]), "--quick", "--no-torch"]
+    argv = [str(models["fp32"]), str(models["int8"]), "--quick", "--no-torch", "--providers", "cpu"]
     code = main([*argv, "--json", str(tmp_path / "r.json")])
     assert code == 0
     data = json.loads((tmp_path / "r.json").read_text())
