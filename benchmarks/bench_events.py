@@ -28,13 +28,9 @@ CACHE = Path(os.environ.get("AST_ONNX_BENCH_CACHE", ROOT / ".cache" / "bench"))
 
 def demo_onnx() -> Path:
     """The demo model exported to fp32 (cached, shared with bench_stream.py)."""
-    path = CACHE / "demo-fp32.onnx"
-    if not path.exists():
-        from ast_onnx.export import export_model
+    from bench_stream import cached_demo_export  # benchmarks/ is the script's folder
 
-        CACHE.mkdir(parents=True, exist_ok=True)
-        export_model("demo", path, precision="fp32")
-    return path
+    return cached_demo_export()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,8 +100,8 @@ def wave() -> np.ndarray:
     return soundscape()
 
 
-@pytest.fixture(scope="module")
-def demo_onnx() -> Path:
+def cached_demo_export() -> Path:
+    """The demo model exported to fp32, cached (shared by the streaming and event benchmarks)."""
     path = CACHE / "demo-fp32.onnx"
     if not path.exists():
         from ast_onnx.export import export_model
@@ -109,6 +109,11 @@ def demo_onnx() -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         export_model("demo", path, precision="fp32")
     return path
+
+
+@pytest.fixture(scope="module")
+def demo_onnx() -> Path:
+    return cached_demo_export()
 
 
 def test_stream_demo(demo_onnx, wave):

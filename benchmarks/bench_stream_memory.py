@@ -21,8 +21,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bench_stream import CACHE, CHUNK, SR, soundscape
-from bench_stream import demo_onnx as cached_demo_onnx
+from bench_stream import CACHE, CHUNK, SR, cached_demo_export, soundscape
 
 MINUTES = int(os.environ.get("AST_STREAM_MEMORY_MINUTES", "60"))
 SAMPLE_EVERY_S = 300
@@ -37,7 +36,7 @@ def rss_mib() -> float:
 
 @pytest.fixture(scope="module")
 def demo_onnx() -> Path:
-    return cached_demo_onnx.__wrapped__()
+    return cached_demo_export()
 
 
 def test_stream_rss_is_flat_over_an_hour(demo_onnx):

@@ -149,18 +149,25 @@ def python_config(
         tensors_out,
         max_batch_size=cfg.max_batch_size,
         labels_outputs=[SCORES],
-        kind=cfg.kind,
-        instance_count=cfg.instance_count,
-        gpus=cfg.gpus,
-        preferred_batch_size=cfg.preferred,
-        max_queue_delay_us=cfg.max_queue_delay_us,
-        tensorrt=False,
+        **instance_settings(cfg),
     )
     wave, rate = base["input"]
     if cfg.max_batch_size > 0:
         wave["allow_ragged_batch"] = True
     rate["optional"] = True
     return python_entry(base, params)
+
+
+def instance_settings(cfg: TritonConfig) -> dict[str, Any]:
+    """The ``model_config`` keywords of a python-backend entry's instances and batching."""
+    return {
+        "kind": cfg.kind,
+        "instance_count": cfg.instance_count,
+        "gpus": cfg.gpus,
+        "preferred_batch_size": cfg.preferred,
+        "max_queue_delay_us": cfg.max_queue_delay_us,
+        "tensorrt": False,
+    }
 
 
 def features_config(
@@ -183,11 +190,6 @@ def features_config(
         inputs,
         outputs,
         max_batch_size=cfg.max_batch_size,
-        kind=cfg.kind,
-        instance_count=cfg.instance_count,
-        gpus=cfg.gpus,
-        preferred_batch_size=cfg.preferred,
-        max_queue_delay_us=cfg.max_queue_delay_us,
-        tensorrt=False,
+        **instance_settings(cfg),
     )
     return python_entry(base, params)
