@@ -114,7 +114,8 @@ def test_ast_thresholds_tunes_and_writes_into_the_model(labelled, capsys):
     assert rows["toy_0"]["threshold"] == pytest.approx(want, abs=1e-6)
     assert rows["toy_0"]["f1"] == 1.0 and rows["toy_0"]["positives"] == 4
     assert rows["toy_1"]["positives"] == 8 and rows["toy_2"]["threshold"] is None
-    assert metadata_of(model)["thresholds"] == {}  # not written without --write
+    untouched = metadata_of(model)  # not written without --write: still a version-1 file
+    assert "thresholds" not in untouched and untouched["schema_version"] == 1
     code, out, err = run(thresholds.main, [model, "--eval", eval_dir, "--write"], capsys)
     assert code == 0, err
     assert "toy_0" in out and "wrote 2 threshold(s)" in err
