@@ -376,6 +376,17 @@ def test_infer_config_refuses(edit, match, tmp_path):
         infer_config(sd, PthOptions(num_heads=2))
 
 
+def test_infer_config_missing_keys_message(tmp_path):
+    sd = original(tiny_model("s10"), tmp_path)
+    del sd["v.pos_embed"], sd["v.blocks.0.mlp.fc1.weight"]
+    with pytest.raises(CheckpointError) as info:
+        infer_config(sd, PthOptions(num_heads=2))
+    assert str(info.value) == (
+        "not an original AST checkpoint: missing ['v.pos_embed', 'v.blocks.0.mlp.fc1.weight'] "
+        "(keys like module.v.blocks.0.attn.qkv.weight, module.mlp_head.1.weight expected)"
+    )
+
+
 def test_infer_config_option_errors(tmp_path):
     sd = original(tiny_model("s10"), tmp_path)
     with pytest.raises(CheckpointError, match=r"num_labels=5 but mlp_head\.1\.weight has 10"):
