@@ -173,6 +173,29 @@ def test_inferred_config_is_the_models(name, options, max_length, caplog, tmp_pa
     ) in caplog.text
 
 
+def test_input_tdim_decides_the_strides(tmp_path):
+    # Stride 14 and 170 frames: 9 x 12 = 108 patches, which stride 10 (tried first) reads
+    # as 12 x 9; only input_tdim=170 ((170 - 16) // 14 + 1 = 12 time patches) says 14.
+    config = transformers.ASTConfig(
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        frequency_stride=14,
+        time_stride=14,
+        max_length=170,
+        num_mel_bins=128,
+        num_labels=3,
+    )
+    model = transformers.ASTForAudioClassification(config).eval()
+    randomize_parameters(model, 0)
+    sd = original(model, tmp_path)
+    got = infer_config(sd, PthOptions(num_heads=2, input_tdim=170))
+    assert (got.frequency_stride, got.time_stride, got.max_length) == (14, 14, 170)
+    got = infer_config(sd, PthOptions(num_heads=2))
+    assert (got.frequency_stride, got.time_stride) == (10, 10)
+
+
 def test_convert_original_gives_the_same_logits(tmp_path):
     model = tiny_model("s10", seed=5)
     path = tmp_path / "audioset_10_10.pth"
