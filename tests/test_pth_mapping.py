@@ -173,27 +173,37 @@ def test_inferred_config_is_the_models(name, options, max_length, caplog, tmp_pa
     ) in caplog.text
 
 
-def test_input_tdim_decides_the_strides(tmp_path):
-    # Stride 14 and 170 frames: 9 x 12 = 108 patches, which stride 10 (tried first) reads
-    # as 12 x 9; only input_tdim=170 ((170 - 16) // 14 + 1 = 12 time patches) says 14.
+def one_layer_model(**kwargs):
     config = transformers.ASTConfig(
         hidden_size=32,
         num_attention_heads=2,
         intermediate_size=48,
         num_hidden_layers=1,
-        frequency_stride=14,
-        time_stride=14,
-        max_length=170,
         num_mel_bins=128,
         num_labels=3,
+        **kwargs,
     )
     model = transformers.ASTForAudioClassification(config).eval()
     randomize_parameters(model, 0)
-    sd = original(model, tmp_path)
+    return model
+
+
+def test_input_tdim_decides_the_strides(tmp_path):
+    # Stride 14 and 170 frames: 9 x 12 = 108 patches, which stride 10 (tried first) reads
+    # as 12 x 9; only input_tdim=170 ((170 - 16) // 14 + 1 = 12 time patches) says 14.
+    sd = original(one_layer_model(frequency_stride=14, time_stride=14, max_length=170), tmp_path)
     got = infer_config(sd, PthOptions(num_heads=2, input_tdim=170))
     assert (got.frequency_stride, got.time_stride, got.max_length) == (14, 14, 170)
     got = infer_config(sd, PthOptions(num_heads=2))
     assert (got.frequency_stride, got.time_stride) == (10, 10)
+
+
+def test_patch_size_is_read_from_the_kernel(tmp_path):
+    # Patch 8, stride 10: 13 x 10 patches; 10 time patches are 98..107 frames: 104.
+    sd = original(one_layer_model(patch_size=8, max_length=100), tmp_path)
+    got = infer_config(sd, PthOptions(num_heads=2))
+    assert (got.patch_size, got.frequency_stride, got.time_stride) == (8, 10, 10)
+    assert got.max_length == 104
 
 
 def test_convert_original_gives_the_same_logits(tmp_path):
