@@ -376,6 +376,8 @@ def test_numpy_scalars_are_options_and_bools_are_not_numbers():
         ({"high_freq": 8000.0}, {"high_freq": 8000.5}),
         ({"high_freq": -7979.0}, {"high_freq": -7980.0}),  # Nyquist - 7980 = low_freq 20
         ({"low_freq": 99.0, "high_freq": 100.0}, {"low_freq": 100.0, "high_freq": 100.0}),
+        # Any positive high edge above low_freq, even under 1 Hz.
+        ({"low_freq": 0.0, "high_freq": 0.5}, {"low_freq": 0.5, "high_freq": 0.5}),
         ({"num_mel_bins": 3}, {"num_mel_bins": 2}),
         ({"preemphasis_coefficient": 0.0}, {"preemphasis_coefficient": -0.01}),
     ],
