@@ -261,6 +261,11 @@ def test_extractor_messages_and_branches(caplog):
         FbankOptionsError, match=r"^fbank_options must be FbankOptions, dict or None, got str$"
     ):
         FeatureExtractor(fbank_options="snip_edges=False")
+    with pytest.raises(FbankOptionsError) as info:  # FbankOptions: its rate is compared
+        FeatureExtractor(fbank_options=FbankOptions(sample_frequency=8000))
+    assert str(info.value) == (
+        "fbank_options.sample_frequency=8000 disagrees with the extractor's 16000"
+    )
     # Given as options, both rates must agree; given as a dict, only the keys it has.
     same = FeatureExtractor(num_mel_bins=64, fbank_options=FbankOptions(num_mel_bins=64))
     assert same.options == FbankOptions(num_mel_bins=64)
