@@ -266,6 +266,12 @@ def test_extractor_messages_and_branches(caplog):
     assert str(info.value) == (
         "fbank_options.sample_frequency=8000 disagrees with the extractor's 16000"
     )
+    # The extractor's rate is the fbank's: 25 ms / 10 ms are 200 / 80 samples at 8 kHz.
+    for given in (None, {"snip_edges": True}):
+        at_8k = FeatureExtractor(sample_rate=8000, max_length=5, fbank_options=given)
+        assert at_8k.options.sample_frequency == 8000.0
+        assert (at_8k.options.window_size, at_8k.hop_samples) == (200, 80)
+        assert at_8k.window_samples == 200 + 4 * 80
     # Given as options, both rates must agree; given as a dict, only the keys it has.
     same = FeatureExtractor(num_mel_bins=64, fbank_options=FbankOptions(num_mel_bins=64))
     assert same.options == FbankOptions(num_mel_bins=64)
