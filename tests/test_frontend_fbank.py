@@ -23,6 +23,7 @@ from frontend_refs import hf_fbank, knf_fbank
 
 from ast_onnx.errors import InvalidAudioError
 from ast_onnx.frontend import WINDOW_TYPES, FbankOptions, FbankOptionsError, KaldiFbank, fbank
+from ast_onnx.frontend.fbank import check_waveform
 from ast_onnx.frontend.fbank_options import (
     MAX_MEL_BINS,
     MAX_SAMPLE_FREQUENCY,
@@ -375,6 +376,8 @@ def test_numpy_scalars_are_options_and_bools_are_not_numbers():
         ({"high_freq": 8000.0}, {"high_freq": 8000.5}),
         ({"high_freq": -7979.0}, {"high_freq": -7980.0}),  # Nyquist - 7980 = low_freq 20
         ({"low_freq": 99.0, "high_freq": 100.0}, {"low_freq": 100.0, "high_freq": 100.0}),
+        # Any positive high edge above low_freq, even under 1 Hz.
+        ({"low_freq": 0.0, "high_freq": 0.5}, {"low_freq": 0.5, "high_freq": 0.5}),
         ({"num_mel_bins": 3}, {"num_mel_bins": 2}),
         ({"preemphasis_coefficient": 0.0}, {"preemphasis_coefficient": -0.01}),
     ],
@@ -414,3 +417,18 @@ def test_option_bound_messages():
         FbankOptionsError, match=r"^frame_length=2000\.0 ms gives 32000 samples at 16000 Hz"
     ):
         FbankOptions(frame_length=2000.0, frame_shift=10.0)
+
+
+def test_check_waveform_returns_float32_without_copying():
+    wave = white_noise(0.05)
+    assert wave.dtype == np.float32
+    assert check_waveform(wave) is wave  # no copy of a float32 array
+    as64 = check_waveform(wave.astype(np.float64))
+    assert as64.dtype == np.float32
+    np.testing.assert_array_equal(as64, wave)
+    with pytest.raises(InvalidAudioError) as info:
+        check_waveform(np.zeros(800, np.int16))
+    assert str(info.value) == (
+        "waveform must be a real floating array, got dtype int16; convert PCM with "
+        "ast_onnx.frontend.prepare_audio (scales int16/int32 to [-1, 1])"
+    )

@@ -225,14 +225,15 @@ def test_extractor_values_are_bounded_and_typed():
     assert FeatureExtractor(max_length=MAX_LENGTH).max_length == MAX_LENGTH
     with pytest.raises(FbankOptionsError, match="max_length"):
         FeatureExtractor(max_length=MAX_LENGTH + 1)
-    for name, value in [
-        ("mean", float("nan")),
-        ("std", "4.5"),
-        ("padding_value", float("inf")),
-        ("do_normalize", "yes"),
+    for name, value, message in [
+        ("mean", float("nan"), "mean must be a finite number, got nan"),
+        ("std", "4.5", "std must be a finite number, got '4.5'"),
+        ("padding_value", float("inf"), "padding_value must be a finite number, got inf"),
+        ("do_normalize", "yes", "do_normalize must be true or false, got 'yes'"),
     ]:
-        with pytest.raises(FbankOptionsError, match=name):
+        with pytest.raises(FbankOptionsError) as info:
             FeatureExtractor(**{name: value})
+        assert str(info.value) == message
     with pytest.raises(FbankOptionsError, match="mapping"):
         FeatureExtractor.from_dict([("sample_rate", 16000)])
     with pytest.raises(FbankOptionsError, match="disagrees"):  # no float() of a string
@@ -260,6 +261,17 @@ def test_extractor_messages_and_branches(caplog):
         FbankOptionsError, match=r"^fbank_options must be FbankOptions, dict or None, got str$"
     ):
         FeatureExtractor(fbank_options="snip_edges=False")
+    with pytest.raises(FbankOptionsError) as info:  # FbankOptions: its rate is compared
+        FeatureExtractor(fbank_options=FbankOptions(sample_frequency=8000))
+    assert str(info.value) == (
+        "fbank_options.sample_frequency=8000 disagrees with the extractor's 16000"
+    )
+    # The extractor's rate is the fbank's: 25 ms / 10 ms are 200 / 80 samples at 8 kHz.
+    for given in (None, {"snip_edges": True}):
+        at_8k = FeatureExtractor(sample_rate=8000, max_length=5, fbank_options=given)
+        assert at_8k.options.sample_frequency == 8000.0
+        assert (at_8k.options.window_size, at_8k.hop_samples) == (200, 80)
+        assert at_8k.window_samples == 200 + 4 * 80
     # Given as options, both rates must agree; given as a dict, only the keys it has.
     same = FeatureExtractor(num_mel_bins=64, fbank_options=FbankOptions(num_mel_bins=64))
     assert same.options == FbankOptions(num_mel_bins=64)

@@ -173,6 +173,39 @@ def test_inferred_config_is_the_models(name, options, max_length, caplog, tmp_pa
     ) in caplog.text
 
 
+def one_layer_model(**kwargs):
+    config = transformers.ASTConfig(
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_mel_bins=128,
+        num_labels=3,
+        **kwargs,
+    )
+    model = transformers.ASTForAudioClassification(config).eval()
+    randomize_parameters(model, 0)
+    return model
+
+
+def test_input_tdim_decides_the_strides(tmp_path):
+    # Stride 14 and 170 frames: 9 x 12 = 108 patches, which stride 10 (tried first) reads
+    # as 12 x 9; only input_tdim=170 ((170 - 16) // 14 + 1 = 12 time patches) says 14.
+    sd = original(one_layer_model(frequency_stride=14, time_stride=14, max_length=170), tmp_path)
+    got = infer_config(sd, PthOptions(num_heads=2, input_tdim=170))
+    assert (got.frequency_stride, got.time_stride, got.max_length) == (14, 14, 170)
+    got = infer_config(sd, PthOptions(num_heads=2))
+    assert (got.frequency_stride, got.time_stride) == (10, 10)
+
+
+def test_patch_size_is_read_from_the_kernel(tmp_path):
+    # Patch 8, stride 10: 13 x 10 patches; 10 time patches are 98..107 frames: 104.
+    sd = original(one_layer_model(patch_size=8, max_length=100), tmp_path)
+    got = infer_config(sd, PthOptions(num_heads=2))
+    assert (got.patch_size, got.frequency_stride, got.time_stride) == (8, 10, 10)
+    assert got.max_length == 104
+
+
 def test_convert_original_gives_the_same_logits(tmp_path):
     model = tiny_model("s10", seed=5)
     path = tmp_path / "audioset_10_10.pth"
@@ -374,6 +407,17 @@ def test_infer_config_refuses(edit, match, tmp_path):
     edit(sd)
     with pytest.raises(CheckpointError, match=match):
         infer_config(sd, PthOptions(num_heads=2))
+
+
+def test_infer_config_missing_keys_message(tmp_path):
+    sd = original(tiny_model("s10"), tmp_path)
+    del sd["v.pos_embed"], sd["v.blocks.0.mlp.fc1.weight"]
+    with pytest.raises(CheckpointError) as info:
+        infer_config(sd, PthOptions(num_heads=2))
+    assert str(info.value) == (
+        "not an original AST checkpoint: missing ['v.pos_embed', 'v.blocks.0.mlp.fc1.weight'] "
+        "(keys like module.v.blocks.0.attn.qkv.weight, module.mlp_head.1.weight expected)"
+    )
 
 
 def test_infer_config_option_errors(tmp_path):
