@@ -85,3 +85,28 @@ def test_files_are_written_with_the_oldest_version_that_holds_them():
     assert written(default_threshold=0.4) == 2
     assert written(quantization={"format": "integer"}) == 3
     assert written(thresholds={"a": 0.3}, quantization={"format": "integer"}) == 3
+
+
+@pytest.mark.parametrize("name", ["frontend", "verification", "quantization", "extra"])
+def test_object_fields_are_named_with_the_bad_value(name):
+    with pytest.raises(MetadataError, match=rf"^{name} must be a JSON object, got \[3\]$"):
+        ModelMetadata(["a"], "sigmoid", **{"frontend": {}, name: [3]})
+
+
+def test_scalar_field_messages_and_bounds():
+    """Exact messages (they name the value) and both sides of each bound."""
+    from ast_onnx.metadata import MAX_TEXT_LENGTH
+
+    base = {"labels": ["a"], "activation": "sigmoid", "frontend": {}}
+    ModelMetadata(**base, source="x" * MAX_TEXT_LENGTH)  # at the limit: fine
+    with pytest.raises(MetadataError, match=r"^source must be a string of at most 4096 .*got 'xxx"):
+        ModelMetadata(**base, source="x" * (MAX_TEXT_LENGTH + 1))
+    with pytest.raises(MetadataError, match=r"^optimized must be true or false, got 'yes'$"):
+        ModelMetadata(**base, optimized="yes")
+    assert ModelMetadata(**base, opset=1).opset == 1
+    with pytest.raises(MetadataError, match=r"^opset must be an integer >= 1 or null, got 0$"):
+        ModelMetadata(**base, opset=0)
+    with pytest.raises(MetadataError, match=r"^schema_version must be an integer >= 1, got 0$"):
+        ModelMetadata(**base, schema_version=0)
+    with pytest.raises(MetadataError, match=r"^quantization needs schema_version >= 3, got 2$"):
+        ModelMetadata(**base, quantization={"format": "qdq"}, schema_version=2)
