@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_triton_server import MODEL, Server, httpclient, read, utils
+from test_triton_server import MODEL, TOP_K, Server, check, httpclient, read, utils
+from test_triton_server import http_infer as infer
 
 from ast_onnx.data import sample_paths
 from ast_onnx.runtime import Runtime, RuntimeOptions
@@ -19,7 +20,6 @@ from ast_onnx.serving.triton import write_triton_repo
 
 pytestmark = pytest.mark.triton_server
 
-TOP_K = 3
 HOP_S = 0.5
 
 
@@ -57,24 +57,6 @@ def client(demo_onnx, tmp_path_factory):
     with httpclient.InferenceServerClient(server.url) as c:
         yield c
     server.stop()
-
-
-def infer(client, wave: np.ndarray, rate: int | None = None):
-    inputs = [httpclient.InferInput("waveform", list(wave.shape), "FP32")]
-    inputs[0].set_data_from_numpy(wave)
-    if rate is not None:
-        inputs.append(httpclient.InferInput("sample_rate", [wave.shape[0], 1], "INT32"))
-        inputs[1].set_data_from_numpy(np.full((wave.shape[0], 1), rate, np.int32))
-    return client.infer(MODEL, inputs)
-
-
-def check(result, runtime: Runtime, clips, rate=None) -> None:
-    scores, labels = result.as_numpy("scores"), result.as_numpy("labels")
-    expected = runtime.classify(clips, sample_rate=rate, top_k=TOP_K)
-    assert scores.shape == (len(expected), len(runtime.labels))
-    for i, ref in enumerate(expected):
-        np.testing.assert_allclose(scores[i], ref.scores, rtol=0, atol=1e-5)
-        assert [b.decode() for b in labels[i]] == [p.label for p in ref.labels]
 
 
 def test_the_ensemble_scores_equal_runtime_classify(client, runtime):
