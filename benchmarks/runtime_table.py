@@ -7,9 +7,12 @@ One 10 s clip, batch 1, end to end (wave in, scores out), random AST-base weight
 does not depend on training). Variants, each skipped with its reason when it cannot run:
 
 - transformers ``pipeline("audio-classification")`` (eager): the baseline of the ratios;
-- ast-onnx fp32 (fused), int8 dynamic, int8 static (QDQ, the 6 generated calibration clips
-  of benchmarks/export_base.py) on onnxruntime's CPU provider;
-- ast-onnx on OpenVINO (``providers="openvino"``): fp32 fused and unfused, int8 static;
+- ast-onnx fp32 (fused), int8 dynamic and int8 static on onnxruntime's CPU provider. Static
+  (the 6 generated calibration clips of benchmarks/export_base.py) in three forms: the
+  default integer form (QAttention and MatMulIntegerToFloat with calibrated scales), the
+  same with the nodes ``--max-drift abs=0.11`` leaves in fp32, and QDQ (TensorRT's form);
+- ast-onnx on OpenVINO (``providers="openvino"``): fp32 fused and unfused, int8 static QDQ
+  (OpenVINO has no conversion for onnxruntime's QAttention);
 - optimum-onnx's fp32 export and its dynamic int8 (``ORTQuantizer``; avx512_vnni where the
   CPU has VNNI, else avx2), in optimum's own venv (``AST_BENCH_OPTIMUM_PYTHON``: it pins
   transformers < 4.58) through benchmarks/optimum_worker.py.
@@ -50,7 +53,7 @@ def _export(ckpt: Path, name: str, **options) -> Path:
 
     out = CACHE / f"ast-base-{name}.onnx"
     if not out.exists():
-        export_model(ckpt, out, verify=False, **options)
+        export_model(ckpt, out, **{"verify": False, **options})
     return out
 
 
@@ -97,17 +100,22 @@ def _variants(ckpt: Path, clip: np.ndarray, feats: np.ndarray, threads: int | No
         "fp32": _export(ckpt, "fp32"),
         "fp32-noopt": _export(ckpt, "fp32-noopt", optimize=False),
         "int8": _export(ckpt, "int8-dynamic", precision="int8-dynamic"),
-        "int8-static": _export(
-            ckpt, "int8-static", precision="int8-static", calibrate=calibration_dir(CACHE)
-        ),
     }
+    static = {"precision": "int8-static", "calibrate": calibration_dir(CACHE)}
+    models["int8-static"] = _export(ckpt, "int8-static", **static)
+    # The accuracy-aware selection needs the drift check: verify against PyTorch.
+    selected = {"verify": True, "thresholds": {"abs": 0.11}}
+    models["int8-static-selected"] = _export(ckpt, "int8-static-selected", **static, **selected)
+    models["int8-static-qdq"] = _export(ckpt, "int8-static-qdq", **static, int8_format="qdq")
     ours = [
         ("ast-onnx fp32 (fused), onnxruntime", "fp32", "cpu"),
         ("ast-onnx int8 dynamic, onnxruntime", "int8", "cpu"),
-        ("ast-onnx int8 static QDQ, onnxruntime", "int8-static", "cpu"),
+        ("ast-onnx int8 static (integer), onnxruntime", "int8-static", "cpu"),
+        ("ast-onnx int8 static, --max-drift abs=0.11, onnxruntime", "int8-static-selected", "cpu"),
+        ("ast-onnx int8 static QDQ, onnxruntime", "int8-static-qdq", "cpu"),
         ("ast-onnx fp32 (fused), OpenVINO", "fp32", "openvino"),
         ("ast-onnx fp32 (unfused), OpenVINO", "fp32-noopt", "openvino"),
-        ("ast-onnx int8 static QDQ, OpenVINO", "int8-static", "openvino"),
+        ("ast-onnx int8 static QDQ, OpenVINO", "int8-static-qdq", "openvino"),
     ]
     for name, key, provider in ours:
         try:

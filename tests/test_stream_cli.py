@@ -206,6 +206,58 @@ def test_mic_with_a_faked_sounddevice(toy, wave, capsys, monkeypatch, caplog):
     assert "input overflow (samples were lost)" in caplog.text
 
 
+def _slow_clock(monkeypatch, seconds_per_call: float) -> None:
+    """ast-stream's lag monitor on a clock that moves ``seconds_per_call`` per reading."""
+    import functools
+
+    from ast_onnx.cli import stream as stream_cli
+    from ast_onnx.cli.lag import LagMonitor
+
+    ticks = iter(range(1, 1 << 30))
+    clock = functools.partial(lambda: next(ticks) * seconds_per_call)
+    monkeypatch.setattr(stream_cli, "LagMonitor", functools.partial(LagMonitor, clock=clock))
+
+
+def test_mic_falling_behind_is_warned_then_stopped_after_flushing(
+    toy, wave, capsys, monkeypatch, caplog
+):
+    # Two clock readings per 0.1 s chunk, 0.15 s apart: 0.15 s processing a chunk, and the
+    # next one 0.15 s later: 0.2 s more lag per chunk, the lag after chunk n 0.2 n - 0.05 s.
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice(wave))
+    _slow_clock(monkeypatch, 0.15)
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.cli.lag"):
+        code, lines, err = run_cli([toy, "--mic", "--max-lag", "4.5", *FLAGS], capsys)
+    assert code == 1  # exit_codes.FAILED
+    found = re.fullmatch(
+        r"ast-stream: error: at (\d+\.\d+) s: (\d+\.\d) s behind the live source, more than "
+        r"--max-lag 4\.5 s: processing takes 1\.50 s per second of audio.*--hop.*\n",
+        err,
+    )
+    assert found, err
+    # Everything pushed before the stop is flushed: the offline events of that audio.
+    pushed = round(float(found[1]) * SR)
+    assert 0 < pushed < wave.shape[0]
+    want = offline_events(toy, wave[:pushed])
+    assert want and same_events(lines, want)
+    assert _warned_lags(caplog) == pytest.approx([2.15, 4.15], abs=0.051)  # stopped: 4.55 s
+
+
+def test_max_lag_0_only_warns(toy, wave, capsys, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice(wave))
+    _slow_clock(monkeypatch, 0.15)
+    seconds = wave.shape[0] / SR
+    with caplog.at_level(logging.WARNING, logger="ast_onnx.cli.lag"):
+        argv = [toy, "--mic", "--duration", seconds, "--max-lag", "0", *FLAGS]
+        code, lines, _ = run_cli(argv, capsys)
+    assert code == 0 and same_events(lines, offline_events(toy, wave))
+    # 60 chunks, 0.2 n - 0.05 s behind after chunk n: warned first past 2, 4 and 8 s.
+    assert _warned_lags(caplog) == pytest.approx([2.15, 4.15, 8.15], abs=0.051)
+
+
+def _warned_lags(caplog) -> list[float]:
+    return [float(r.getMessage().split(" s behind")[0]) for r in caplog.records]
+
+
 def test_mic_without_sounddevice_names_the_extra(toy, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails
     code, lines, err = run_cli([toy, "--mic"], capsys)
@@ -224,6 +276,8 @@ def test_mic_without_sounddevice_names_the_extra(toy, capsys, monkeypatch):
         (["-", "--hop", "0.013"], "whole number"),
         (["-", "--rate", "500"], "between 1000 and 384000 Hz"),
         (["-", "--duration", "0"], "--duration"),
+        (["-", "--max-lag", "-1"], "--max-lag must be >= 0"),
+        (["-", "--max-lag", "nan"], "--max-lag must be >= 0"),
         (["-", "--top-k", "0"], "top_k"),
     ],
 )

@@ -12,9 +12,12 @@ Output (stdout, one JSON object per line, flushed at once):
 - with ``--windows``, each window: ``{"type": "window", "start", "end", "labels"}``.
 
 End of input (or ``--duration``) flushes the stream: the tail is scored and open
-events close. Exit status: 0 at the end of input (also when stdout is closed early,
-e.g. by ``| head``); 1 bad audio in the input (what came before it is flushed);
-2 unusable model, options or source; 130 Ctrl-C (after flushing).
+events close. A live source (``--mic``, ``--realtime``) that processing trails by
+seconds is warned about as the lag doubles, and stopped past ``--max-lag``
+(:mod:`ast_onnx.cli.lag`). Exit status: 0 at the end of input (also when stdout is
+closed early, e.g. by ``| head``); 1 bad audio in the input, or a live source more than
+``--max-lag`` behind (what came before is flushed); 2 unusable model, options or source;
+130 Ctrl-C (after flushing).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ast_onnx.cli import exit_codes
+from ast_onnx.cli.lag import DEFAULT_MAX_LAG, FellBehindError, LagMonitor
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.runtime.options import RuntimeOptions
@@ -67,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--realtime", action="store_true", help="pace a file like a live source")
     src.add_argument("--duration", type=float, default=None, help="stop after SECONDS of audio")
     src.add_argument("--chunk", type=float, default=0.1, help="seconds per read (default 0.1)")
+    src.add_argument(
+        "--max-lag",
+        type=float,
+        default=DEFAULT_MAX_LAG,
+        metavar="SECONDS",
+        help="stop when processing trails a live source (--mic, --realtime) by more than "
+        f"SECONDS (default {DEFAULT_MAX_LAG:g}; 0: no limit); lag is warned about as it grows",
+    )
     ev = p.add_argument_group("events")
     ev.add_argument(
         "--threshold",
@@ -152,6 +164,8 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
         raise InvalidOptionError("--channels must be >= 1 and --chunk > 0")
     if args.duration is not None and not args.duration > 0:
         raise InvalidOptionError(f"--duration must be > 0 seconds, got {args.duration}")
+    if not args.max_lag >= 0:  # also refuses NaN
+        raise InvalidOptionError(f"--max-lag must be >= 0 seconds, got {args.max_lag}")
     rate = args.rate or model_rate
     try:
         check_sample_rate(rate, "--rate")
@@ -165,6 +179,13 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
         return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
     rate, chunks = sources.file_chunks(args.source, args.chunk)
     return rate, sources.paced(chunks, rate) if args.realtime else chunks
+
+
+def live_monitor(args: argparse.Namespace, rate: int) -> LagMonitor | None:
+    """A :class:`~ast_onnx.cli.lag.LagMonitor` for a live source, None for the others."""
+    if not (args.mic or args.realtime):
+        return None
+    return LagMonitor(rate, max_lag=args.max_lag or None)
 
 
 def limited(chunks: Iterator[Any], frames: int | None) -> Iterator[Any]:
@@ -235,11 +256,16 @@ def run(args: argparse.Namespace) -> int:
     frames = None if args.duration is None else round(args.duration * rate)
     emit, status = Printer(args), 0
     source = recorder or stream  # the recorder pushes through the stream
+    lag = live_monitor(args, rate)
     try:
         try:
             for chunk in limited(chunks, frames):
+                if lag is not None:
+                    lag.arrived(chunk.shape[0])
                 emit(source.push(chunk))
-        except InvalidAudioError as e:
+                if lag is not None:
+                    lag.processed()
+        except (InvalidAudioError, FellBehindError) as e:
             print(f"{PROG}: error: at {stream.seconds:.3f} s: {escape_control(e)}", file=sys.stderr)
             status = exit_codes.FAILED
         except KeyboardInterrupt:
