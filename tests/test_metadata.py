@@ -110,3 +110,95 @@ def test_scalar_field_messages_and_bounds():
         ModelMetadata(**base, schema_version=0)
     with pytest.raises(MetadataError, match=r"^quantization needs schema_version >= 3, got 2$"):
         ModelMetadata(**base, quantization={"format": "qdq"}, schema_version=2)
+
+
+def test_threshold_and_object_messages_name_the_bad_value():
+    with pytest.raises(MetadataError, match=r"^thresholds must be a JSON object .*, got \[0\.5\]$"):
+        ModelMetadata(**BASE, thresholds=[0.5])
+    with pytest.raises(MetadataError, match=r"^thresholds\['a'\] must be .*\[0, 1\], got 1\.5$"):
+        ModelMetadata(**BASE, thresholds={"a": 1.5})
+    with pytest.raises(
+        MetadataError, match=r"^default_threshold must be a number in \[0, 1\] or null, got -1$"
+    ):
+        ModelMetadata(**BASE, default_threshold=-1)
+    with pytest.raises(MetadataError, match=r"^model metadata must be a JSON object, got 'x'$"):
+        ModelMetadata.from_dict("x")
+    with pytest.raises(MetadataError, match=r"^extra must be a JSON object, got 7$"):
+        ModelMetadata.from_dict({**BASE, "extra": 7, "unknown_key": 1})
+    with pytest.raises(MetadataError, match=r"^the model's 'ast_onnx' metadata is not text$"):
+        ModelMetadata.from_props({METADATA_KEY: b"{}"})
+
+
+def test_short_cuts_untrusted_values_to_80_characters():
+    from ast_onnx.metadata import _short
+
+    assert _short("a" * 78) == "'" + "a" * 78 + "'"  # a repr of exactly 80 characters stays
+    cut = _short("a" * 79)  # 81: cut to 77 and "..."
+    assert cut == "'" + "a" * 76 + "..." and len(cut) == 80
+
+
+def test_label_count_and_length_limits_are_inclusive():
+    from ast_onnx.metadata import MAX_LABEL_LENGTH, MAX_LABELS
+
+    labels = [f"c{i}" for i in range(MAX_LABELS)]
+    assert ModelMetadata(labels, "sigmoid", {}).num_labels == MAX_LABELS
+    with pytest.raises(MetadataError, match=rf"^labels: {MAX_LABELS + 1} is more than the "):
+        ModelMetadata([*labels, "one more"], "sigmoid", {})
+    ModelMetadata(["x" * MAX_LABEL_LENGTH], "sigmoid", {})
+    with pytest.raises(MetadataError, match=rf"^label 0 has {MAX_LABEL_LENGTH + 1} characters"):
+        ModelMetadata(["x" * (MAX_LABEL_LENGTH + 1)], "sigmoid", {})
+    with pytest.raises(MetadataError, match=r"^label 1 must be a string, got 3$"):
+        ModelMetadata(["a", 3], "sigmoid", {})
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_nesting_limit_counts_from_the_document_top_and_is_inclusive():
+    """The document is level 1, ``extra`` level 2, so extra may hold 30 more levels."""
+    from ast_onnx.metadata import MAX_METADATA_DEPTH
+
+    inside = MAX_METADATA_DEPTH - 2  # levels allowed inside extra's value
+    deepest = ModelMetadata(**BASE, extra={"deep": _nested(inside)})
+    text = deepest.to_props()[METADATA_KEY]
+    # By hand: level 1 the document, 2 extra, 3 to 32 the lists.
+    assert "[" * inside + "]" * inside in text and "[" * (inside + 1) not in text
+    assert ModelMetadata.from_props({METADATA_KEY: text}).extra == deepest.extra
+    too_deep = text.replace("[]", "[[]]")
+    with pytest.raises(MetadataError, match=rf"nests deeper than {MAX_METADATA_DEPTH} levels$"):
+        ModelMetadata.from_props({METADATA_KEY: too_deep})
+
+
+def test_recursion_deep_json_is_a_nesting_error():
+    text = json.dumps({**BASE, "extra": {"x": 1}}).replace(
+        "1}}", "[" * 100_000 + "]" * 100_000 + "}}"
+    )
+    with pytest.raises(
+        MetadataError, match=r"^the model's 'ast_onnx' metadata nests deeper than 32 levels$"
+    ):
+        ModelMetadata.from_props({METADATA_KEY: text})
+
+
+def _document_of(size: int, pad_char: str = "x") -> str:
+    """A valid metadata document of exactly ``size`` characters (``pad_char`` repeated)."""
+    empty = json.dumps({**BASE, "extra": {"pad": ""}}, ensure_ascii=False)
+    return empty.replace('"pad": ""', '"pad": "' + pad_char * (size - len(empty)) + '"')
+
+
+def test_size_limit_is_inclusive_and_counts_utf8_bytes():
+    from ast_onnx.metadata import MAX_METADATA_BYTES
+
+    at_limit = _document_of(MAX_METADATA_BYTES)
+    assert len(at_limit) == MAX_METADATA_BYTES
+    assert ModelMetadata.from_props({METADATA_KEY: at_limit}).labels == ["a", "b"]
+    with pytest.raises(MetadataError, match=r"larger than 1048576 bytes$"):
+        ModelMetadata.from_props({METADATA_KEY: _document_of(MAX_METADATA_BYTES + 1)})
+    # Fewer characters than the limit, more bytes: "é" is 2 bytes in UTF-8.
+    wide = _document_of(MAX_METADATA_BYTES * 3 // 4, "é")
+    assert len(wide) < MAX_METADATA_BYTES < len(wide.encode("utf-8"))
+    with pytest.raises(MetadataError, match=r"larger than 1048576 bytes$"):
+        ModelMetadata.from_props({METADATA_KEY: wide})

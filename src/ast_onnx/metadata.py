@@ -147,15 +147,9 @@ class ModelMetadata:
                 raise MetadataError(
                     f"{name} must be a JSON object, got {_short(getattr(self, name))}"
                 )
-        # Depth counted from the document's top, as from_props sees it.
-        _check_depth(
-            {
-                "frontend": self.frontend,
-                "verification": self.verification,
-                "quantization": self.quantization,
-                "extra": self.extra,
-            }
-        )
+        # Depth counted from the document's top, as from_props sees it: the objects sit
+        # one level below it.
+        _check_depth([self.frontend, self.verification, self.quantization, self.extra])
         if self.quantization and self.schema_version < _ADDED_IN["quantization"]:
             raise MetadataError(
                 f"quantization needs schema_version >= {_ADDED_IN['quantization']}, "
