@@ -202,3 +202,29 @@ def test_size_limit_is_inclusive_and_counts_utf8_bytes():
     assert len(wide) < MAX_METADATA_BYTES < len(wide.encode("utf-8"))
     with pytest.raises(MetadataError, match=r"larger than 1048576 bytes$"):
         ModelMetadata.from_props({METADATA_KEY: wide})
+
+
+def test_check_opset_bounds_and_message():
+    from ast_onnx.errors import ExportError
+    from ast_onnx.metadata import MIN_OPSET, check_opset
+
+    assert check_opset(MIN_OPSET) == MIN_OPSET and check_opset(21) == 21
+    for bad in (MIN_OPSET - 1, True, 17.0, "17", None):
+        with pytest.raises(ExportError, match=rf"^opset must be an integer >= 17, got {bad!r}$"):
+            check_opset(bad)
+
+
+def test_opset_of_reads_the_default_domain():
+    from onnx import helper
+
+    from ast_onnx.errors import ExportError
+    from ast_onnx.metadata import opset_of
+
+    graph = helper.make_graph([], "g", [], [])
+    imports = [helper.make_opsetid("com.microsoft", 1), helper.make_opsetid("", 18)]
+    assert opset_of(helper.make_model(graph, opset_imports=imports)) == 18
+    named = [helper.make_opsetid("ai.onnx", 19)]
+    assert opset_of(helper.make_model(graph, opset_imports=named)) == 19
+    only_ms = [helper.make_opsetid("com.microsoft", 1)]
+    with pytest.raises(ExportError, match=r"^the model imports no default-domain opset$"):
+        opset_of(helper.make_model(graph, opset_imports=only_ms))
