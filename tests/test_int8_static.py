@@ -225,6 +225,10 @@ def test_bad_int8_options_fail_before_the_export(small_checkpoint, tmp_path):
         ({"int8_format": "qop"}, "int8_format must be one of"),
         ({"int8_calibration": "mse"}, "int8_calibration must be one of"),
         ({"int8_max_fp32": -1}, "int8_max_fp32 must be an integer >= 0"),
+        (
+            {"int8_format": "qdq", "int8_calibration": "entropy"},
+            "entropy calibration needs int8_format 'integer'",
+        ),
     ):
         with pytest.raises(ExportError, match=match):
             export_model(small_checkpoint, tmp_path / "m.onnx", precision="int8", **bad)
@@ -240,3 +244,24 @@ def test_quantization_metadata_is_schema_3_and_older_files_load():
     old = ModelMetadata.from_dict({**base, "schema_version": 2, "quantization": {"x": 1}})
     assert old.quantization == {} and old.extra == {"quantization": {"x": 1}}
     assert "quantization" not in old.to_dict()
+
+
+def test_entropy_calibration_searches_inside_the_minmax_range(small_onnx, integer):
+    """onnxruntime's default histogram (128 bins for 128 quantized bins) makes Entropy
+    return MinMax's ranges; with ENTROPY_BINS its KL search clips the tails."""
+    from ast_onnx.graph.int8_static import calibrate_ranges, dynamic_inputs
+
+    tensors = dynamic_inputs(onnx.load(str(integer)))
+    x = _features(6, seed=3)
+    x[:, :5] *= 40.0  # outliers: a few frames far louder than the rest
+    minmax = calibrate_ranges(small_onnx, tensors, x, "minmax")
+    entropy = calibrate_ranges(small_onnx, tensors, x, "entropy")
+    # Never outside the observed range (the histogram's edges, to float32 rounding) ...
+    for name in tensors:
+        (lo, hi), (elo, ehi) = minmax[name], entropy[name]
+        assert lo - 1e-5 * abs(lo) <= elo and ehi <= hi + 1e-5 * abs(hi), name
+    # ... and strictly inside it for most tensors.
+    narrower = [
+        n for n in tensors if entropy[n][1] - entropy[n][0] < 0.9 * (minmax[n][1] - minmax[n][0])
+    ]
+    assert len(narrower) >= len(tensors) // 2, (len(narrower), len(tensors))

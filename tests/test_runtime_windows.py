@@ -187,3 +187,89 @@ def test_window_and_classification_dicts_exactly():
     full = result.to_dict(windows=True, scores=True)
     assert full["scores"] == [0.5, 0.5] and full["windows"][0]["scores"] == [0.25, 0.5]
     assert "scores" not in result.to_dict(windows=True)["windows"][0]
+
+
+# ----- the mutants of the 2026-12-01 rerun (TESTING.md) -----
+
+
+def _extractor(max_length: int):
+    from ast_onnx.frontend.features import FeatureExtractor
+
+    return FeatureExtractor(max_length=max_length)  # 16 kHz, 160-sample frame shift
+
+
+@pytest.mark.parametrize(("max_length", "frames"), [(1, 1), (2, 1), (3, 1), (4, 2), (101, 50)])
+def test_default_hop_is_half_a_window_in_whole_frames(max_length, frames):
+    from ast_onnx.runtime.windows import hop_samples
+
+    assert hop_samples(_extractor(max_length), None) == frames * 160
+
+
+def test_hop_bounds_are_one_sample_to_one_window():
+    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.runtime.windows import hop_samples
+
+    fe = _extractor(100)  # window: 99 shifts + one 400-sample frame = 16,240 samples
+    assert fe.window_samples == 16240
+    assert hop_samples(fe, 1 / 16000) == 1
+    assert hop_samples(fe, 16240 / 16000) == 16240  # exactly one window: allowed
+    for bad in (0.0, 1e-5, 16241 / 16000, -0.5):  # 1e-5 s rounds to 0 samples
+        with pytest.raises(
+            InvalidOptionError,
+            match=rf"^window_hop must be in \(0, 1\.015\] seconds \(one model window\), "
+            rf"got {bad!r}$",
+        ):
+            hop_samples(fe, bad)
+
+
+def test_from_windows_refuses_bounds_that_do_not_match_the_scores():
+    with pytest.raises(ValueError, match="zip"):
+        Classification.from_windows(
+            np.zeros((2, 3), np.float32),
+            np.zeros(3, np.float32),
+            [(0.0, 1.0)],  # one bound for two windows
+            ["a", "b", "c"],
+            k=1,
+            duration=1.0,
+        )
+
+
+def test_events_in_the_dict_only_when_asked_or_present():
+    from ast_onnx.runtime.events import Event
+
+    event = Event("b", 1, 0.5, 1.25, 0.9, 0.7)
+    plain = Classification([], np.zeros(3, np.float32), 2.0)
+    with_events = Classification([], np.zeros(3, np.float32), 2.0, events=[event])
+    assert "events" not in plain.to_dict()
+    assert plain.to_dict(events=True)["events"] == []
+    assert with_events.to_dict()["events"] == [event.to_dict()]
+    assert with_events.to_dict()["events"][0]["label"] == "b"
+    assert "events" not in with_events.to_dict(events=False)
+
+
+def test_nonfinite_error_names_the_count_and_the_first_bad_row():
+    from ast_onnx.runtime.results import nonfinite_error
+
+    logits = np.zeros((5, 2, 3), np.float32)  # rows of more than one axis
+    assert nonfinite_error(logits, "clip.wav", "window") is None
+    logits[2, 1, 0] = np.nan
+    logits[4, 0, 2] = np.inf
+    error = nonfinite_error(logits, "clip.wav", "window")
+    assert str(error) == (
+        "clip.wav: the model returned NaN/Inf for 2 of 5 window(s) (first: window 2); "
+        "no scores are reported"
+    )
+
+
+def test_above_threshold_keeps_ties_in_label_order_with_their_scores():
+    from ast_onnx.runtime.results import above_threshold
+
+    labels = [f"c{i}" for i in range(64)]
+    scores = np.full(64, 0.7, np.float32)  # all tied: a non-stable sort reorders them
+    scores[[5, 40]] = 0.2  # below their threshold
+    scores[17] = 0.9
+    got = above_threshold(scores, labels, np.full(64, 0.5))
+    want = ["c17"] + [f"c{i}" for i in range(64) if i not in (5, 17, 40)]
+    assert [p.label for p in got] == want
+    assert [p.index for p in got] == [int(name[1:]) for name in want]
+    assert [p.score for p in got] == [pytest.approx(0.9)] + [pytest.approx(0.7)] * 61
