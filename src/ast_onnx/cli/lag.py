@@ -8,8 +8,8 @@ visible (a warning each time it doubles, with the measured processing rate and w
 change) and, past ``max_lag`` seconds, stops the stream with :class:`FellBehindError`
 rather than let latency and memory grow for hours.
 
-Lag is measured against the wall clock: the time since the first chunk arrived minus
-the audio received since then. That is only meaningful for a source that delivers in
+Lag is measured against the wall clock: the time since the first sample was recorded
+(the first chunk's arrival less its duration) minus the audio received since then. That is only meaningful for a source that delivers in
 real time, so ``ast-stream`` monitors ``--mic`` and ``--realtime`` only; a pipe may be
 faster than real time (a file through ffmpeg) and its writer simply waits.
 """
@@ -39,7 +39,7 @@ class LagMonitor:
 
     Args:
         sample_rate: Sample frames per second of the source.
-        max_lag: Most seconds of lag before :meth:`update` raises; None: no limit.
+        max_lag: Most seconds of lag before :meth:`processed` raises; None: no limit.
         clock: Monotonic clock in seconds (injectable for tests).
     """
 
