@@ -9,9 +9,10 @@ change) and, past ``max_lag`` seconds, stops the stream with :class:`FellBehindE
 rather than let latency and memory grow for hours.
 
 Lag is measured against the wall clock: the time since the first sample was recorded
-(the first chunk's arrival less its duration) minus the audio received since then. That is only meaningful for a source that delivers in
-real time, so ``ast-stream`` monitors ``--mic`` and ``--realtime`` only; a pipe may be
-faster than real time (a file through ffmpeg) and its writer simply waits.
+(the first chunk's arrival less its duration) minus the audio received since then.
+That is only meaningful for a source that delivers in real time, so ``ast-stream``
+monitors ``--mic`` and ``--realtime`` only; a pipe may be faster than real time (a file
+through ffmpeg) and its writer simply waits.
 """
 
 from __future__ import annotations
