@@ -214,7 +214,10 @@ def _slow_clock(monkeypatch, seconds_per_call: float) -> None:
     from ast_onnx.cli.lag import LagMonitor
 
     ticks = iter(range(1, 1 << 30))
-    clock = functools.partial(lambda: next(ticks) * seconds_per_call)
+
+    def clock() -> float:
+        return next(ticks) * seconds_per_call
+
     monkeypatch.setattr(stream_cli, "LagMonitor", functools.partial(LagMonitor, clock=clock))
 
 
