@@ -246,6 +246,12 @@ def test_quantization_metadata_is_schema_3_and_older_files_load():
     assert "quantization" not in old.to_dict()
 
 
+def test_quantizer_refuses_entropy_for_qdq(small_onnx, calib, tmp_path):
+    with pytest.raises(ExportError, match="entropy calibration needs int8_format 'integer'"):
+        quantize_int8_static(small_onnx, tmp_path / "q.onnx", calib, fmt="qdq", method="entropy")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_entropy_calibration_searches_inside_the_minmax_range(small_onnx, integer):
     """onnxruntime's default histogram (128 bins for 128 quantized bins) makes Entropy
     return MinMax's ranges; with ENTROPY_BINS its KL search clips the tails."""

@@ -75,7 +75,7 @@ def resolve_precision(precision: str, calibrate: Any) -> str:
 def check_int8_options(options: ExportOptions) -> None:
     """Refuse static int8 settings no export could use, before the slow steps."""
     from ast_onnx.graph.int8_static import CALIBRATION_METHODS
-    from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
+    from ast_onnx.graph.quantize import INT8_STATIC_FORMATS, check_calibration_for_format
 
     if options.int8_format not in INT8_STATIC_FORMATS:
         raise ExportError(
@@ -86,13 +86,7 @@ def check_int8_options(options: ExportOptions) -> None:
             f"int8_calibration must be one of {CALIBRATION_METHODS}, "
             f"got {options.int8_calibration!r}"
         )
-    if options.int8_calibration == "entropy" and options.int8_format == "qdq":
-        # quantize_static passes no histogram size to its calibrator: with the default
-        # 128 bins its Entropy search has one candidate, the whole range (= minmax).
-        raise ExportError(
-            "entropy calibration needs int8_format 'integer': onnxruntime's QDQ quantizer "
-            "runs Entropy with 128 histogram bins, which gives MinMax's ranges"
-        )
+    check_calibration_for_format(options.int8_format, options.int8_calibration)
     limit = options.int8_max_fp32
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ExportError(f"int8_max_fp32 must be an integer >= 0, got {limit!r}")

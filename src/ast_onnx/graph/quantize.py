@@ -99,6 +99,20 @@ def quantize_int8_dynamic(src: str | Path, dst: str | Path, exclude: Sequence[st
         raise ExportError(f"int8 dynamic quantization failed: {type(e).__name__}: {e}") from e
 
 
+def check_calibration_for_format(fmt: str, method: str) -> None:
+    """Refuse Entropy calibration for the QDQ form, where it would silently be MinMax.
+
+    ``quantize_static`` passes no histogram size to its calibrator: with the default 128
+    bins for 128 quantized bins the Entropy search has one candidate, the whole range.
+    The integer form calibrates itself with :data:`.int8_static.ENTROPY_BINS`.
+    """
+    if method == "entropy" and fmt == "qdq":
+        raise ExportError(
+            "entropy calibration needs int8_format 'integer': onnxruntime's QDQ quantizer "
+            "runs Entropy with 128 histogram bins, which gives MinMax's ranges"
+        )
+
+
 def quantize_int8_static(
     src: str | Path,
     dst: str | Path,
@@ -129,6 +143,7 @@ def quantize_int8_static(
     """
     if fmt not in INT8_STATIC_FORMATS:
         raise ExportError(f"static int8 format must be one of {INT8_STATIC_FORMATS}, got {fmt!r}")
+    check_calibration_for_format(fmt, method)
     try:
         with quiet_logs(drop=_PREPROCESS_HINT):
             if fmt == "qdq":
