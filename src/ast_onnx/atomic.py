@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +27,42 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def special_target(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists and is a character device or a FIFO (``/dev/null``, a pipe).
+
+    Such targets are written in place: renaming a temporary file over them would replace
+    the device (as root, ``/dev/null`` would become a regular file for the whole machine).
+
+    Raises:
+        OutputError: ``path`` is another kind of non-regular file (a block device, a
+            socket), which no output of this package may be written to.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return True
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return False
+    raise OutputError(
+        f"output {str(path)!r} is a block device or socket, not a file: "
+        "name a regular file (or a character device / FIFO such as /dev/stdout)"
+    )
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary file is removed when the block raises (including KeyboardInterrupt).
+    A character device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is yielded
+    as it is and written in place, never renamed over (:func:`special_target`).
     """
     path = Path(path)
+    if special_target(path):
+        yield path
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     # mkstemp makes the file 0600; give it the permissions a plain open() would (umask),
@@ -48,7 +78,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically, creating parent directories."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not special_target(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
@@ -76,6 +107,10 @@ def check_writable(path: str | os.PathLike[str], *, append: bool = False) -> Pat
     """
     path = Path(path).expanduser()
     parent = path.parent
+    if special_target(path):
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"output {str(path)!r} is not writable")
+        return path
     try:
         if path.is_dir():
             raise OutputError(f"output {str(path)!r} is a directory; name the file to write")

@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from ast_onnx.atomic import atomic_path, check_writable, write_text_atomic
+from ast_onnx.atomic import atomic_path, check_writable, special_target, write_text_atomic
 from ast_onnx.distributed.identity import describe, same_run
 from ast_onnx.distributed.stages import RESULT_COLUMNS, import_pyarrow, result_schema
 from ast_onnx.errors import InvalidOptionError, OutputError, ResumeError
@@ -94,6 +94,11 @@ def check_output(
     """
     output = Path(output)
     output_format(output)
+    if special_target(output):
+        raise OutputError(
+            f"--output {str(output)!r} is a device or FIFO: a Ray results file is read back "
+            "to resume; name a regular .jsonl or .parquet file"
+        )
     for path in dict.fromkeys([output, journal_path(output), meta_path(output)]):
         check_writable(path, append=resume)
     if resume and identity is not None and _has_rows(output):

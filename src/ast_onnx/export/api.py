@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.atomic import check_writable
+from ast_onnx.atomic import check_writable, special_target
 from ast_onnx.errors import ExportError, GateSpecError, OutputError, require
 from ast_onnx.export.checkpoint import (
     DEFAULT_CHECKPOINT,
@@ -100,6 +100,11 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
     folder or filesystem and an over-long name fail here, before the slow steps.
     """
     path = Path(output).expanduser()
+    if special_target(path):
+        raise ExportError(
+            f"output {str(path)!r} is a device or FIFO: an exported model is read back for "
+            "verification and is never written onto one; name a regular .onnx file"
+        )
     for target in [path, data_path(path)] if external_data else [path]:
         try:
             check_writable(target)
