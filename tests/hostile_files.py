@@ -66,7 +66,7 @@ def make_fifo(path: Path) -> Path:
 def nonfinite_model(path: Path, kind: str) -> Path:
     """The toy model (``runtime_toy``) with a non-finite output stage.
 
-    ``kind="nan_if_silent"``: logits times sqrt(mean feature), NaN for silence (whose
+    ``kind="nan_if_silent"``: logits times log(mean feature), NaN for silence (whose
     normalized log-mel features are all negative) and finite for noise.
     ``kind="inf"``: logits times 1e38, +-Inf for every input (a sigmoid would turn that
     into scores of exactly 0 and 1, hiding it).
@@ -83,7 +83,7 @@ def nonfinite_model(path: Path, kind: str) -> Path:
         graph.node.extend(
             [
                 helper.make_node("ReduceMean", ["pooled"], ["level"], axes=[1], keepdims=1),
-                helper.make_node("Sqrt", ["level"], ["gain"]),
+                helper.make_node("Log", ["level"], ["gain"]),
                 helper.make_node("Mul", ["raw_logits", "gain"], ["logits"]),
             ]
         )

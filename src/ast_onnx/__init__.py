@@ -21,6 +21,7 @@ from ast_onnx.errors import (
     MissingDependencyError,
     ModelError,
     ModelOutputError,
+    ModelTimeoutError,
     ProcessingError,
     ProviderError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ModelError",
     "ModelMetadata",
     "ModelOutputError",
+    "ModelTimeoutError",
     "ProcessingError",
     "ProviderError",
     "Runtime",
