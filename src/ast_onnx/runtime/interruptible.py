@@ -14,7 +14,6 @@ too), and is raised again once the worker has stopped. The same flag enforces
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from ast_onnx.errors import ModelTimeoutError
@@ -43,32 +42,36 @@ def run_session(
     if not isinstance(session, ort.InferenceSession):
         return session.run(output_names, feeds)
     run_options = ort.RunOptions()
+    # Errors of a run come back as its exception; onnxruntime would also log them on
+    # stderr, a stopped run as a red "Exiting due to terminate flag" line.
+    run_options.log_severity_level = 4
     if timeout is None and threading.current_thread() is not threading.main_thread():
         return session.run(output_names, feeds, run_options)  # no signal reaches this thread
     outcome: dict[str, Any] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             outcome["outputs"] = session.run(output_names, feeds, run_options)
         except BaseException as e:  # handed to the caller's thread below
             outcome["error"] = e
+        finally:
+            done.set()
 
+    # Waits on an Event, not Thread.join: a join interrupted by a signal can mark a
+    # running thread as finished (CPython 3.11), and the process would then exit with
+    # onnxruntime still running and abort.
     worker = threading.Thread(target=work, name="ast-onnx-run", daemon=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
     worker.start()
     try:
-        while worker.is_alive():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            worker.join(left)  # interruptible: a signal's handler runs in this wait
+        finished = done.wait(timeout)  # interruptible: a signal's handler runs in this wait
     except BaseException:
         run_options.terminate = True
-        worker.join()
+        done.wait()
         raise
-    if worker.is_alive():
+    if not finished:
         run_options.terminate = True
-        worker.join()
+        done.wait()
         if "outputs" not in outcome:
             raise ModelTimeoutError(
                 f"the model call ran longer than run_timeout={timeout:g} s and was stopped"
