@@ -114,7 +114,8 @@ class Runtime:
 
     def _prepare(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
         wave = prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)
-        return check_wave_length(wave, self.frontend.options.window_size, self.sample_rate)
+        name = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+        return check_wave_length(wave, self.frontend.options.window_size, self.sample_rate, name)
 
     # ----- properties -----
 
