@@ -64,29 +64,33 @@ def check_waveform_batch(waveform: object, window_size: int, sample_rate: int) -
     return np.ascontiguousarray(x)
 
 
-def check_wave_length(
-    wave: np.ndarray, window_size: int, sample_rate: int, name: str | None = None
-) -> np.ndarray:
-    """``wave`` if it holds at least one fbank frame, else :class:`InvalidAudioError`.
+def check_num_samples(n: int, window_size: int, sample_rate: int, name: str | None = None) -> None:
+    """Refuse an input of ``n`` samples shorter than one fbank frame (InvalidAudioError).
 
-    The Runtime's minimum input, for both input kinds: a wave shorter than one frame
-    (400 samples, 25 ms at 16 kHz) gives no fbank frame, so the model would score padding
-    alone.
+    The Runtime's minimum input, for both input kinds and for streams: a wave shorter
+    than one frame (400 samples, 25 ms at 16 kHz) gives no fbank frame, so the model
+    would score padding alone.
 
     Args:
-        wave: The prepared wave (mono, at the model's rate).
+        n: Samples of the input, at the model's rate.
         window_size: Samples of one fbank frame.
         sample_rate: The model's rate, for the message.
         name: The input's name (its path), put first in the message.
     """
-    n = int(wave.shape[0])
     if n < window_size:
         where = f"{name}: " if name is not None else ""
         raise InvalidAudioError(
-            f"{where}audio has {n} samples ({n / sample_rate * 1e3:.3g} ms) at {sample_rate} Hz, "
-            f"fewer than one fbank frame ({window_size} samples, "
+            f"{where}audio has {n} samples ({n / sample_rate * 1e3:.3g} ms) at {sample_rate} "
+            f"Hz, fewer than one fbank frame ({window_size} samples, "
             f"{window_size / sample_rate * 1e3:.3g} ms), the shortest input a model scores"
         )
+
+
+def check_wave_length(
+    wave: np.ndarray, window_size: int, sample_rate: int, name: str | None = None
+) -> np.ndarray:
+    """``wave`` if it holds at least one fbank frame (see :func:`check_num_samples`)."""
+    check_num_samples(int(wave.shape[0]), window_size, sample_rate, name)
     return wave
 
 
