@@ -268,7 +268,7 @@ def test_empty_chunks_rates_channels_and_closed_streams(runtime):
     with pytest.raises(InvalidAudioError, match=r"3 channel.*2"):
         stream.push(np.zeros((100, 3), np.int16))
     assert stream.samples_seen == 201
-    with pytest.raises(InvalidAudioError, match="201 samples.*fewer than one fbank frame"):
+    with pytest.raises(InvalidAudioError, match=r"201 samples.*fewer than one fbank frame"):
         stream.flush()  # 201 samples make no fbank frame, as classify says
     assert stream.flush().windows == []
     with pytest.raises(StreamClosedError, match="flushed"):

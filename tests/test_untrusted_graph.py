@@ -221,6 +221,12 @@ def test_run_timeout_must_be_positive_seconds(bad):
         RuntimeOptions(run_timeout=bad)
 
 
+def test_run_timeout_is_refused_for_openvino_which_cannot_stop_a_call(tmp_path):
+    path = toy_model(tmp_path / "toy.onnx")
+    with pytest.raises(InvalidOptionError, match="run_timeout applies to onnxruntime"):
+        Runtime(path, providers="openvino", run_timeout=1.0)
+
+
 def test_ctrl_c_stops_a_running_model_and_exits_130(tmp_path):
     model = looping_model(tmp_path / "loop.onnx")
     audio = write_noise(tmp_path / "a.wav", 1.0)

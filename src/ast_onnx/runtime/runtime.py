@@ -248,6 +248,8 @@ class Runtime:
 
         Raises:
             ModelOutputError: The model returned NaN/Inf for an input.
+            InvalidAudioError: Unusable audio, e.g. shorter than one fbank frame.
+            ModelTimeoutError: A model call ran past ``run_timeout``.
             InvalidOptionError: ``threshold`` outside [0, 1], or True for a model that
                 stores no thresholds.
         """
