@@ -27,8 +27,8 @@ LATENCY = "wave-in vs numpy frontend, batch 8, one window each"
 
 def test_waves(frontend) -> dict[str, np.ndarray]:
     """The export's verification waves plus a full-scale square wave of one window."""
+    from ast_onnx.export.wavein import verification_waves
     from ast_onnx.frontend.graph import as_extractor
-    from ast_onnx.graph.wavein import verification_waves
 
     fe = as_extractor(frontend)
     waves = verification_waves(fe)
@@ -61,8 +61,8 @@ def _metadata(model):
 def check_wavein(ctx: StepContext, precision: str, path, fp32) -> None:
     import onnx
 
+    from ast_onnx.export.wavein import LOGITS_OUTPUT, SCORES_OUTPUT, attach_frontend, numpy_features
     from ast_onnx.frontend.graph import FRONTEND_INPUT, as_extractor, build_frontend
-    from ast_onnx.graph.wavein import LOGITS_OUTPUT, SCORES_OUTPUT, attach_frontend, numpy_features
     from ast_onnx.quality import FRONTEND_MAX_ABS, SCORES_MAX_ABS
     from ast_onnx.runtime.results import activate
 

@@ -22,9 +22,9 @@ from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
-from ast_onnx.graph.int8_select import DEFAULT_MAX_FP32_NODES
-from ast_onnx.graph.int8_static import CALIBRATION_METHODS
-from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
+from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.metadata import MIN_OPSET
 from ast_onnx.serving.triton_config import BACKENDS
 

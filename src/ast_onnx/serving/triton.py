@@ -48,9 +48,9 @@ from typing import Any
 
 from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor
-from ast_onnx.graph.model_files import checked_external_data
 from ast_onnx.labels import default_labels
 from ast_onnx.metadata import ModelMetadata, has_metadata
+from ast_onnx.model_files import checked_external_data
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.serving.repo_files import entry_files, text_file, write_entries
 from ast_onnx.serving.triton_config import (

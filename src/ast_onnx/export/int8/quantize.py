@@ -1,9 +1,5 @@
-"""Reduced precision: fp16 conversion and int8 quantization with onnxruntime's tools.
+"""int8 quantization with onnxruntime's tools (fp16 conversion: :mod:`ast_onnx.export.fp16`).
 
-- **fp16** (:func:`convert_fp16`): weights and compute in float16, graph inputs and
-  outputs kept float32 (``keep_io_types``). Numerically sensitive operators stay in
-  float32 (:data:`FP16_KEEP_FP32`: normalization, softmax, mean/power reductions), so
-  loud inputs cannot overflow float16 into inf/NaN inside a LayerNorm.
 - **int8 dynamic** (:func:`quantize_int8_dynamic`): int8 weights; activations are
   quantized at run time with **one scale per tensor computed over the whole batch**.
   An item's scores therefore depend on its batch peers (about 1e-2 on logits between
@@ -13,7 +9,7 @@
   on real audio. Batch-invariant: an item's scores do not depend on what it is batched
   with. Two forms: ``"integer"`` (default) runs onnxruntime's integer kernels
   (QAttention, MatMulInteger) with the calibrated scales, so the whole encoder is int8
-  on CPU (:mod:`.int8_static`); ``"qdq"`` writes QuantizeLinear/DequantizeLinear pairs
+  on CPU (:mod:`.static`); ``"qdq"`` writes QuantizeLinear/DequantizeLinear pairs
   with per-channel weights, the form TensorRT runs (onnxruntime's QDQ quantizer leaves
   the fused Attention, QKV projection included, in float32).
 """
@@ -40,15 +36,6 @@ _PREPROCESS_HINT = (
 
 logger = logging.getLogger(__name__)
 
-#: Operators kept in float32 inside an fp16 model.
-FP16_KEEP_FP32 = (
-    "LayerNormalization",
-    "SkipLayerNormalization",
-    "SimplifiedLayerNormalization",
-    "Softmax",
-    "ReduceMean",
-    "Pow",
-)
 #: Operators quantized to int8 (the projections: nearly all of AST's compute).
 INT8_OP_TYPES = ("MatMul", "Attention", "Gemm")
 #: Static int8 forms (the first is the default): onnxruntime integer kernels with
@@ -56,20 +43,6 @@ INT8_OP_TYPES = ("MatMul", "Attention", "Gemm")
 INT8_STATIC_FORMATS = ("integer", "qdq")
 #: Calibration items used at most (one per audio file).
 MAX_CALIBRATION_ITEMS = 256
-
-
-def convert_fp16(src: str | Path, dst: str | Path) -> None:
-    """Convert an fp32 ONNX model to fp16 weights and compute, fp32 I/O."""
-    onnx = require("onnx", "export", "fp16 conversion")
-    require("onnxruntime", "cpu", "fp16 conversion")
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    model = OnnxModel(onnx.load(str(src)))
-    try:
-        model.convert_float_to_float16(keep_io_types=True, op_block_list=list(FP16_KEEP_FP32))
-    except Exception as e:  # the converter raises what onnx raises
-        raise ExportError(f"fp16 conversion failed: {type(e).__name__}: {e}") from e
-    model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
 def quantize_int8_dynamic(src: str | Path, dst: str | Path, exclude: Sequence[str] = ()) -> None:
@@ -166,7 +139,7 @@ def _quantize_integer(
 ) -> dict[str, tuple[float, float]]:
     """Dynamic int8 graph with every activation scale frozen to its calibrated value."""
     onnx = require("onnx", "export", "int8 quantization")
-    from ast_onnx.graph.int8_static import (
+    from ast_onnx.export.int8.static import (
         calibrate_ranges,
         dynamic_inputs,
         freeze_activation_scales,
@@ -191,7 +164,7 @@ def _quantize_qdq(
     require("onnxruntime", "cpu", "int8 quantization")
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from ast_onnx.graph.int8_static import CalibrationReader, calibration_method
+    from ast_onnx.export.int8.static import CalibrationReader, calibration_method
 
     quantize_static(
         str(src),

@@ -1,9 +1,9 @@
 """Static int8 held to the drift gate: quantize, verify, and keep sensitive nodes float32.
 
 The export's static int8 step: quantize the whole encoder
-(:func:`ast_onnx.graph.quantize.quantize_int8_static`), verify against PyTorch, and when
+(:func:`ast_onnx.export.int8.quantize.quantize_int8_static`), verify against PyTorch, and when
 the gate fails and ``int8_max_fp32`` allows it, leave the most sensitive nodes in float32
-(:mod:`ast_onnx.graph.int8_select`) until it passes. What was chosen - format,
+(:mod:`ast_onnx.export.int8.select`) until it passes. What was chosen - format,
 calibration, the float32 nodes, the sensitivity of each node and the speed each float32
 node cost - becomes the model's ``quantization`` metadata.
 """
@@ -47,8 +47,8 @@ def quantize_static_gated(
         The chosen model, its verification record (``{"skipped": True}`` without
         verification) and its ``quantization`` metadata.
     """
-    from ast_onnx.graph import int8_select
-    from ast_onnx.graph.quantize import quantize_int8_static
+    from ast_onnx.export.int8 import select as int8_select
+    from ast_onnx.export.int8.quantize import quantize_int8_static
 
     info: dict[str, Any] = {
         "format": options.int8_format,
