@@ -142,7 +142,7 @@ def test_the_walk_sees_lazy_imports():
                 "ast_onnx.distributed",
                 "ast_onnx.cli",
                 "ast_onnx.graph",
-                "ast_onnx.serving",
+                "ast_onnx.triton",
             ),
         ),
         (
@@ -154,10 +154,10 @@ def test_the_walk_sees_lazy_imports():
                 "ast_onnx.distributed",
                 "ast_onnx.cli",
                 "ast_onnx.graph",
-                "ast_onnx.serving",
+                "ast_onnx.triton",
             ),
         ),
-        ("import ast_onnx.graph, ast_onnx.serving", ("ast_onnx.export", "ast_onnx.bench")),
+        ("import ast_onnx.graph, ast_onnx.triton", ("ast_onnx.export", "ast_onnx.bench")),
     ],
 )
 def test_a_fresh_import_loads_nothing_above_its_layer(body, forbidden):

@@ -1,7 +1,7 @@
 """Inside Triton's python backend: the checks every raw-audio request gets, and error responses.
 
-Shared by the python-backend model (:mod:`.triton_model`) and the ensemble's frontend step
-(:mod:`.triton_steps`), so that a request is refused the same way, with the same message,
+Shared by the python-backend model (:mod:`.backend_model`) and the ensemble's frontend step
+(:mod:`.steps`), so that a request is refused the same way, with the same message,
 whichever form serves it. Plain numpy: ``triton_python_backend_utils`` (``pb``) is passed
 in by the model classes, which alone run inside the backend's stub.
 """
@@ -18,7 +18,7 @@ from ast_onnx.errors import AstOnnxError, InvalidAudioError
 from ast_onnx.frontend import prepare_audio
 from ast_onnx.frontend.fbank_options import MAX_SAMPLE_FREQUENCY, MIN_SAMPLE_FREQUENCY
 from ast_onnx.runtime.results import Prediction
-from ast_onnx.serving.triton_python import PARAM_MAX_SECONDS, SAMPLE_RATE, WAVEFORM
+from ast_onnx.triton.python_entry import PARAM_MAX_SECONDS, SAMPLE_RATE, WAVEFORM
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Protobuf text format for Triton configs, without protobuf: the fallback renderer.
 
-:func:`.triton_config.config_text` serializes a config through tritonclient's ModelConfig
+:func:`.config.config_text` serializes a config through tritonclient's ModelConfig
 when the ``triton`` extra is installed; without it, :func:`render_text` writes the same
 description (ModelConfig's JSON mapping, enums as :class:`Enum`, maps as :class:`Map`)
 with protobuf's text-format escaping. The tests check that both parse back to the same

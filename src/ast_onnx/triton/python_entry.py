@@ -1,13 +1,13 @@
 """The python-backend form of a Triton entry: ``ast_onnx.Runtime`` inside Triton, raw audio in.
 
-What :func:`~ast_onnx.serving.triton.write_triton_repo` writes with ``backend="python"``::
+What :func:`~ast_onnx.triton.repository.write_triton_repo` writes with ``backend="python"``::
 
     REPO/NAME/config.pbtxt      backend "python", the interface below, dynamic batching,
                                 instance group, parameters runtime_options (JSON of a
                                 RuntimeOptions) and max_audio_seconds
     REPO/NAME/labels.txt        one label per line: the labels the model serves
     REPO/NAME/ast_onnx.json     the model's ast-onnx metadata (when it has some)
-    REPO/NAME/1/model.py        imports :class:`ast_onnx.serving.triton_model.TritonPythonModel`
+    REPO/NAME/1/model.py        imports :class:`ast_onnx.triton.backend_model.TritonPythonModel`
     REPO/NAME/1/model.onnx      a copy of the model (feature-input or wave-in)
 
 The interface (``batch`` is Triton's batch axis; a request may carry several clips of one
@@ -38,7 +38,7 @@ from typing import Any
 from ast_onnx.errors import ExportError
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.providers import CPU, PROVIDER_NAMES
-from ast_onnx.serving.triton_config import Map, TensorInfo, TritonConfig, model_config
+from ast_onnx.triton.config import Map, TensorInfo, TritonConfig, model_config
 
 #: Tensor names of the python-backend interface (see the module doc).
 WAVEFORM = "waveform"
@@ -69,7 +69,7 @@ __all__ = ["TritonPythonModel"]
 '''
 
 
-MODEL_PY_TEXT = model_py_text("ast_onnx.serving.triton_model", "TritonPythonModel")
+MODEL_PY_TEXT = model_py_text("ast_onnx.triton.backend_model", "TritonPythonModel")
 
 
 def options_to_json(options: RuntimeOptions) -> str:
@@ -116,7 +116,7 @@ def check_instance_providers(cfg: TritonConfig, runtime: RuntimeOptions) -> None
 
 
 def python_entry(base: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
-    """A :func:`.triton_config.model_config` description turned into a python-backend one."""
+    """A :func:`.config.model_config` description turned into a python-backend one."""
     config = {"name": base.pop("name"), "backend": "python"}
     base.pop("platform")
     base["default_model_filename"] = MODEL_PY

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ast_onnx.errors import ExportError
 from ast_onnx.metadata import ModelMetadata
-from ast_onnx.serving.triton_config import LABELS_FILE
+from ast_onnx.triton.config import LABELS_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@
     REPO/NAME/1/FILE.onnx.data    its external data, if any, under the name the model gives
 
 With ``backend="python"`` the entry serves raw audio through ``ast_onnx.Runtime`` inside
-Triton's python backend instead (:mod:`ast_onnx.serving.triton_python`; run it locally
+Triton's python backend instead (:mod:`ast_onnx.triton.python_entry`; run it locally
 with ``ast-triton serve REPO``). With ``backend="ensemble"`` four entries serve raw audio
 with the model on Triton's onnxruntime backend: a python frontend, the model, a python
-postprocess, and the ensemble wiring them (:mod:`ast_onnx.serving.triton_ensemble`).
+postprocess, and the ensemble wiring them (:mod:`ast_onnx.triton.ensemble`).
 The rest of this doc is about the onnxruntime backend.
 
 Serve it with ``tritonserver --model-repository=REPO``. Every [batch, labels] output
@@ -27,7 +27,7 @@ batches only requests of equal length together, as the graph requires.
 
 The config is built through Triton's ModelConfig schema (tritonclient's
 ``model_config_pb2``), or without tritonclient by an equivalent escaping renderer; names
-from the model are checked first (:mod:`ast_onnx.serving.triton_config`).
+from the model are checked first (:mod:`ast_onnx.triton.config`).
 
 A model file may come from anyone: its external data files must be regular files inside
 its folder, not symbolic links (as onnx and onnxruntime require), and its metadata is
@@ -52,8 +52,7 @@ from ast_onnx.labels import default_labels
 from ast_onnx.metadata import ModelMetadata, has_metadata
 from ast_onnx.model_files import checked_external_data
 from ast_onnx.runtime.options import RuntimeOptions
-from ast_onnx.serving.repo_files import entry_files, text_file, write_entries
-from ast_onnx.serving.triton_config import (
+from ast_onnx.triton.config import (
     LABELS_FILE,
     TRITON_DTYPES,
     TensorInfo,
@@ -64,8 +63,9 @@ from ast_onnx.serving.triton_config import (
     model_config,
     onnxruntime_config,
 )
-from ast_onnx.serving.triton_ensemble import ensemble_entries
-from ast_onnx.serving.triton_python import MODEL_PY, MODEL_PY_TEXT, python_config
+from ast_onnx.triton.ensemble import ensemble_entries
+from ast_onnx.triton.python_entry import MODEL_PY, MODEL_PY_TEXT, python_config
+from ast_onnx.triton.repo_files import entry_files, text_file, write_entries
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _read_metadata(props: dict[str, str], path: Path) -> ModelMetadata:
 def render_config(
     name: str, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], **options: Any
 ) -> str:
-    """The config.pbtxt text; ``options`` as for :func:`.triton_config.model_config`."""
+    """The config.pbtxt text; ``options`` as for :func:`.config.model_config`."""
     return config_text(model_config(name, inputs, outputs, **options))
 
 
@@ -169,7 +169,7 @@ def write_triton_repo(
         onnx_path: The exported model.
         repo_dir: The model repository (created if missing); other models in it are kept.
         name: Model name in Triton (default: the file's stem).
-        config: How Triton serves it (:class:`~ast_onnx.serving.triton_config.TritonConfig`;
+        config: How Triton serves it (:class:`~ast_onnx.triton.config.TritonConfig`;
             defaults if None).
         labels: Class names (default: the model's metadata; ``LABEL_i`` without metadata).
         runtime: With ``backend="python"``: how the model's Runtime runs (providers,
@@ -178,7 +178,7 @@ def write_triton_repo(
             ``backend="ensemble"``: its window hop, aggregation and activation (all of it
             for a python model step).
         overwrite: Replace an existing ``repo_dir/name``.
-        **overrides: :class:`~ast_onnx.serving.triton_config.TritonConfig` fields by name,
+        **overrides: :class:`~ast_onnx.triton.config.TritonConfig` fields by name,
             applied over ``config`` (``max_batch_size=16, kind="cpu", backend="python"``...).
 
     Returns:

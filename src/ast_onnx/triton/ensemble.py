@@ -1,7 +1,7 @@
 """The ensemble form of a Triton entry: raw audio in, the model on Triton's own backend.
 
-What :func:`~ast_onnx.serving.triton.write_triton_repo` writes with ``backend="ensemble"``
-for a feature-input model (four entries; the steps are :mod:`.triton_steps`)::
+What :func:`~ast_onnx.triton.repository.write_triton_repo` writes with ``backend="ensemble"``
+for a feature-input model (four entries; the steps are :mod:`.steps`)::
 
     REPO/NAME/config.pbtxt            platform "ensemble": the interface below, the steps
     REPO/NAME/ast_onnx.json           the model's metadata, for clients (when it has some)
@@ -14,7 +14,7 @@ for a feature-input model (four entries; the steps are :mod:`.triton_steps`)::
     REPO/NAME_post/                   python backend, KIND_CPU: activation, window
                                       aggregation, top-k labels (labels.txt)
 
-The interface is the python form's (:mod:`.triton_python`), so a client does not see
+The interface is the python form's (:mod:`.python_entry`), so a client does not see
 which form serves it::
 
     input  waveform     FP32   [batch, samples]  mono samples in [-1, 1]
@@ -50,14 +50,7 @@ from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.session import ModelIO, make_frontend, model_activation
 from ast_onnx.runtime.windows import hop_samples
-from ast_onnx.serving.repo_files import (
-    EntryFile,
-    entry_files,
-    labels_file,
-    metadata_file,
-    text_file,
-)
-from ast_onnx.serving.triton_config import (
+from ast_onnx.triton.config import (
     Map,
     TensorInfo,
     TritonConfig,
@@ -66,7 +59,7 @@ from ast_onnx.serving.triton_config import (
     model_config,
     onnxruntime_config,
 )
-from ast_onnx.serving.triton_python import (
+from ast_onnx.triton.python_entry import (
     LABELS,
     MODEL_PY,
     MODEL_PY_TEXT,
@@ -78,7 +71,14 @@ from ast_onnx.serving.triton_python import (
     model_py_text,
     python_entry,
 )
-from ast_onnx.serving.triton_steps import (
+from ast_onnx.triton.repo_files import (
+    EntryFile,
+    entry_files,
+    labels_file,
+    metadata_file,
+    text_file,
+)
+from ast_onnx.triton.steps import (
     PARAM_ACTIVATION,
     PARAM_AGGREGATE,
     PARAM_FRONTEND,
@@ -95,7 +95,7 @@ LOGITS = "logits"
 #: Runtime options the ensemble itself uses (frontend and postprocess steps); with an
 #: onnxruntime model step the others would have nothing to apply to.
 ENSEMBLE_OPTIONS = ("window_hop", "aggregate", "activation")
-_STEPS_MODULE = "ast_onnx.serving.triton_steps"
+_STEPS_MODULE = "ast_onnx.triton.steps"
 
 
 def step_names(name: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.options_base import Replaceable
-from ast_onnx.serving.pbtext import Enum, Map, render_text
+from ast_onnx.triton.pbtext import Enum, Map, render_text
 
 #: ONNX TensorProto element types -> Triton data types.
 TRITON_DTYPES = {
@@ -254,9 +254,9 @@ class TritonConfig(Replaceable):
             each); empty: every GPU the server sees.
         backend: ``"onnxruntime"`` (Triton runs the ONNX file; GPU boxes, the NGC image),
             ``"python"`` (``ast_onnx.Runtime`` inside Triton's python backend, raw audio
-            in; :mod:`ast_onnx.serving.triton_python`) or ``"ensemble"`` (raw audio in:
+            in; :mod:`ast_onnx.triton.python_entry`) or ``"ensemble"`` (raw audio in:
             a python frontend on CPU, the model, a python postprocess on CPU;
-            :mod:`ast_onnx.serving.triton_ensemble`).
+            :mod:`ast_onnx.triton.ensemble`).
         model_backend: With ``backend="ensemble"``: what serves the model step,
             ``"onnxruntime"`` or ``"python"`` (a Runtime on the features; for servers
             without the onnxruntime backend).
