@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from soundscapes import NON_EVENTS, Annotation, Soundscape
 
-from ast_onnx.bench.soundscapes import NON_EVENTS, Annotation, Soundscape
 from ast_onnx.errors import InvalidOptionError, require
 
 #: Onset collar (and the least offset collar), seconds: DCASE's 200 ms.
@@ -218,7 +218,7 @@ def detect_all(
 
     Args:
         runtime: A :class:`~ast_onnx.runtime.Runtime` (its ``window_hop`` is the hop).
-        scapes: From :func:`~ast_onnx.bench.soundscapes.make_soundscapes`.
+        scapes: From :func:`soundscapes.make_soundscapes`.
         options: Event rules; None: :func:`demo_event_options` of the runtime's labels.
         chunks: Stream chunk sizes in samples; None: :func:`random_chunks`.
 
