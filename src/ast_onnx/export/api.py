@@ -253,7 +253,7 @@ def _build(
     elif precision == "int8-dynamic":
         with timer.step("quantize", "Quantizing to int8 (dynamic)"):
             quantize_int8_dynamic(current, target)
-    else:  # int8-static: quantized and verified together (export.int8_gate)
+    else:  # int8-static: quantized and verified together (export.int8.gate)
         return current, fused
     return target, fused
 

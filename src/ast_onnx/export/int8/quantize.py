@@ -77,7 +77,7 @@ def check_calibration_for_format(fmt: str, method: str) -> None:
 
     ``quantize_static`` passes no histogram size to its calibrator: with the default 128
     bins for 128 quantized bins the Entropy search has one candidate, the whole range.
-    The integer form calibrates itself with :data:`.int8_static.ENTROPY_BINS`.
+    The integer form calibrates itself with :data:`.static.ENTROPY_BINS`.
     """
     if method == "entropy" and fmt == "qdq":
         raise ExportError(
@@ -104,7 +104,7 @@ def quantize_int8_static(
         calibration: ``input_values`` float32 ``[items, max_length, mel]``.
         fmt: ``"integer"``: onnxruntime's integer kernels with calibrated scales
             (QAttention, MatMulInteger: the whole encoder in int8, CPU; see
-            :mod:`.int8_static`); ``"qdq"``: QuantizeLinear/DequantizeLinear pairs around
+            :mod:`.static`); ``"qdq"``: QuantizeLinear/DequantizeLinear pairs around
             each MatMul (the form TensorRT takes; fused Attention stays float32).
         method: Calibration: ``"minmax"``, ``"percentile"`` or ``"entropy"``.
         exclude: Names of nodes to leave in float32.
