@@ -1,11 +1,11 @@
-"""An export staged beside its output, with a further write done before it lands.
+"""An export staged beside its output that lands only once a further write succeeded.
 
-The model is exported into a hidden work folder beside the output, ``then`` runs on that
-staged result (``ast-export --triton-repo`` writes the Triton entry there), and only then
-is the model renamed into place (its external data first). So a failing ``then`` (a full
-disk, a bad name) leaves no new ``.onnx`` behind and an ``--overwrite`` keeps the previous
-model; a failing export never runs ``then``. The export side knows nothing of what
-``then`` writes.
+Its use, ``ast-export --triton-repo``, writes the ONNX file and its Triton entry as a pair.
+The model is exported into a hidden work folder beside the output, the Triton entry is
+written from there, and only then is the model renamed into place (its external data
+first). So a failing Triton write (a full disk, a bad name) leaves no new ``.onnx``
+behind and an ``--overwrite`` keeps the previous model; a failing export writes no
+Triton entry. The write is the caller's ``then``: the export side never imports Triton.
 """
 
 from __future__ import annotations
