@@ -12,8 +12,9 @@ import ast
 import importlib
 import os
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -49,9 +50,9 @@ def public_packages() -> dict[str, list[str]]:
         tree = ast.parse(init.read_text(encoding="utf-8"))
         for node in tree.body:
             targets = node.targets if isinstance(node, ast.Assign) else []
-            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
-                if name not in NOT_API:
-                    found[name] = list(ast.literal_eval(node.value))
+            is_all = any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
+            if is_all and name not in NOT_API:
+                found[name] = list(ast.literal_eval(node.value))
     return found
 
 
