@@ -83,7 +83,7 @@ def test_threads_are_bounded_by_a_multiple_of_the_cpus(monkeypatch):
 
 
 def test_triton_runtime_options_go_through_the_same_bound():
-    from ast_onnx.serving.triton_python import options_from_json
+    from ast_onnx.triton.python_entry import options_from_json
 
     with pytest.raises(InvalidOptionError, match="threads must be at most"):
         options_from_json('{"threads": 100000}')
