@@ -64,7 +64,7 @@ def check_wavein(ctx: StepContext, precision: str, path, fp32) -> None:
     from ast_onnx.frontend.graph import FRONTEND_INPUT, as_extractor, build_frontend
     from ast_onnx.graph.wavein import LOGITS_OUTPUT, SCORES_OUTPUT, attach_frontend, numpy_features
     from ast_onnx.quality import FRONTEND_MAX_ABS, SCORES_MAX_ABS
-    from ast_onnx.runtime.results import activate
+    from ast_onnx.runtime.scoring import activate
 
     model = onnx.load(str(path))
     meta = _metadata(model)
