@@ -163,6 +163,7 @@ class WindowScorer:
         window: Samples per window (where a window ends, and the events' segments).
         sample_rate: The model's rate (window times in seconds).
         keep_windows: Keep the timeline in the result (``Classification.windows``).
+        report_windows: :meth:`add` returns each window it scores (a stream's windows).
         timeline_bytes: Most bytes of timeline kept per input (module docstring).
         check_finite: An input with a NaN/Inf logit gets no scores (:meth:`result` is
             its :class:`~ast_onnx.errors.ModelOutputError`); False: score it anyway
@@ -186,6 +187,7 @@ class WindowScorer:
         window: int = 1,
         sample_rate: float = 16000.0,
         keep_windows: bool = True,
+        report_windows: bool = False,
         timeline_bytes: int = DEFAULT_TIMELINE_BYTES,
         check_finite: bool = True,
     ) -> None:
@@ -210,6 +212,7 @@ class WindowScorer:
         self.detector = make_detector(events, self.labels, activation, model_thresholds)
         self.window, self.sample_rate = int(window), float(sample_rate)
         self.keep_windows, self.timeline_bytes = keep_windows, int(timeline_bytes)
+        self.report_windows = report_windows
         self.check_finite = check_finite
         self.reset()
 
@@ -254,9 +257,10 @@ class WindowScorer:
                 ``min(start + window, available)``); None: ``start + window``.
 
         Returns:
-            ``(windows, closed, opened)``: the windows scored, the events they closed
-            and the events they began (snapshots). Empty once a window held NaN/Inf:
-            the input has no scores (:meth:`result` says why).
+            ``(windows, closed, opened)``: the windows scored (with ``report_windows``;
+            else []), the events they closed and the events they began (snapshots).
+            Empty once a window held NaN/Inf: the input has no scores (:meth:`result`
+            says why).
         """
         logits = np.asarray(logits)
         if logits.ndim != 2 or logits.shape[1] != len(self.labels):
@@ -285,9 +289,13 @@ class WindowScorer:
                 continue
             start = int(starts[i])
             end = start + self.window if available is None else min(start + self.window, available)
-            w = WindowScore(start / sr, end / sr, s, self.pick(s))
-            windows.append(w)
-            self._keep(w)
+            keep = self._fits(s.nbytes)
+            if keep or self.report_windows:
+                w = WindowScore(start / sr, end / sr, s, self.pick(s))
+                if keep:
+                    self._keep(w)
+                if self.report_windows:
+                    windows.append(w)
             if self.detector is not None:
                 prev = self._last_start
                 edge = 0.0 if prev is None else segment_edge(prev, start, self.window, sr)
@@ -298,11 +306,19 @@ class WindowScorer:
         self._events += closed
         return windows, closed, opened
 
-    def _keep(self, w: WindowScore) -> None:
+    def _fits(self, nbytes: int) -> bool:
+        """Whether a window of ``nbytes`` of scores may still join the timeline."""
         if not self.keep_windows:
-            return
+            return False
+        if self._omitted or self._timeline_used + nbytes > self.timeline_bytes:
+            self._omitted += 1
+            return False
+        return True
+
+    def _keep(self, w: WindowScore) -> None:
+        """Keep ``w`` if its labels fit the budget too (the timeline is a prefix)."""
         cost = w.scores.nbytes + len(w.labels) * PREDICTION_BYTES
-        if not self._omitted and self._timeline_used + cost <= self.timeline_bytes:
+        if self._timeline_used + cost <= self.timeline_bytes:
             self._windows.append(w)
             self._timeline_used += cost
         else:
@@ -351,13 +367,13 @@ class WindowScorer:
             if self._omitted:
                 out.windows_omitted = self._omitted
                 logger.warning(
-                    "%s: the timeline keeps %d of %d windows (%d MiB of per-window scores); "
+                    "%s: the timeline keeps %d of %d windows (%.3g MiB of per-window scores); "
                     "the other %d, from %.2f s on, are in the scores and events but not in "
                     "windows",
                     item,
                     len(self._windows),
                     self._seen,
-                    self.timeline_bytes >> 20,
+                    self.timeline_bytes / 2**20,
                     self._omitted,
                     self._windows[-1].end if self._windows else 0.0,
                 )

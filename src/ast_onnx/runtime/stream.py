@@ -174,6 +174,7 @@ class Stream:
             window=self.window_samples,
             sample_rate=self.sample_rate,
             keep_windows=False,
+            report_windows=True,
             check_finite=False,
         )
         self.samples_seen = 0
