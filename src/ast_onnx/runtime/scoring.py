@@ -54,6 +54,9 @@ AGGREGATIONS: tuple[str, ...] = ("mean", "max")
 
 #: Most bytes of per-window detail (scores and labels) one input's result keeps.
 DEFAULT_TIMELINE_BYTES = 256 << 20
+#: Rows activated at once by :meth:`WindowScorer.add` (its float64 temporaries are
+#: about 40 bytes per label and row, whatever the caller passes).
+ACTIVATE_ROWS = 16
 #: What one window label (a :class:`Prediction` in a list) is counted as, in bytes.
 PREDICTION_BYTES = 200
 
@@ -281,9 +284,11 @@ class WindowScorer:
         opened: list[Event] = []
         if self._bad:  # no scores for this input: skip the rest of its work
             return windows, closed, opened
-        scores = activate(logits, self.activation)
         sr = self.sample_rate
-        for i, s in enumerate(scores):
+        for i in range(len(logits)):
+            if i % ACTIVATE_ROWS == 0:  # activation a few rows at a time: bounded temporaries
+                scores = activate(logits[i : i + ACTIVATE_ROWS], self.activation)
+            s = scores[i % ACTIVATE_ROWS]
             self._agg.add(s)
             if starts is None:
                 continue
