@@ -209,3 +209,16 @@ def test_a_long_clip_of_a_huge_label_set_stays_in_bounded_memory(tmp_path):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["labels"] == 65536 and got["windows"] == 599 and got["omitted"] == 0, got
     assert got["rss_mb"] < 1024, got
+
+
+def test_the_text_timeline_says_when_windows_were_left_out():
+    from ast_onnx.cli.classify import _format_text
+    from ast_onnx.runtime.results import Classification, Prediction, WindowScore
+
+    p = Prediction("dog", 0.9, 0)
+    window = WindowScore(0.0, 1.0, np.array([0.9], np.float32), [p])
+    result = Classification([p], np.array([0.9], np.float32), 600.0, [window], "a.wav")
+    result.windows_omitted = 41
+    text = _format_text(result, windows=True)
+    assert text.splitlines()[-1] == "    (41 later windows not kept: timeline cap)"
+    assert "not kept" not in _format_text(result, windows=False)
