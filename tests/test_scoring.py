@@ -100,6 +100,7 @@ def test_every_path_gives_the_same_classification(clip):
     assert sorted(got_events, key=lambda e: (e.onset, e.index)) == sorted(
         offline.events, key=lambda e: (e.onset, e.index)
     )
+    assert stream._scorer._events == []  # a stream hands events on and keeps none
 
     # Triton: the frontend step's features through the same run, then the postprocess step.
     from ast_onnx.serving.triton_steps import FrontendStep, PostprocessStep

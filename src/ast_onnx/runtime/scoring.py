@@ -166,7 +166,9 @@ class WindowScorer:
         window: Samples per window (where a window ends, and the events' segments).
         sample_rate: The model's rate (window times in seconds).
         keep_windows: Keep the timeline in the result (``Classification.windows``).
-        report_windows: :meth:`add` returns each window it scores (a stream's windows).
+        report_windows: :meth:`add` returns each window it scores, and the scorer keeps
+            no events for a result: the caller takes them as they close (a stream, whose
+            memory must not grow with its length).
         timeline_bytes: Most bytes of timeline kept per input (module docstring).
         check_finite: An input with a NaN/Inf logit gets no scores (:meth:`result` is
             its :class:`~ast_onnx.errors.ModelOutputError`); False: score it anyway
@@ -308,7 +310,8 @@ class WindowScorer:
                 closed += c
                 opened += o
             self._last_start = start
-        self._events += closed
+        if not self.report_windows:
+            self._events += closed
         return windows, closed, opened
 
     def _fits(self, nbytes: int) -> bool:
@@ -334,7 +337,8 @@ class WindowScorer:
         if self.detector is None or self._bad or self._last_start is None:
             return []
         closed = self.detector.finish(num_samples / self.sample_rate)
-        self._events += closed
+        if not self.report_windows:
+            self._events += closed
         return closed
 
     def result(
