@@ -103,7 +103,7 @@ def test_every_path_gives_the_same_classification(clip):
     assert stream._scorer._events == []  # a stream hands events on and keeps none
 
     # Triton: the frontend step's features through the same run, then the postprocess step.
-    from ast_onnx.serving.triton_steps import FrontendStep, PostprocessStep
+    from ast_onnx.triton.steps import FrontendStep, PostprocessStep
 
     features, items = FrontendStep(rt.frontend, rt.hop_samples, 600.0)(wave[None, :], None)
     answer = PostprocessStep(rt.labels, rt.activation, rt.aggregate, k)(run(features), items)
