@@ -16,12 +16,15 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 
-from ast_onnx.cli import classify_ray, exit_codes
+from ast_onnx.cli import classify_ray, exit_codes, stdout
+from ast_onnx.cli.checks import check_model_argument
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError, item_error
 from ast_onnx.frontend.files import find_audio_files
 from ast_onnx.runtime.options import RuntimeOptions
+
+PROG = "ast-classify"
 
 #: Show a progress bar from this many files on (and only on a terminal).
 PROGRESS_MIN_FILES = 4
@@ -126,6 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        check_model_argument(args.model)
+    except AstOnnxError as e:
+        print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
+    try:
+        if not (args.ray or args.output) and (status := stdout.stdout_missing(PROG)) is not None:
+            return status
         if args.ray or args.output:
             if args.plot:
                 print("ast-classify: error: --plot is not available with --ray", file=sys.stderr)
@@ -137,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return exit_codes.USAGE
             return classify_ray.run(args)
-        return _classify(args)
+        return stdout.finish(PROG, _classify(args))
     except KeyboardInterrupt:
         print("ast-classify: interrupted", file=sys.stderr)
         return exit_codes.INTERRUPTED
@@ -186,7 +196,10 @@ def _classify(args: argparse.Namespace) -> int:
                 failed += 1
                 write(message, file=sys.stderr)
             if line is not None:
-                write(line, file=sys.stdout)
+                try:
+                    write(line, file=sys.stdout)
+                except OSError as e:  # `| head` closed the pipe, or the disk is full
+                    return stdout.write_failed(PROG, e) or (exit_codes.FAILED if failed else 0)
     finally:
         if bar is not None:
             bar.close()

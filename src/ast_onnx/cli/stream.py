@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ast_onnx.cli import exit_codes
+from ast_onnx.cli import exit_codes, stdout
+from ast_onnx.cli.checks import check_model_argument
 from ast_onnx.cli.lag import DEFAULT_MAX_LAG, FellBehindError, LagMonitor
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
@@ -223,10 +223,13 @@ class Printer:
                     }
                 )
         lines += [e.to_dict() for e in result.events]
-        for line in lines:
-            self.out.write(json.dumps(line) + "\n")
-        if lines:
-            self.out.flush()
+        try:
+            for line in lines:
+                self.out.write(json.dumps(line) + "\n")
+            if lines:
+                self.out.flush()
+        except OSError as e:  # `| head` closed the pipe, or the disk is full
+            raise stdout.OutputGone(e) from e
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
             matplotlib_available()
             picture_target(args.plot)
+        check_model_argument(args.model)
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
         rate, chunks = open_source(args, runtime.sample_rate)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
@@ -273,10 +277,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             getattr(chunks, "close", lambda: None)()  # release the device or file now
         emit(source.flush())
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly; later flushes must not raise.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = exit_codes.OK
+    except stdout.OutputGone as e:  # the reader went away (`| head`: exit 0), or a full disk
+        status = stdout.write_failed(PROG, e.error) or status
     if recorder is not None and not _draw(recorder, args):
         status = status or exit_codes.FAILED
     return status
@@ -307,8 +309,10 @@ def _draw(recorder: Any, args: argparse.Namespace) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if (status := stdout.stdout_missing(PROG)) is not None:
+        return status
     try:
-        return run(args)
+        return stdout.finish(PROG, run(args))
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing to flush
         return exit_codes.INTERRUPTED
 

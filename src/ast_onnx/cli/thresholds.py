@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from ast_onnx.cli import exit_codes
+from ast_onnx.cli.checks import check_model_argument
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ast_onnx.errors import AstOnnxError
 
     try:
+        check_model_argument(args.model)
         tuning = tune_model(
             args.model,
             args.eval_dir,
