@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ast_onnx.frontend.audio import AUDIO_EXTENSIONS
 
-
 #: Audio and video containers that libsndfile cannot read: found in a directory, they are
 #: named in one message per directory (with the ffmpeg command that converts them), never
 #: skipped in silence.
