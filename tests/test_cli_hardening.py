@@ -35,11 +35,11 @@ def run(main, argv, capsys):
     return code, out, err
 
 
-def cli(module: str, argv, **kwargs) -> subprocess.CompletedProcess:
+def cli(module: str, argv, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """``python -m ast_onnx.cli.<module> argv`` with this checkout's package first."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", f"ast_onnx.cli.{module}", *map(str, argv)]
-    return subprocess.run(command, env=env, timeout=120, **kwargs)
+    return subprocess.run(command, env=env, timeout=timeout, **kwargs)
 
 
 def assert_one_error_line(err: str | bytes, prog: str, words: str) -> None:
@@ -135,3 +135,43 @@ def test_a_closed_stdout_is_refused_in_one_line(toy, wav, module, prog):
     )
     assert done.returncode == exit_codes.FAILED
     assert_one_error_line(done.stderr, prog, "standard output is closed")
+
+
+# ----- ast-stream options and sources -----
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--chunk", "inf"], "--chunk must be a number of seconds > 0"),
+        (["--chunk", "1e300"], "--chunk must be a number of seconds > 0"),
+        (["--channels", "1000000000"], "--channels must be an integer from 1"),
+        (["--duration", "inf"], "--duration must be a finite number"),
+        (["--rate", "1" + "0" * 30], "--rate must be between 1000 and 384000 Hz"),
+        (["--rate", "0"], "--rate must be between 1000 and 384000 Hz"),
+    ],
+)
+def test_stream_options_out_of_range_are_usage_errors(toy, flags, words):
+    done = cli("stream", [toy, "-", *flags], input=b"", capture_output=True)
+    assert done.returncode == exit_codes.USAGE
+    assert_one_error_line(done.stderr, "ast-stream", words)
+
+
+def test_stream_refuses_a_fifo_source_without_blocking(toy, tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)  # nobody writes to it: opening it for reading would block forever
+    done = cli("stream", [toy, fifo], timeout=60, capture_output=True)
+    assert done.returncode == exit_codes.FAILED
+    assert_one_error_line(done.stderr, "ast-stream", "is a FIFO")
+
+
+def test_stream_file_obeys_max_audio_seconds_from_its_header(toy, tmp_path, capsys):
+    from hostile_files import write_flac_bomb
+
+    bomb = write_flac_bomb(tmp_path / "long.flac", total_samples=16000 * 7200)  # claims 2 h
+    assert bomb.stat().st_size < 25_000
+    code, out, err = run(stream.main, [toy, bomb], capsys)
+    assert code == exit_codes.FAILED and out == ""
+    assert "7200 s long" in err and "3600 s" in err
+    code, _, err = run(stream.main, [toy, bomb, "--max-audio-seconds", "10"], capsys)
+    assert code == exit_codes.FAILED and "over the limit of 10 s" in err

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -36,6 +37,10 @@ from ast_onnx.cli.text import escape_control
 from ast_onnx.runtime.options import RuntimeOptions
 
 PROG = "ast-stream"
+#: Longest ``--chunk`` (seconds per read): a read is held in memory at once.
+MAX_CHUNK_SECONDS = 60.0
+#: Most interleaved ``--channels`` on a pipe or microphone.
+MAX_CHANNELS = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,10 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample rate of stdin / the mic (default: the model's; a file has its own); "
         "another rate than the model's is resampled as it arrives",
     )
-    src.add_argument("--channels", type=int, default=1, help="interleaved channels (default 1)")
+    src.add_argument(
+        "--channels",
+        type=int,
+        default=1,
+        help=f"interleaved channels, 1 to {MAX_CHANNELS} (default 1)",
+    )
     src.add_argument("--realtime", action="store_true", help="pace a file like a live source")
-    src.add_argument("--duration", type=float, default=None, help="stop after SECONDS of audio")
-    src.add_argument("--chunk", type=float, default=0.1, help="seconds per read (default 0.1)")
+    src.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after SECONDS of audio (omit: until the input ends)",
+    )
+    src.add_argument(
+        "--chunk",
+        type=float,
+        default=0.1,
+        help=f"seconds per read, at most {MAX_CHUNK_SECONDS:g} (default 0.1)",
+    )
     src.add_argument(
         "--max-lag",
         type=float,
@@ -126,6 +146,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse source options out of range before the model loads (a usage error, exit 2).
+
+    Raises:
+        InvalidOptionError: ``--chunk``, ``--duration``, ``--channels``, ``--rate`` or
+            ``--max-lag`` out of range (infinite or NaN seconds, 0 Hz, 10^9 channels).
+    """
+    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.frontend.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if not 0 < args.chunk <= MAX_CHUNK_SECONDS:  # also refuses NaN and inf
+        raise InvalidOptionError(
+            f"--chunk must be a number of seconds > 0 and at most {MAX_CHUNK_SECONDS:g}, "
+            f"got {args.chunk}"
+        )
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        raise InvalidOptionError(
+            f"--duration must be a finite number of seconds > 0 (omit it to read to the "
+            f"end), got {args.duration}"
+        )
+    if not 1 <= args.channels <= MAX_CHANNELS:
+        raise InvalidOptionError(
+            f"--channels must be an integer from 1 to {MAX_CHANNELS}, got {args.channels}"
+        )
+    if args.rate is not None and not MIN_SAMPLE_RATE <= args.rate <= MAX_SAMPLE_RATE:
+        raise InvalidOptionError(
+            f"--rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got "
+            f"{args.rate} (omit --rate for the model's rate)"
+        )
+    if not args.max_lag >= 0:  # also refuses NaN
+        raise InvalidOptionError(f"--max-lag must be >= 0 seconds, got {args.max_lag}")
+
+
 def event_options(args: argparse.Namespace) -> Any:
     """:class:`~ast_onnx.runtime.events.EventOptions` from the event flags."""
     from ast_onnx.errors import InvalidOptionError
@@ -152,7 +205,9 @@ def event_options(args: argparse.Namespace) -> Any:
     )
 
 
-def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterator[Any]]:
+def open_source(
+    args: argparse.Namespace, model_rate: int, max_seconds: float | None = None
+) -> tuple[int, Iterator[Any]]:
     """``(sample_rate, chunks)`` of the source the arguments name."""
     from ast_onnx.cli import sources
     from ast_onnx.errors import InvalidAudioError, InvalidOptionError
@@ -160,13 +215,8 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
 
     if args.mic == (args.source is not None):
         raise InvalidOptionError("give either SOURCE ('-' or a file) or --mic")
-    if args.channels < 1 or not args.chunk > 0:
-        raise InvalidOptionError("--channels must be >= 1 and --chunk > 0")
-    if args.duration is not None and not args.duration > 0:
-        raise InvalidOptionError(f"--duration must be > 0 seconds, got {args.duration}")
-    if not args.max_lag >= 0:  # also refuses NaN
-        raise InvalidOptionError(f"--max-lag must be >= 0 seconds, got {args.max_lag}")
-    rate = args.rate or model_rate
+    check_options(args)
+    rate = model_rate if args.rate is None else args.rate
     try:
         check_sample_rate(rate, "--rate")
     except InvalidAudioError as e:  # a flag, so a usage error (exit 2)
@@ -177,7 +227,7 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
         return rate, sources.microphone_chunks(rate, args.channels, block, device)
     if args.source == "-":
         return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
-    rate, chunks = sources.file_chunks(args.source, args.chunk)
+    rate, chunks = sources.file_chunks(args.source, args.chunk, max_seconds)
     return rate, sources.paced(chunks, rate) if args.realtime else chunks
 
 
@@ -242,9 +292,10 @@ def run(args: argparse.Namespace) -> int:
 
             matplotlib_available()
             picture_target(args.plot)
+        check_options(args)
         check_model_argument(args.model)
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
-        rate, chunks = open_source(args, runtime.sample_rate)
+        rate, chunks = open_source(args, runtime.sample_rate, runtime.max_audio_seconds)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
         rules = event_options(args)
         stream = runtime.stream(

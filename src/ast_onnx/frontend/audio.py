@@ -241,7 +241,7 @@ _FILE_KINDS = (
 )
 
 
-def _check_regular_file(path: Path) -> None:
+def check_regular_file(path: Path) -> None:
     """Refuse missing paths, directories and anything but a regular file, without opening it.
 
     A FIFO or a device would block ``open`` or never end, so they are refused by type.
@@ -311,7 +311,7 @@ def read_audio(source: AudioSource, max_seconds: float | None = None) -> tuple[n
     if isinstance(source, bytes | bytearray):
         source = io.BytesIO(source)
     if isinstance(source, str | os.PathLike):
-        _check_regular_file(Path(source))
+        check_regular_file(Path(source))
     try:
         f = sf.SoundFile(source)
     except _READ_ERRORS as e:
