@@ -17,7 +17,7 @@ seconds is warned about as the lag doubles, and stopped past ``--max-lag``
 (:mod:`ast_onnx.cli.lag`). Exit status: 0 at the end of input (also when stdout is
 closed early, e.g. by ``| head``); 1 bad audio in the input, or a live source more than
 ``--max-lag`` behind (what came before is flushed); 2 unusable model, options or source;
-130 Ctrl-C (after flushing).
+130 Ctrl-C or SIGTERM (after flushing: ``docker stop`` and ``systemctl stop`` send SIGTERM).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 from ast_onnx.cli import exit_codes, stdout
 from ast_onnx.cli.checks import check_model_argument
+from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.lag import DEFAULT_MAX_LAG, FellBehindError, LagMonitor
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
@@ -363,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (status := stdout.stdout_missing(PROG)) is not None:
         return status
     try:
-        return stdout.finish(PROG, run(args))
+        with terminate_as_interrupt():  # SIGTERM (docker/systemctl stop) flushes as Ctrl-C
+            return stdout.finish(PROG, run(args))
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing to flush
         return exit_codes.INTERRUPTED
 
