@@ -175,3 +175,21 @@ def test_stream_file_obeys_max_audio_seconds_from_its_header(toy, tmp_path, caps
     assert "7200 s long" in err and "3600 s" in err
     code, _, err = run(stream.main, [toy, bomb, "--max-audio-seconds", "10"], capsys)
     assert code == exit_codes.FAILED and "over the limit of 10 s" in err
+
+
+@pytest.mark.parametrize(
+    "main, prog", [(classify.main, "ast-classify"), (stream.main, "ast-stream")]
+)
+def test_a_plot_name_too_long_for_the_file_system_is_one_line(
+    toy, wav, tmp_path, capsys, main, prog
+):
+    pytest.importorskip("matplotlib")
+    picture = tmp_path / ("p" * 300 + ".png")  # over NAME_MAX (255 bytes)
+    argv = (
+        [toy, wav, "--events", "--plot", picture]
+        if prog == "ast-classify"
+        else [toy, wav, "--plot", picture]
+    )
+    code, out, err = run(main, argv, capsys)
+    assert code == exit_codes.FAILED and out == ""  # refused before any work
+    assert_one_error_line(err, prog, "too long")
