@@ -193,3 +193,36 @@ def test_a_plot_name_too_long_for_the_file_system_is_one_line(
     code, out, err = run(main, argv, capsys)
     assert code == exit_codes.FAILED and out == ""  # refused before any work
     assert_one_error_line(err, prog, "too long")
+
+
+# ----- ast-export usage -----
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--max-length", "-5"], "--max-length must be a positive number"),
+        (["--max-batch-size", "-1", "--triton-repo", "repo"], "--max-batch-size must be from 0"),
+        (["--max-batch-size", str(10**12), "--triton-repo", "repo"], "to 2147483647"),
+        (["--opset", "99999"], "--opset must be from 17 to"),
+        (["--num-heads", "0"], "--num-heads must be >= 1"),
+    ],
+)
+def test_export_values_out_of_range_are_usage_errors_before_any_work(
+    tmp_path, capsys, flags, words
+):
+    from ast_onnx.cli import export
+
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SystemExit) as exc:
+        export.main([str(out), "--checkpoint", "demo", *flags])
+    assert exc.value.code == exit_codes.USAGE
+    assert_one_error_line(capsys.readouterr().err, "ast-export", words)
+    assert not out.exists() and not (tmp_path / "repo").exists()
+
+
+def test_export_checkpoint_that_is_no_folder_and_no_hub_id_fails_at_once(tmp_path, capsys):
+    from ast_onnx.cli import export
+
+    assert export.main([str(tmp_path / "m.onnx"), "--checkpoint", "nosuchdir"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "ast-export", "form ORG/NAME")
