@@ -226,3 +226,24 @@ def test_export_checkpoint_that_is_no_folder_and_no_hub_id_fails_at_once(tmp_pat
 
     assert export.main([str(tmp_path / "m.onnx"), "--checkpoint", "nosuchdir"]) == 1
     assert_one_error_line(capsys.readouterr().err, "ast-export", "form ORG/NAME")
+
+
+# ----- file names that are not UTF-8 -----
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that takes any bytes")
+def test_a_wav_with_a_non_utf8_name_is_classified_and_its_row_is_strict_json(
+    toy, wav, tmp_path, capsys
+):
+    import json
+
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.wav")  # Latin-1 "café"
+    with open(raw, "wb") as f:
+        f.write(Path(wav).read_bytes())
+    code, out, err = run(classify.main, [toy, os.fsdecode(raw), "--json"], capsys)
+    assert code == exit_codes.OK, err
+    row = json.loads(out)
+    assert row["error"] is None and row["labels"]
+    assert row["path"].endswith("caf\\xe9.wav")
+    row["path"].encode("utf-8")  # no lone surrogate: strict parsers and UTF-8 writers take it
+    assert out.isascii()

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from ast_onnx.cli import classify_ray, exit_codes, stdout
 from ast_onnx.cli.checks import check_model_argument
 from ast_onnx.cli.logs import setup_logging
-from ast_onnx.cli.text import escape_control
+from ast_onnx.cli.text import escape_control, json_text
 from ast_onnx.errors import AstOnnxError, item_error
 from ast_onnx.frontend.files import find_audio_files
 from ast_onnx.runtime.options import RuntimeOptions
@@ -117,10 +117,12 @@ def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, st
             if not args.json:
                 return _format_text(result, args.windows), None
             row = {**result.to_dict(windows=args.windows, events=args.events), "error": None}
+            row["path"] = json_text(row["path"])  # strict JSON: no lone surrogates either
             return json.dumps(row, allow_nan=False), None  # strict JSON: no NaN/Infinity
         except Exception as e:  # a result that cannot be written is that file's error
             result = item_error(e, path)
-    line = json.dumps({"path": path, "error": str(result)}) if args.json else None
+    row = {"path": json_text(path), "error": json_text(result)}
+    line = json.dumps(row) if args.json else None
     where = "" if path in str(result) else f"{path}: "
     return line, f"ast-classify: error: {escape_control(f'{where}{result}')}"
 

@@ -88,11 +88,16 @@ def file_chunks(
 
     import soundfile as sf
 
-    from ast_onnx.frontend.audio import check_duration, check_regular_file, check_sample_rate
+    from ast_onnx.frontend.audio import (
+        check_duration,
+        check_regular_file,
+        check_sample_rate,
+        sound_file_name,
+    )
 
     check_regular_file(Path(path))
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(sound_file_name(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioFileError(f"cannot read audio file {path}: {e}") from e
     try:

@@ -262,6 +262,12 @@ def check_regular_file(path: Path) -> None:
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError)
 
 
+def sound_file_name(path: str | os.PathLike) -> str | bytes:
+    """``path`` as libsndfile takes it: bytes on POSIX, so that a name that is not UTF-8
+    (``caf\\xe9.wav`` from a Latin-1 system) opens instead of failing to encode."""
+    return os.fsencode(path) if os.name == "posix" else os.fspath(path)
+
+
 def _cannot_read(name: str, error: Exception) -> AudioFileError:
     return AudioFileError(
         f"cannot read audio file {name}: {error} (readable formats: {', '.join(AUDIO_EXTENSIONS)})"
@@ -312,6 +318,7 @@ def read_audio(source: AudioSource, max_seconds: float | None = None) -> tuple[n
         source = io.BytesIO(source)
     if isinstance(source, str | os.PathLike):
         check_regular_file(Path(source))
+        source = sound_file_name(source)
     try:
         f = sf.SoundFile(source)
     except _READ_ERRORS as e:
