@@ -247,3 +247,41 @@ def test_a_wav_with_a_non_utf8_name_is_classified_and_its_row_is_strict_json(
     assert row["path"].endswith("caf\\xe9.wav")
     row["path"].encode("utf-8")  # no lone surrogate: strict parsers and UTF-8 writers take it
     assert out.isascii()
+
+
+# ----- ast-bench and ast-thresholds outputs -----
+
+
+@pytest.mark.parametrize("problem", ["directory", "too long"])
+def test_bench_report_paths_are_refused_before_the_benchmark(toy, tmp_path, capsys, problem):
+    from ast_onnx.cli import bench
+
+    path = tmp_path if problem == "directory" else tmp_path / ("r" * 300 + ".json")
+    argv = [str(toy), "--quick", "--no-torch", "--providers", "cpu", "--json", str(path)]
+    code, out, err = run(bench.main, argv, capsys)
+    assert code == exit_codes.FAILED and out == ""  # no tables: nothing was measured
+    assert_one_error_line(err, "ast-bench", "directory" if problem == "directory" else "too long")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_bench_and_thresholds_on_a_full_stdout_are_one_line(toy, tmp_path):
+    from ast_onnx.data import eval_set
+
+    report = tmp_path / "r.json"
+    runs = {
+        "ast-bench": (
+            "bench",
+            [toy, "--quick", "--no-torch", "--providers", "cpu", "--json", report],
+        ),
+        "ast-thresholds": ("thresholds", [toy, "--eval", tmp_path / "set"]),
+    }
+    (tmp_path / "set").mkdir()
+    clip = eval_set()[0][0]
+    (tmp_path / "set" / clip.name).write_bytes(clip.read_bytes())
+    (tmp_path / "set" / "labels.csv").write_text(f"{clip.name},toy_1\n")
+    for prog, (module, argv) in runs.items():
+        with open("/dev/full", "wb") as full:
+            done = cli(module, argv, stdout=full, stderr=subprocess.PIPE)
+        assert done.returncode == exit_codes.FAILED, done.stderr
+        assert_one_error_line(done.stderr, prog, "No space left on device")
+    assert report.stat().st_size > 0  # the report is written all the same
