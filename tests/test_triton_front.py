@@ -11,7 +11,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -54,7 +56,7 @@ class Recorder(BaseHTTPRequestHandler):
 def servers():
     upstream = ThreadingHTTPServer((HOST, 0), Recorder)
     upstream.seen = []
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    threading.Thread(target=upstream.serve_forever, args=(0.1,), daemon=True).start()
     front = FrontServer((HOST, free_port(HOST)), upstream.server_address, MAX_BYTES)
     front.start()
     yield front, upstream
@@ -155,11 +157,23 @@ def test_bodies_the_front_cannot_check_are_refused(servers, headers, status):
 
 def test_chunked_bodies_are_refused(servers):
     front, upstream = servers
-    conn = http.client.HTTPConnection(*front.server_address, timeout=30)
-    conn.request("POST", INFER, body=iter([b'{"inputs": []}']), encode_chunked=True)
-    response = conn.getresponse()
-    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
-    conn.close()
+    chunk = b'{"inputs": []}'
+    request = (
+        (
+            f"POST {INFER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            f"{len(chunk):x}\r\n"
+        ).encode()
+        + chunk
+        + b"\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(front.server_address, timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while block := sock.recv(65536):
+            answer += block
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 411")
+    assert "Content-Length" in json.loads(body)["error"]
     assert upstream.seen == []
 
 
@@ -181,3 +195,28 @@ def test_a_server_that_is_down_gets_503(servers):
     status, answer, conn = send(front, body, headers)
     conn.close()
     assert status == 503 and "not reachable" in answer["error"]
+
+
+def test_connections_past_the_limit_are_closed_and_slots_come_back(servers, monkeypatch):
+    front, _ = servers
+    monkeypatch.setattr(front, "slots", threading.BoundedSemaphore(1))
+    held = socket.create_connection(front.server_address, timeout=30)  # takes the slot
+    held.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    held.recv(65536)  # answered: its thread now waits for the next request
+    with socket.create_connection(front.server_address, timeout=30) as extra:
+        extra.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(65536) == b""  # closed unanswered
+    held.close()  # its slot is released when its thread ends
+    for _ in range(100):
+        conn = http.client.HTTPConnection(*front.server_address, timeout=30)
+        try:
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    else:
+        pytest.fail("the slot of a closed connection never came back")

@@ -22,7 +22,9 @@ A refused request gets Triton's own error form (``{"error": "..."}``, status 400
 413 or 415) naming what was wrong; anything else is forwarded unchanged. Memory is
 bounded: binary tensor data is streamed to the server in 1 MiB blocks; only JSON (the
 infer header, or a whole JSON body) is held, at most ``max_request_bytes`` per request
-and :data:`BUFFER_BUDGET_FACTOR` x that over all requests at once.
+and :data:`BUFFER_BUDGET_FACTOR` x that over all requests at once; at most
+:data:`MAX_CONNECTIONS` client connections are open at once, each silent for at most
+:data:`CLIENT_TIMEOUT_S` seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import math
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -47,6 +50,10 @@ BUFFER_BUDGET_FACTOR = 4
 CLIENT_TIMEOUT_S = 60.0
 #: Seconds to wait for the server's answer (a long clip on a busy instance is slow).
 SERVER_TIMEOUT_S = 600.0
+#: Client connections served at once; more are closed at once (each holds a thread).
+MAX_CONNECTIONS = 256
+#: Seconds a refused client's unread body is skipped before its connection closes.
+LINGER_S = 2.0
 #: Bytes per element of Triton's fixed-size datatypes (BYTES is variable).
 DTYPE_BYTES = {
     "BOOL": 1,
@@ -313,14 +320,31 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
+            if self.close_connection:
+                self._linger()
         except OSError:
             self.close_connection = True
+
+    def _linger(self) -> None:
+        """Half-close, then skip what the client still sends (bounded in time).
+
+        Closing a socket with unread input makes the kernel reset the connection, and the
+        client may then lose the answer it has not read yet (as web servers' "lingering
+        close" avoids).
+        """
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_WR)
+        self.connection.settimeout(0.5)
+        deadline = time.monotonic() + LINGER_S
+        while time.monotonic() < deadline and self.connection.recv(_CHUNK):
+            pass
 
 
 class FrontServer(ThreadingHTTPServer):
     """The validating front: listens on ``address``, forwards to ``upstream`` (host, port)."""
 
     daemon_threads = True
+    block_on_close = False  # stop() never waits for idle keep-alive connections
     allow_reuse_address = True
 
     def __init__(
@@ -336,11 +360,35 @@ class FrontServer(ThreadingHTTPServer):
         self.upstream = upstream
         self.max_request_bytes = max_request_bytes
         self.budget = _Budget(BUFFER_BUDGET_FACTOR * max_request_bytes)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in its own thread, if one of the slots is free."""
+        slots = self.slots
+        if not slots.acquire(blocking=False):
+            logger.warning("%d connections open: closing a new one", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+
+        def run() -> None:
+            try:
+                self.process_request_thread(request, client_address)
+            finally:
+                slots.release()
+
+        try:
+            threading.Thread(target=run, name="triton-front-conn", daemon=True).start()
+        except BaseException:
+            slots.release()
+            self.shutdown_request(request)
+            raise
 
     def start(self) -> threading.Thread:
         """Serve in a daemon thread; :meth:`stop` ends it."""
-        thread = threading.Thread(target=self.serve_forever, name="triton-front", daemon=True)
+        thread = threading.Thread(
+            target=self.serve_forever, args=(0.1,), name="triton-front", daemon=True
+        )
         thread.start()
         return thread
 
