@@ -248,3 +248,11 @@ def test_bad_limits_are_usage_errors(repo, flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         main(["serve", str(repo), flag, value])
     assert e.value.code == 2 and "expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arg", ["--http-port=9000", "--http-address=0.0.0.0", "--allow-http=false"]
+)
+def test_tritonserver_http_options_are_the_fronts(repo, arg, capsys):
+    assert main(["serve", str(repo), "--", arg]) == 1
+    assert "validating front" in capsys.readouterr().err

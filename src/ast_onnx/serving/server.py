@@ -59,6 +59,8 @@ STOP_TIMEOUT_S = EXIT_TIMEOUT_S + 20.0
 #: Restarts of a crashed server allowed within :data:`RESTART_WINDOW_S` seconds.
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 600.0
+#: tritonserver options that would move its HTTP endpoint away from the front.
+_FRONT_OWNS = frozenset(["--http-port", "--http-address", "--allow-http"])
 #: Where the servers listen (local use only; publish ports through the NGC image instead).
 HOST = "127.0.0.1"
 
@@ -235,6 +237,12 @@ def serve(
     """
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
         raise InvalidOptionError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+    taken = [a for a in extra_args if a.split("=")[0] in _FRONT_OWNS]
+    if taken:
+        raise InvalidOptionError(
+            f"{taken[0]!r}: the HTTP port is the validating front's; set it with "
+            "ast-triton serve --http-port N (tritonserver's own HTTP port is internal)"
+        )
     repo_path = check_repository(repo)
     install = find_triton()
     http, grpc, metrics = ports
