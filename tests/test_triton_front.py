@@ -220,3 +220,29 @@ def test_connections_past_the_limit_are_closed_and_slots_come_back(servers, monk
         time.sleep(0.05)
     else:
         pytest.fail("the slot of a closed connection never came back")
+
+
+class Dropper(Recorder):
+    """Reads the request, then closes without an answer (a server that crashed on it)."""
+
+    def _answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.close_connection = True
+
+
+def test_a_server_failing_mid_request_gets_502_at_once():
+    upstream = ThreadingHTTPServer((HOST, 0), Dropper)
+    threading.Thread(target=upstream.serve_forever, args=(0.1,), daemon=True).start()
+    front = FrontServer((HOST, free_port(HOST)), upstream.server_address, MAX_BYTES)
+    front.start()
+    try:
+        body, headers = binary_request(WAVE)
+        start = time.monotonic()
+        status, answer, conn = send(front, body, headers)
+        conn.close()
+        assert status == 502 and "failed on this request" in answer["error"]
+        assert time.monotonic() - start < 10  # the consumed body is not waited for again
+    finally:
+        front.stop()
+        upstream.shutdown()
+        upstream.server_close()
