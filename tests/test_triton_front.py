@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from ast_onnx.serving.front import FrontServer, free_port
+from ast_onnx.triton.front import FrontServer, free_port
 
 httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http]")
 

@@ -20,7 +20,7 @@ import pytest
 import ast_onnx
 from ast_onnx.cli.triton import main
 from ast_onnx.errors import MissingDependencyError
-from ast_onnx.serving import server
+from ast_onnx.triton import server
 
 SRC = str(Path(ast_onnx.__file__).resolve().parents[1])
 
@@ -152,7 +152,7 @@ time.sleep(600)
 """
 DRIVER = """
 import subprocess, sys
-from ast_onnx.serving.server import _supervise
+from ast_onnx.triton.server import _supervise
 child = subprocess.Popen([sys.executable, "-c", {child!r}, sys.argv[1], sys.argv[2]],
                          start_new_session=True)
 sys.exit(_supervise(child, stop_timeout=2.0))
@@ -220,7 +220,7 @@ def test_a_crashed_server_is_restarted_with_a_log_line(caplog):
         started.append(next(plan))
         return _exits(started[-1])
 
-    with caplog.at_level("ERROR", logger="ast_onnx.serving.server"):
+    with caplog.at_level("ERROR", logger="ast_onnx.triton.server"):
         code = server._supervise(restart(), stop_timeout=2.0, restart=restart, max_restarts=3)
     assert code == 0 and started == ["kill SIGABRT", "exit 0"]
     (line,) = [r.getMessage() for r in caplog.records]
@@ -234,7 +234,7 @@ def test_restarts_are_bounded(caplog):
         started.append(1)
         return _exits("kill SIGABRT")
 
-    with caplog.at_level("ERROR", logger="ast_onnx.serving.server"):
+    with caplog.at_level("ERROR", logger="ast_onnx.triton.server"):
         code = server._supervise(restart(), stop_timeout=2.0, restart=restart, max_restarts=2)
     assert code == -signal.SIGABRT and len(started) == 3  # the first run and 2 restarts
     assert "giving up" in caplog.records[-1].getMessage()
