@@ -99,6 +99,8 @@ def _format_text(result, windows: bool) -> str:
         for w in result.windows:
             top = ", ".join(f"{escape_control(p.label)} {p.score:.3f}" for p in w.labels)
             lines.append(f"    [{w.start:8.2f} - {w.end:8.2f} s]  {top}")
+        if result.windows_omitted:
+            lines.append(f"    ({result.windows_omitted} later windows not kept: timeline cap)")
     for e in result.events:
         lines.append(
             f"    event [{e.onset:8.2f} - {e.offset:8.2f} s]  {escape_control(e.label)}  "
