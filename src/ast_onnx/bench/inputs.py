@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import numpy as np
 
 from ast_onnx.errors import EvalSetError
 from ast_onnx.frontend import load_audio
-
-LABEL_FILES = ("labels.csv", "labels.tsv")
+from ast_onnx.frontend.files import LABEL_FILES, read_labels_file
 
 
 @dataclass
@@ -22,25 +20,6 @@ class EvalSet:
     labels: list[list[str]]
     files: list[str]
     source: str
-
-
-def read_labels_file(path: Path) -> list[tuple[str, list[str]]]:
-    """Read ``file,label`` rows (header optional; ``;`` separates multiple labels)."""
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    rows: list[tuple[str, list[str]]] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for i, row in enumerate(csv.reader(f, delimiter=delimiter)):
-            if not row or row[0].startswith("#"):
-                continue
-            if i == 0 and row[0].strip().lower() in ("file", "path", "filename"):
-                continue
-            if len(row) < 2:
-                raise EvalSetError(f"{path}:{i + 1}: expected 'file{delimiter}label', got {row}")
-            labels = [x.strip() for x in row[1].split(";") if x.strip()]
-            rows.append((row[0].strip(), labels))
-    if not rows:
-        raise EvalSetError(f"{path} lists no labelled files")
-    return rows
 
 
 def load_eval_set(directory: str | Path, sample_rate: int) -> EvalSet:
