@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "serving": 6,
     "export": 7,
     "plot": 5,
+    "tuning": 5,
     "bench": 8,
     "distributed": 8,
     "cli": 9,
