@@ -93,6 +93,18 @@ def test_directory_matches_reference(dataset, batch_size, capsys, tmp_path):
     assert "from 7 clips" in err and "2 cut" in err
 
 
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_few_values_per_batch_use_the_unbiased_std(dataset, batch_size, capsys):
+    # 2 frames x 128 bins per clip: N - 1 against N moves the std by ~0.2 %, far over TOL.
+    folder, waves = dataset
+    argv = [str(folder), "--max-length", "2", "--batch-size", str(batch_size)]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    want_mean, want_std = reference(waves, batch_size, max_length=2)
+    got = json.loads(stdout)
+    assert abs(got["mean"] - want_mean) <= TOL and abs(got["std"] - want_std) <= TOL
+
+
 def test_batching_rule_changes_the_result(dataset):
     # The rule is observable: per-clip averaging differs from one batch of all clips.
     _, waves = dataset
