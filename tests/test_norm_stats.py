@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import modules_imported_by
 
 from ast_onnx.cli.norm_stats import main
 from ast_onnx.errors import EvalSetError, InvalidOptionError
@@ -251,3 +252,11 @@ def test_read_norm_stats_refuses_bad_files(tmp_path, content):
     path.write_text(content)
     with pytest.raises(InvalidOptionError, match="stats"):
         read_norm_stats(path)
+
+
+def test_norm_stats_need_neither_onnxruntime_nor_torch():
+    heavy = ("onnxruntime", "torch", "transformers", "onnx", "ast_onnx.runtime")
+    assert (
+        modules_imported_by("import ast_onnx.cli.norm_stats, ast_onnx.tuning.norm_stats", heavy)
+        == []
+    )

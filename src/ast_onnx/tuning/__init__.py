@@ -1,7 +1,6 @@
-"""Fitting a model to a user's own data: dataset normalization statistics (ast-norm-stats)."""
+"""Fitting a model to a user's own data.
 
-from __future__ import annotations
-
-from ast_onnx.tuning.norm_stats import REFERENCE_BATCH_SIZE, NormStats, compute_norm_stats
-
-__all__ = ["REFERENCE_BATCH_SIZE", "NormStats", "compute_norm_stats"]
+:mod:`ast_onnx.tuning.norm_stats`: a dataset's normalization statistics (``ast-norm-stats``),
+from the frontend alone. Submodules are imported by name, so each needs only its own
+dependencies (the norm stats no onnxruntime).
+"""
