@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
+from ast_onnx.bench.inputs import generated_waves, write_waves
 from ast_onnx.bench.options import BenchOptions
 from ast_onnx.errors import ModelError
 from ast_onnx.frontend import SAMPLE_RATE, load_audio
 from ast_onnx.frontend.files import audio_files_in
 from ast_onnx.paths import cache_root
+from ast_onnx.tuning.evalset import EvalSet, load_eval_set
 
 ProgressFn = Callable[[str], None]
 
@@ -84,7 +85,9 @@ def resolve_eval(
 ) -> EvalSet:
     """The labelled set of --eval, the demo's for the demo model, else generated waves."""
     if options.eval_dir is not None:
-        return load_eval_set(options.eval_dir, sample_rate)
+        # Drift and the task metric score each clip's first window (features() cuts
+        # to it): cut as decoded, so memory does not grow with the clips' lengths.
+        return load_eval_set(options.eval_dir, sample_rate, max_samples=window)
     if uses_demo(options, source):
         return demo_eval(sample_rate)
     return generated_waves(options.drift_inputs, window, sample_rate)

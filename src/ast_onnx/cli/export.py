@@ -16,17 +16,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ast_onnx.cli import exit_codes
 from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
-from ast_onnx.graph.int8_select import DEFAULT_MAX_FP32_NODES
-from ast_onnx.graph.int8_static import CALIBRATION_METHODS
-from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
+from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.metadata import MIN_OPSET
-from ast_onnx.serving.triton_config import BACKENDS
+from ast_onnx.triton.config import BACKENDS
+
+if TYPE_CHECKING:
+    from ast_onnx.export import ExportOptions, ExportResult
+    from ast_onnx.triton import TritonConfig, TritonRepo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +274,33 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    if args.opset > MIN_OPSET and not args.frontend_only:
+        from ast_onnx.export.onnx_export import max_opset
+
+        try:
+            highest = max_opset()
+        except AstOnnxError:  # torch missing: the export says which extra to install
+            highest = args.opset
+        if args.opset > highest:
+            parser.error(
+                f"--opset must be from {MIN_OPSET} to {highest} (the highest this "
+                f"torch.onnx writes), got {args.opset}"
+            )
+    if args.max_length is not None and args.max_length < 1:
+        parser.error(f"--max-length must be a positive number of frames, got {args.max_length}")
+    if not 0 <= args.max_batch_size <= MAX_TRITON_BATCH:
+        parser.error(
+            f"--max-batch-size must be from 0 (no batching) to {MAX_TRITON_BATCH}, "
+            f"got {args.max_batch_size}"
+        )
+    for flag in ("fstride", "tstride", "input_tdim", "num_labels", "num_heads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+
+
+#: Largest ``--max-batch-size``: Triton's model configuration stores it as an int32.
+MAX_TRITON_BATCH = 2**31 - 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,8 +358,7 @@ def _export(args: argparse.Namespace) -> int:
     if not args.triton_repo:
         print(_summary(export_model(checkpoint, args.output, options)))
         return exit_codes.OK
-    from ast_onnx.export.triton_pair import export_with_triton
-    from ast_onnx.serving.triton_config import TritonConfig
+    from ast_onnx.triton.config import TritonConfig
 
     config = TritonConfig(
         max_batch_size=args.max_batch_size,
@@ -343,6 +374,49 @@ def _export(args: argparse.Namespace) -> int:
     print(_summary(result))
     print(f"  triton     {triton.model_dir}")
     return exit_codes.OK
+
+
+def export_with_triton(
+    checkpoint: str | Path,
+    output: str | Path,
+    repo_dir: str | Path,
+    options: ExportOptions | str | None = None,
+    *,
+    name: str | None = None,
+    config: TritonConfig | None = None,
+    **overrides: Any,
+) -> tuple[ExportResult, TritonRepo]:
+    """Export ``checkpoint`` to ``output`` and write its Triton entry: both or neither.
+
+    The entry is written from the staged export (:func:`ast_onnx.export.export_then`), so
+    a failing Triton write leaves no new ``.onnx`` and a failing export no Triton entry.
+
+    Args:
+        checkpoint: As for :func:`~ast_onnx.export.export_model`.
+        output: The ``.onnx`` file to write.
+        repo_dir: The Triton model repository.
+        options: Export options or a preset name (``overwrite`` applies to both writes).
+        name: Model name in Triton (default: the output's stem).
+        config: How Triton serves it.
+        **overrides: Export option overrides.
+
+    Returns:
+        The export's result (its paths are the final ones) and the Triton entry.
+    """
+    from ast_onnx.export import export_then
+    from ast_onnx.export.options import resolve_options
+    from ast_onnx.triton import write_triton_repo
+    from ast_onnx.triton.config import check_model_name
+
+    opts = resolve_options(options, overrides)
+    name = check_model_name(Path(output).expanduser().stem if name is None else name)
+
+    def write_entry(staged: ExportResult) -> TritonRepo:
+        return write_triton_repo(
+            staged.path, repo_dir, name=name, config=config, overwrite=opts.overwrite
+        )
+
+    return export_then(checkpoint, output, write_entry, opts)
 
 
 if __name__ == "__main__":

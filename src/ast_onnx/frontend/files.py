@@ -5,24 +5,32 @@ sorted; files named directly are always taken, whatever their extension (a missi
 unreadable one is reported when it is read, as that file's error). Every non-directory
 entry with an audio extension is listed, FIFOs and broken links included, so that each
 is reported as that file's error rather than skipped in silence.
-
-A labelled set (``ast-bench --eval``, ``ast-thresholds``, ``ast-norm-stats``) names its
-files in a ``labels.csv`` (or ``labels.tsv``) of ``file,label[;label]`` rows, paths
-relative to the file's folder: :func:`read_labels_file` is its one reader.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ast_onnx.errors import EvalSetError
 from ast_onnx.frontend.audio import AUDIO_EXTENSIONS
 
-#: Names of a labelled set's labels file, in the order they are looked for.
-LABEL_FILES = ("labels.csv", "labels.tsv")
+#: Audio and video containers that libsndfile cannot read: found in a directory, they are
+#: named in one message per directory (with the ffmpeg command that converts them), never
+#: skipped in silence.
+UNREADABLE_EXTENSIONS: tuple[str, ...] = (
+    ".m4a",
+    ".m4b",
+    ".aac",
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".mka",
+    ".webm",
+    ".wma",
+    ".amr",
+    ".3gp",
+)
 
 
 def is_audio_name(name: str, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> bool:
@@ -50,7 +58,8 @@ def find_audio_files(
 
     Returns:
         ``(files, problems)``: the files in input order (each directory's sorted; named
-        files spelled as given), and one message per directory that holds no audio file.
+        files spelled as given), and one message per directory that holds no audio file
+        or holds files in a format that cannot be read (``.m4a``...: skipped, named).
     """
     files: list[str] = []
     problems: list[str] = []
@@ -58,30 +67,18 @@ def find_audio_files(
         path = Path(item)
         if path.is_dir():
             found = audio_files_in(path, extensions)
-            if not found:
+            skipped = audio_files_in(path, UNREADABLE_EXTENSIONS)
+            if skipped:
+                kinds = ", ".join(sorted({f.suffix.lower() for f in skipped}))
+                problems.append(
+                    f"{item}: skipped {len(skipped)} file(s) in a format that cannot be read "
+                    f"({kinds}; e.g. {str(skipped[0])!r}): convert them to WAV or FLAC first, "
+                    "e.g. ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav"
+                )
+            elif not found:
                 exts = ", ".join(sorted(e.lower() for e in extensions))
                 problems.append(f"{item}: no audio files ({exts}) in directory")
             files.extend(str(f) for f in found)
         else:
             files.append(str(item))
     return files, problems
-
-
-def read_labels_file(path: Path) -> list[tuple[str, list[str]]]:
-    """Read ``file,label`` rows (header optional; ``;`` separates multiple labels)."""
-    path = Path(path)
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    rows: list[tuple[str, list[str]]] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for i, row in enumerate(csv.reader(f, delimiter=delimiter)):
-            if not row or row[0].startswith("#"):
-                continue
-            if i == 0 and row[0].strip().lower() in ("file", "path", "filename"):
-                continue
-            if len(row) < 2:
-                raise EvalSetError(f"{path}:{i + 1}: expected 'file{delimiter}label', got {row}")
-            labels = [x.strip() for x in row[1].split(";") if x.strip()]
-            rows.append((row[0].strip(), labels))
-    if not rows:
-        raise EvalSetError(f"{path} lists no labelled files")
-    return rows

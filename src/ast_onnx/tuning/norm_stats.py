@@ -42,7 +42,8 @@ import numpy as np
 from ast_onnx.errors import AstOnnxError, EvalSetError, InvalidOptionError, item_error
 from ast_onnx.frontend.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, check_max_seconds, load_audio
 from ast_onnx.frontend.features import FeatureExtractor
-from ast_onnx.frontend.files import find_audio_files, read_labels_file
+from ast_onnx.frontend.files import find_audio_files
+from ast_onnx.tuning.evalset import read_labels_file
 
 logger = logging.getLogger(__name__)
 
