@@ -12,15 +12,16 @@ The convention, shared by the README and every docs page:
   ``clips/`` (the bundled sample WAVs) and ``eval/`` (the bundled labelled evaluation set:
   audio files and ``labels.csv``).
 - The python blocks of a page share one namespace. Each line of a bash block (lines ending
-  in ``\\`` joined to the next; comments and blank lines left out) runs with ``bash -e -c``
-  and the environment's ``bin`` folder first on ``PATH``, so one line cannot set a variable
-  or a directory for the next; lines starting with ``pip install`` or ``make `` are skipped
-  (the test environment is the installed development environment).
+  in ``\\`` joined to the next; comments and blank lines left out) runs with ``bash -e -c``,
+  so one line cannot set a variable or a directory for the next; lines starting with
+  ``pip install`` or ``make `` are skipped (the test environment is the installed
+  development environment). ``PATH`` starts with launchers of the checkout's console
+  scripts (its pyproject.toml) and this interpreter's ``bin`` folder (``python``).
 - A python block or a bash line has 120 s.
 
 A failure names the page and the line of the block or command. ``DOCS_EXAMPLES_ROOT`` (a
-repository root) runs the pages of another checkout; its ``src/`` then comes first on
-``PYTHONPATH``.
+repository root) runs the pages of another checkout against its own ``src/`` (first on
+``PYTHONPATH``) and console scripts.
 """
 
 from __future__ import annotations
@@ -181,10 +182,40 @@ def page_steps(blocks: list[Block]) -> list[Step]:
     return steps
 
 
+def console_scripts(root: Path, folder: Path) -> Path:
+    """Launchers of ``root``'s console scripts (pyproject.toml) for this interpreter.
+
+    The commands of a page are those of the checkout whose pages run, even where the
+    environment was installed from another checkout (or before a command was added).
+    """
+    import tomllib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pyproject = root / "pyproject.toml"
+    scripts = (
+        tomllib.loads(pyproject.read_text())["project"].get("scripts", {})
+        if pyproject.is_file()
+        else {}
+    )
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        launcher = folder / name
+        launcher.write_text(
+            f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\n"
+            f"sys.exit({function}())\n"
+        )
+        launcher.chmod(0o755)
+    return folder
+
+
 def example_env(root: Path, workdir: Path) -> dict[str, str]:
-    """The environment of a page: this interpreter's bin folder first, caches in the tmp."""
+    """The environment of a page: the root's commands and this interpreter's bin folder
+    first on PATH, the root's sources first on PYTHONPATH, caches in the tmp folder."""
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    launchers = console_scripts(root, workdir.parent / "bin")
+    env["PATH"] = os.pathsep.join(
+        [str(launchers), str(Path(sys.executable).parent), env.get("PATH", "")]
+    )
     paths = [str(root / "src")] if (root / "src" / "ast_onnx").is_dir() else []
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).strip(os.pathsep)
     env["AST_ONNX_CACHE"] = str(workdir.parent / "cache")
