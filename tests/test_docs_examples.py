@@ -36,9 +36,7 @@ import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("DOCS_EXAMPLES_ROOT") or REPO).resolve()
@@ -261,44 +259,57 @@ def pages(root: Path = ROOT) -> list[str]:
 # ---- the page's working folder, built from the bundled data ------------------------------
 
 
-@pytest.fixture(scope="session")
-def demo_model(tmp_path_factory) -> Path:
-    """The bundled demo model (fp32 ONNX): the shipped file, else exported once here."""
+# Run with the checkout's own sources (DOCS_EXAMPLES_ROOT), so its bundled data is used.
+PAGE_FILES = textwrap.dedent(
+    """
+    import shutil, sys
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
     import ast_onnx.data as data
     from ast_onnx.errors import ModelError
 
-    shipped = getattr(data, "demo_model_path", None)
-    if shipped is not None:
-        try:
-            return shipped()
-        except ModelError:  # a checkout where the file is not built yet: export it below
-            pass
-    from ast_onnx.export import export_model
+    folder = Path(sys.argv[1])
+    try:
+        shutil.copyfile(data.demo_model_path(), folder / "model.onnx")
+    except (AttributeError, ModelError):  # a checkout without the built demo model
+        from ast_onnx.export import export_model
 
-    out = tmp_path_factory.mktemp("demo-model") / "model.onnx"
-    return export_model(data.DEMO_CHECKPOINT, out, verify=False, progress=False).path
-
-
-@pytest.fixture(scope="session")
-def page_files(demo_model, tmp_path_factory) -> Path:
-    """The files every page starts with (copied into each page's folder)."""
-    from ast_onnx.data import eval_set, sample_paths
-
-    folder = tmp_path_factory.mktemp("page-files")
-    shutil.copyfile(demo_model, folder / "model.onnx")
-    samples = sample_paths()
+        export_model(data.DEMO_CHECKPOINT, folder / "model.onnx", verify=False, progress=False)
+    samples = data.sample_paths()
     (folder / "clips").mkdir()
     for path in samples:
         shutil.copyfile(path, folder / "clips" / path.name)
     shutil.copyfile(samples[0], folder / "clip.wav")
-    # long.wav: each sample after 4 s of silence (6 samples: 30 s).
+    # long.wav: each sample after 4 s of silence (6 samples: 30 s)
     parts = []
     for path in samples:
         wave, rate = sf.read(path, dtype="float32")
         parts += [np.zeros(4 * rate, dtype=np.float32), wave]
     sf.write(folder / "long.wav", np.concatenate(parts), rate, subtype="PCM_16")
-    files, _ = eval_set()
+    files, _ = data.eval_set()
     shutil.copytree(files[0].parent, folder / "eval")
+    """
+)
+
+
+@pytest.fixture(scope="session")
+def page_files(tmp_path_factory) -> Path:
+    """The files every page starts with (copied into each page's folder)."""
+    folder = tmp_path_factory.mktemp("page-files") / "files"
+    folder.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", PAGE_FILES, str(folder)],
+        cwd=folder,
+        env=example_env(ROOT, folder),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return folder
 
 
@@ -366,6 +377,7 @@ def test_runner_runs_blocks_in_order_and_skips_marked_ones(tmp_path):
         ("```python\nassert x == 41, 'x is not 41'\n```\n", 1, "x is not 41"),
         ("```bash\ntrue\nfalse\n```\n", 2, "exit status 1: false"),
     ],
+    ids=["python", "bash"],
 )
 def test_runner_fails_on_a_failing_block_and_names_its_line(tmp_path, tail, offset, message):
     (tmp_path / "work").mkdir()
