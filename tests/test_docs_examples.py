@@ -186,10 +186,12 @@ def console_scripts(root: Path, folder: Path) -> Path:
     The commands of a page are those of the checkout whose pages run, even where the
     environment was installed from another checkout (or before a command was added).
     """
-    import tomllib
-
     folder.mkdir(parents=True, exist_ok=True)
     pyproject = root / "pyproject.toml"
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the installed console scripts only
+        return folder
     scripts = (
         tomllib.loads(pyproject.read_text())["project"].get("scripts", {})
         if pyproject.is_file()
