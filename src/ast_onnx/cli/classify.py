@@ -34,8 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Directories are searched recursively for audio files.",
         epilog=exit_codes.EPILOG,
     )
-    p.add_argument("model", metavar="MODEL.onnx")
-    p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or directories")
+    p.add_argument(
+        "model", metavar="MODEL.onnx", help="the ONNX model, or 'demo' (the bundled one)"
+    )
+    p.add_argument("audio", nargs="*", metavar="AUDIO", help="audio files or directories")
+    p.add_argument(
+        "--samples",
+        action="store_true",
+        help="also classify the sample WAVs bundled with ast-onnx (yes_0.wav, ...)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="labels per file (default 5)")
     RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
     p.add_argument("--json", action="store_true", help="JSON lines: one object per file")
@@ -123,7 +130,14 @@ def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.samples:
+        from ast_onnx.data import sample_paths
+
+        args.audio += [str(path) for path in sample_paths()]
+    if not args.audio:
+        parser.error("give AUDIO files or directories, or --samples")
     setup_logging(args.verbose)
     try:
         if args.ray or args.output:

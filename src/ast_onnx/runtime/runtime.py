@@ -18,7 +18,7 @@ from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
 from ast_onnx.runtime.events import EventOptions, make_detector, window_events
-from ast_onnx.runtime.loading import open_session
+from ast_onnx.runtime.loading import open_session, resolve_model_path
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.results import Classification, activate, nonfinite_error
 from ast_onnx.runtime.session import (
@@ -53,7 +53,8 @@ class Runtime:
     """Classify audio with an AST model exported to ONNX.
 
     Args:
-        path: The ``.onnx`` file.
+        path: The ``.onnx`` file, or ``"demo"``: the bundled demo keyword spotter
+            (:func:`ast_onnx.data.demo_model_path`).
         options: A :class:`~ast_onnx.runtime.options.RuntimeOptions` (defaults if None).
         **overrides: Any :class:`~ast_onnx.runtime.options.RuntimeOptions` field by name,
             applied over ``options``: ``providers``, ``device_id``, ``threads``,
@@ -78,6 +79,7 @@ class Runtime:
         opts = (options or RuntimeOptions()).replace(**overrides)
         self.options = opts
         self.max_audio_seconds = check_max_seconds(opts.max_audio_seconds)
+        path = resolve_model_path(path)
         self.path = str(path)
         self.aggregate = opts.aggregate
         session, self.provider = open_session(path, opts)
