@@ -21,6 +21,7 @@ from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError, item_error
 from ast_onnx.frontend.files import find_audio_files
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 
 #: Show a progress bar from this many files on (and only on a terminal).
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T|model",
         help="list every label scoring >= T (in [0, 1]) instead of the top-k, or >= the "
         "model's own thresholds ('model'); with --events, also the events' on threshold",
+    )
+    # The event rules' flags, the same as ast-stream's (its --threshold is the one above).
+    EventOptions.add_arguments(
+        p.add_argument_group("events (with --events)", "how window scores become events"),
+        threshold=False,
     )
     p.add_argument(
         "--plot",
@@ -150,6 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return exit_codes.USAGE
+            if EventOptions.from_args(args) != EventOptions():  # Ray: the default rules
+                print(
+                    "ast-classify: error: the event options (--ignore, --min-duration...) are "
+                    "not available with --ray/--output yet (--events takes the default rules)",
+                    file=sys.stderr,
+                )
+                return exit_codes.USAGE
             return classify_ray.run(args)
         return _classify(args)
     except KeyboardInterrupt:
@@ -179,8 +192,8 @@ def _classify(args: argparse.Namespace) -> int:
         return exit_codes.for_error(e)
 
     show = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
-    events = _event_options(args)
     try:  # options the model cannot take (threshold=model without thresholds) are usage errors
+        events = _event_options(args)
         runtime.resolve_threshold(args.threshold)
     except AstOnnxError as e:
         print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
@@ -231,14 +244,23 @@ def _plot(runtime, path: str, result, target, events) -> str | None:
     return None
 
 
-def _event_options(args: argparse.Namespace):
-    """What ``classify_files(events=...)`` gets: False, or rules with ``--threshold``'s."""
-    if not args.events:
-        return False
-    from ast_onnx.runtime.events import EventOptions
+def _event_options(args: argparse.Namespace) -> EventOptions | bool:
+    """What ``classify_files(events=...)`` gets: False, or the rules of the event flags.
 
+    Raises:
+        InvalidOptionError: Event flags without ``--events``, or a bad value.
+    """
     number = args.threshold if isinstance(args.threshold, float) else None
-    return EventOptions(threshold=number)  # None: the model's thresholds, else 0.5
+    rules = EventOptions.from_args(args, threshold=number)  # None: the model's thresholds
+    if not args.events:
+        if rules != EventOptions(threshold=number):
+            from ast_onnx.errors import InvalidOptionError
+
+            raise InvalidOptionError(
+                "the event options (--ignore, --min-duration...) need --events"
+            )
+        return False
+    return rules
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ast_onnx.cli import exit_codes
 from ast_onnx.cli.lag import DEFAULT_MAX_LAG, FellBehindError, LagMonitor
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 
 PROG = "ast-stream"
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tag live audio with an AST model; print events as JSON lines.",
         epilog=exit_codes.EPILOG,
     )
-    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument(
+        "model", metavar="MODEL.onnx", help="the ONNX model, or 'demo' (the bundled one)"
+    )
     p.add_argument(
         "source",
         nargs="?",
@@ -79,35 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when processing trails a live source (--mic, --realtime) by more than "
         f"SECONDS (default {DEFAULT_MAX_LAG:g}; 0: no limit); lag is warned about as it grows",
     )
-    ev = p.add_argument_group("events")
-    ev.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="on threshold of every class (default: the model's thresholds, else 0.5)",
-    )
-    ev.add_argument(
-        "--off-threshold",
-        type=float,
-        default=None,
-        help="off threshold, <= each class's on threshold (default: the same)",
-    )
-    ev.add_argument(
-        "--class-threshold",
-        action="append",
-        default=[],
-        metavar="LABEL=ON[,OFF]",
-        help="per-class threshold(s); repeatable",
-    )
-    ev.add_argument("--min-duration", type=float, default=0.0, help="shortest event, seconds")
-    ev.add_argument("--max-gap", type=float, default=0.0, help="merge gaps up to SECONDS")
-    ev.add_argument(
-        "--ignore",
-        action="append",
-        default=[],
-        metavar="LABEL[,LABEL]",
-        help="labels that never give events; repeatable",
-    )
+    # The event rules' flags (--threshold, --ignore, --min-duration, --median-filter...),
+    # the same as ast-classify --events'.
+    EventOptions.add_arguments(p.add_argument_group("events"))
     out = p.add_argument_group("output")
     out.add_argument("--open-events", action="store_true", help="also print events as they open")
     out.add_argument("--windows", action="store_true", help="also print every window's top-k")
@@ -124,32 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
-
-
-def event_options(args: argparse.Namespace) -> Any:
-    """:class:`~ast_onnx.runtime.events.EventOptions` from the event flags."""
-    from ast_onnx.errors import InvalidOptionError
-    from ast_onnx.runtime.events import EventOptions
-
-    thresholds: dict[str, Any] = {}
-    for spec in args.class_threshold:
-        label, sep, values = spec.rpartition("=")
-        try:
-            numbers = [float(v) for v in values.split(",")]
-        except ValueError:
-            numbers = []
-        if not sep or not label or len(numbers) not in (1, 2):
-            raise InvalidOptionError(f"--class-threshold must be LABEL=ON[,OFF], got {spec!r}")
-        thresholds[label] = numbers[0] if len(numbers) == 1 else tuple(numbers)
-    ignore = [name for item in args.ignore for name in item.split(",") if name]
-    return EventOptions(
-        threshold=args.threshold,
-        off_threshold=args.off_threshold,
-        thresholds=thresholds,
-        min_duration=args.min_duration,
-        max_gap=args.max_gap,
-        ignore=ignore,
-    )
 
 
 def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterator[Any]]:
@@ -242,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
         rate, chunks = open_source(args, runtime.sample_rate)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
-        rules = event_options(args)
+        rules = EventOptions.from_args(args)
         stream = runtime.stream(
             sample_rate=rate,
             events=rules,

@@ -234,7 +234,14 @@ class Scorer:
         self.top_k = top_k
         self.runtime = Runtime(spec.path, spec.runtime)
         rt = self.runtime
-        self._detector = make_detector(events, rt.labels, rt.activation, rt.thresholds)
+        self._detector = make_detector(
+            events,
+            rt.labels,
+            rt.activation,
+            rt.thresholds,
+            hop=rt.hop_samples / rt.sample_rate,
+            window=rt.window_samples / rt.sample_rate,
+        )
         if (self.runtime.window_samples, self.runtime.hop_samples) != (
             spec.window_samples,
             spec.hop_samples,

@@ -342,13 +342,25 @@ class Runtime:
         if top_k is not None:
             check_int("top_k", top_k, 1)
         cut = self.resolve_threshold(threshold)
-        make_detector(events, self.labels, self.activation, self.thresholds)  # check early
+        self._detector(events)  # check early
         yield from classify_in_batches(
             paths,
             self._prepare,
             lambda waves, names: self._classify_waves(waves, names, top_k, events, cut),
             batch_files=self.batch_size,
             batch_samples=self.batch_size * self.window_samples,
+        )
+
+    def _detector(self, events: bool | EventOptions | None):
+        """The event detector for ``events`` at this Runtime's hop (None: no events)."""
+        sr = self.sample_rate
+        return make_detector(
+            events,
+            self.labels,
+            self.activation,
+            self.thresholds,
+            hop=self.hop_samples / sr,
+            window=self.window_samples / sr,
         )
 
     def _segment_logits(self, segments: list[np.ndarray]) -> np.ndarray:
@@ -375,7 +387,7 @@ class Runtime:
         """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
         if k is not None:
             check_int("top_k", k, 1)
-        detector = make_detector(events, self.labels, self.activation, self.thresholds)
+        detector = self._detector(events)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
         segments = [
             w[s : s + self.window_samples]

@@ -155,7 +155,14 @@ class Stream:
         self._held = 0  # frames of the next window in self._frames
         self._skip = 0  # frames to drop before the next window's first (hop > max_length)
         self._ring = _Ring(self.window_samples)
-        self._detector = make_detector(events, self.labels, activation, thresholds)
+        self._detector = make_detector(
+            events,
+            self.labels,
+            activation,
+            thresholds,
+            hop=self.hop_samples / self.sample_rate,
+            window=self.window_samples / self.sample_rate,
+        )
         self._next_start = 0  # start sample of the next regular window
         self._last_start: int | None = None  # start sample of the last window scored
         for name, value in (("channels", channels), ("top_k", top_k)):
