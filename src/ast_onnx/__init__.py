@@ -23,6 +23,7 @@ from ast_onnx.errors import (
     ModelOutputError,
     ProcessingError,
     ProviderError,
+    SampleRateWarning,
 )
 from ast_onnx.metadata import ModelMetadata
 
@@ -47,6 +48,7 @@ __all__ = [
     "ProcessingError",
     "ProviderError",
     "Runtime",
+    "SampleRateWarning",
     "__version__",
 ]
 

@@ -184,7 +184,7 @@ def demo_event_options(labels: Sequence[str], **overrides):
 
 def offline_events(runtime, scape: Soundscape, options) -> list[Annotation]:
     """Events of ``runtime.classify(scape.wave, events=options)``, as annotations."""
-    result = runtime.classify(scape.wave, events=options)
+    result = runtime.classify(scape.wave, scape.sample_rate, events=options)
     return [Annotation(scape.filename, e.onset, e.offset, e.label) for e in result.events]
 
 

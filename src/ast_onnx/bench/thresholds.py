@@ -174,7 +174,7 @@ def tune_model(
 
     runtime = Runtime(model_path, **runtime_options)
     eval_set = load_eval_set(eval_dir, runtime.sample_rate)
-    results = runtime.classify(eval_set.waves, top_k=1)
+    results = runtime.classify(eval_set.waves, runtime.sample_rate, top_k=1)
     scores = np.stack([r.scores for r in results])
     tuning = tune_thresholds(
         scores, eval_targets(eval_set.labels, runtime.labels), runtime.labels, target_precision

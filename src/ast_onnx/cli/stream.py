@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "source",
         nargs="?",
         metavar="SOURCE",
-        help="'-' for raw PCM on stdin, or an audio file; omit with --mic",
+        help="'-' for raw PCM (or a WAV stream) on stdin, or an audio file; omit with --mic",
     )
     src = p.add_argument_group("source")
     src.add_argument("--mic", action="store_true", help="record from the microphone ([mic])")
@@ -127,9 +127,36 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         return rate, sources.microphone_chunks(rate, args.channels, block, device)
     if args.source == "-":
-        return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
+        header, pipe = sources.open_pipe(sys.stdin.buffer)
+        if header is not None:  # a WAV: its header says what the samples are
+            _take_header(args, header)
+            rate = header.sample_rate
+            block = max(1, round(args.chunk * rate))
+        return rate, sources.pcm_chunks(pipe, args.format, args.channels, block)
     rate, chunks = sources.file_chunks(args.source, args.chunk)
     return rate, sources.paced(chunks, rate) if args.realtime else chunks
+
+
+def _take_header(args: argparse.Namespace, header: Any) -> None:
+    """Set ``--format``/``--channels`` from a WAV header on stdin; refuse flags it contradicts.
+
+    ``--rate``, and ``--format``/``--channels`` away from their defaults, must agree with
+    the header (they describe raw PCM; a WAV describes itself).
+    """
+    from ast_onnx.errors import InvalidOptionError
+
+    given = {
+        "--rate": (args.rate, header.sample_rate, None),
+        "--format": (args.format, header.fmt, "s16le"),
+        "--channels": (args.channels, header.channels, 1),
+    }
+    for flag, (value, wav, default) in given.items():
+        if value not in (default, wav):
+            raise InvalidOptionError(
+                f"stdin is a WAV of {header.channels} channel(s) of {header.fmt} at "
+                f"{header.sample_rate} Hz, but {flag} {value} was given: drop {flag}"
+            )
+    args.format, args.channels = header.fmt, header.channels
 
 
 def live_monitor(args: argparse.Namespace, rate: int) -> LagMonitor | None:

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError, ModelOutputError
+from ast_onnx.errors import (
+    AstOnnxError,
+    InvalidAudioError,
+    InvalidOptionError,
+    ModelOutputError,
+    SampleRateWarning,
+)
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
@@ -47,6 +54,22 @@ def default_batch_size(metadata: ModelMetadata | None) -> int:
 
 def _is_single(audio: Any) -> bool:
     return not isinstance(audio, (list, tuple))
+
+
+def _is_samples(audio: Any) -> bool:
+    """Whether ``audio`` is samples (an array or a list of numbers), not a file."""
+    return not (isinstance(audio, str | os.PathLike | bytes | bytearray) or hasattr(audio, "read"))
+
+
+def warn_without_rate(items: Sequence[Any], sample_rate: int | None, model_rate: int) -> None:
+    """A :class:`~ast_onnx.errors.SampleRateWarning` for samples given without their rate."""
+    if sample_rate is None and any(_is_samples(a) for a in items):
+        warnings.warn(
+            f"samples were given without sample_rate and are taken to be at the model's "
+            f"{model_rate} Hz; pass sample_rate= (their real rate, resampled if it differs)",
+            SampleRateWarning,
+            stacklevel=3,
+        )
 
 
 class Runtime:
@@ -149,6 +172,7 @@ class Runtime:
         windows it instead.
         """
         items = [audio] if _is_single(audio) else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         feats = self.frontend(waves)
         if np.any(feats.truncated):
@@ -187,6 +211,7 @@ class Runtime:
         if self.input_kind != "waveform":
             return self.logits(self.features(audio, sample_rate))
         items = [audio] if _is_single(audio) else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
@@ -228,7 +253,9 @@ class Runtime:
         Args:
             audio: A path, a numpy array (float [-1, 1] or int16/int32 PCM, mono or
                 (samples, channels)), or a list of those.
-            sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
+            sample_rate: Rate of array inputs, resampled to :attr:`sample_rate` if it
+                differs. None: arrays are taken to be at :attr:`sample_rate`, with a
+                :class:`~ast_onnx.errors.SampleRateWarning` (a file has its own rate).
             top_k: Labels to report per input (None: all, ranked).
             events: Detect sound events over the windows (``Classification.events``):
                 True for the default rules, or :class:`~ast_onnx.runtime.events.EventOptions`.
@@ -251,6 +278,7 @@ class Runtime:
         cut = self.resolve_threshold(threshold)
         single = _is_single(audio)
         items = [audio] if single else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
         results = self._classify_waves(waves, paths, top_k, events, cut)

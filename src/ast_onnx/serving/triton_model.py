@@ -114,7 +114,9 @@ def classify_requests(
             good.append((i, read_request(waveform, rate, runtime.sample_rate, max_seconds)))
         except AstOnnxError as e:
             results[i] = e
-    done = run_isolated(lambda waves: runtime.classify(waves, top_k=top_k), good)
+    done = run_isolated(
+        lambda waves: runtime.classify(waves, runtime.sample_rate, top_k=top_k), good
+    )
     return _finish(results, done, _answer)
 
 
