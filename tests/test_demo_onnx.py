@@ -110,7 +110,10 @@ def test_classify_demo_cli_without_torch():
     sample = sample_paths()[0]
     body = (
         "from ast_onnx.cli.classify import main\n"
-        f"assert main(['demo', {str(sample)!r}, '--top-k', '1']) == 0"
+        f"assert main(['demo', {str(sample)!r}, '--top-k', '1']) == 0\n"
+        # scipy.signal (resampling) and scipy.ndimage cost seconds of a cold start
+        "slow = [m for m in sys.modules if m.startswith(('scipy.signal', 'scipy.ndimage'))]\n"
+        "assert not slow, slow"
     )
     assert modules_imported_by(body, ("torch", "transformers", "torchaudio", "onnx")) == []
     proc = subprocess.run(

@@ -131,3 +131,33 @@ def test_array_without_sample_rate_warns(demo, scene):
         assert right.duration == pytest.approx(3.0)
         demo.classify(str(sample_paths()[0]))  # a file has its own rate
         demo.classify(scene, sample_rate=SR)
+
+
+# ----- messages that name the right thing -----
+
+
+def test_writing_thresholds_names_the_torch_free_extra(monkeypatch, tmp_path):
+    """ast-thresholds --write needs onnx only: the message names [tuning], not [export]."""
+    import importlib
+
+    from ast_onnx.errors import MissingDependencyError
+    from ast_onnx.graph import thresholds
+
+    real = importlib.import_module
+
+    def no_onnx(name, *args):
+        if name == "onnx":
+            raise ImportError("No module named 'onnx'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_onnx)
+    with pytest.raises(MissingDependencyError, match=r"ast-onnx\[tuning\]"):
+        thresholds.write_thresholds(tmp_path / "m.onnx", {"yes": 0.5})
+
+
+def test_bench_quick_help_is_words():
+    from ast_onnx.cli.bench import build_parser
+
+    text = build_parser().format_help()
+    quick = text[text.index("  --quick ") : text.index("  --max-drift")]
+    assert "{" not in quick and "warm-up" in quick

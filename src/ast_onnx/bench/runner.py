@@ -252,7 +252,8 @@ def _bench_model(run: _Run, model: BenchModel, provider: str) -> None:
         )
     except (ProviderError, MissingDependencyError) as e:  # openvino: not installed, refused
         run.report.settings["skipped"].append(f"{model.name}/{provider}: {e}")
-        logger.warning("skipping %s on %s: %s", model.name, provider, e)
+        # INFO: the tables printed at the end list it ("skipped ..."), once.
+        logger.info("skipping %s on %s: %s", model.name, provider, e)
         return
     if not model.precision:
         model.precision = runtime.metadata.precision if runtime.metadata else "unknown"
