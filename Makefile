@@ -34,6 +34,16 @@ serve-demo: install-demo triton-env
 		--triton-repo $(OUT)/triton --triton-backend python --triton-cpu
 	$(TRITON_VENV)/bin/ast-triton serve $(OUT)/triton
 
+# The wheel as a `pip install "ast-onnx[cpu]"` user gets it: built, installed into a fresh
+# venv (no torch), the bundled samples classified by the bundled demo model (~1 min).
+wheel-check: install-dev
+	PYTHON=$(BIN)/python tools/wheel_check.sh
+
+# Cold start of `ast-classify demo CLIP` vs transformers' pipeline, fresh processes,
+# alternating, medians and their ratio (benchmarks/RESULTS.md).
+bench-cold-start: install-dev
+	$(BIN)/python benchmarks/bench_cold_start.py
+
 # A stamp so that several targets in one `make` call install once (redone when
 # pyproject.toml changes).
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
