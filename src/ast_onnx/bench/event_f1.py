@@ -280,7 +280,8 @@ def evaluate_events(
 ) -> list[EventEvaluation]:
     """:func:`detect_all` then :func:`score_paths` over the labels ``options`` keeps."""
     options = demo_event_options(runtime.labels) if options is None else options
-    labels = [label for label in runtime.labels if label not in options.ignore]
+    ignored = options.resolve(runtime.labels, runtime.thresholds)[2]
+    labels = [label for label, skip in zip(runtime.labels, ignored, strict=True) if not skip]
     detected = detect_all(runtime, scapes, options)
     return score_paths(scapes, detected, labels, collar, length_fraction)
 
