@@ -53,7 +53,7 @@ def metadata(path) -> dict:
     return meta
 
 
-def test_bundled_model_is_the_export_of_the_bundled_checkpoint(tmp_path, eval_features):
+def test_bundled_model_is_the_export_of_the_bundled_checkpoint(tmp_path, eval_features, capfd):
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     import torch
@@ -61,6 +61,7 @@ def test_bundled_model_is_the_export_of_the_bundled_checkpoint(tmp_path, eval_fe
     from ast_onnx.export import export_model
 
     fresh = export_model("demo", tmp_path / "demo.onnx", precision="fp32", verify=False).path
+    assert "Loading weights" not in capfd.readouterr().err  # transformers' bar, hidden
     bundled = demo_model_path()
     assert metadata(bundled) == metadata(fresh)
     ours = ort_logits(bundled, eval_features)
