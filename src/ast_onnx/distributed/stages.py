@@ -313,7 +313,7 @@ class Scorer:
 
     def _classify_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
         """Wave-in models: :meth:`Runtime.classify` windows and scores them."""
-        results = self.runtime.classify(items, self.runtime.sample_rate, top_k=1)
+        results = self.runtime.classify(items, sample_rate=self.runtime.sample_rate, top_k=1)
         return [np.stack([w.scores for w in r.windows]) for r in results]
 
     def _score_one(self, items: list[np.ndarray]) -> list[np.ndarray]:

@@ -115,7 +115,7 @@ def classify_requests(
         except AstOnnxError as e:
             results[i] = e
     done = run_isolated(
-        lambda waves: runtime.classify(waves, runtime.sample_rate, top_k=top_k), good
+        lambda waves: runtime.classify(waves, sample_rate=runtime.sample_rate, top_k=top_k), good
     )
     return _finish(results, done, _answer)
 
