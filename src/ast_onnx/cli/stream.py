@@ -3,6 +3,7 @@
     ffmpeg -i rtsp://camera/stream -f s16le -ac 1 -ar 16000 - | ast-stream model.onnx -
     ast-stream model.onnx recording.wav --realtime --open-events
     ast-stream model.onnx --mic --duration 60
+    cat clip.wav | ast-stream demo -     # a WAV on stdin is read by its header
 
 Output (stdout, one JSON object per line, flushed at once):
 
