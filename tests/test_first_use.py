@@ -141,7 +141,7 @@ def test_writing_thresholds_names_the_torch_free_extra(monkeypatch, tmp_path):
     import importlib
 
     from ast_onnx.errors import MissingDependencyError
-    from ast_onnx.graph import thresholds
+    from ast_onnx.tuning import model_thresholds as thresholds
 
     real = importlib.import_module
 

@@ -389,7 +389,7 @@ class EventDetector:
         hop: Seconds between the windows; None: no median filter.
         window: The model's window in seconds (sets the filter's default span).
 
-    Example:
+    Examples:
         >>> det = EventDetector(["a", "b"], "sigmoid")
         >>> det.push(0.0, np.array([0.9, 0.1]))[0]
         []
