@@ -104,11 +104,14 @@ class _Prefixed:
         self._prefix, self._stream = prefix, stream
 
     def read1(self, n: int = -1) -> bytes:
-        if self._prefix:
-            cut = len(self._prefix) if n < 0 else n
-            out, self._prefix = self._prefix[:cut], self._prefix[cut:]
-            return out
-        return getattr(self._stream, "read1", self._stream.read)(n)
+        read = getattr(self._stream, "read1", self._stream.read)
+        if not self._prefix:
+            return read(n)
+        cut = len(self._prefix) if n < 0 else n
+        out, self._prefix = self._prefix[:cut], self._prefix[cut:]
+        if n < 0 or len(out) < n:  # a first read as long as it would have been
+            out += read(-1 if n < 0 else n - len(out))
+        return out
 
     read = read1
 
