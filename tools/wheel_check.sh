@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
 mkdir "$WORK/tree"
-cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/src" "$WORK/tree/"
+cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/src" "$WORK/tree/"
 find "$WORK/tree" -name __pycache__ -prune -exec rm -rf {} +
 "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$WORK/dist" "$WORK/tree"
 WHEEL=$(ls "$WORK"/dist/ast_onnx-*.whl)
