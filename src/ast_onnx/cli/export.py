@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, help="input frames (default: the checkpoint's)")
     p.add_argument("--labels", metavar="FILE", help="labels CSV (index,mid,display_name) or JSON")
     p.add_argument("--activation", choices=["sigmoid", "softmax"], help="override the activation")
+    p.add_argument(
+        "--norm-stats",
+        metavar="MEAN,STD|FILE.json",
+        help="the dataset's normalization mean and std (from ast-norm-stats), replacing the "
+        "checkpoint's; write a negative mean as --norm-stats=-6.85,5.42",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.add_argument(
         "--max-drift",
@@ -180,11 +186,19 @@ def _summary(result) -> str:
         f"{wave}"
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
+        f"{_norm_line(result.metadata.frontend)}"
         f"  fused ops  {fused}\n"
         f"{_int8_line(result.metadata.quantization)}"
         f"  drift      {drift}\n"
         f"  time       {result.seconds:.1f} s"
     )
+
+
+def _norm_line(frontend: dict) -> str:
+    """The summary line of the features' normalization ``(x - mean) / (2 * std)``."""
+    if not frontend.get("do_normalize", True):
+        return "  normalize  none\n"
+    return f"  normalize  mean {frontend['mean']:.7g}, std {frontend['std']:.7g}\n"
 
 
 def _int8_line(quantization: dict) -> str:
@@ -222,6 +236,7 @@ def _frontend_only(args: argparse.Namespace) -> int:
         opset=args.opset,
         overwrite=args.overwrite,
         verify=not args.no_verify,
+        norm_stats=args.norm_stats,
     )
     fe = result.frontend
     v = result.verification
@@ -259,6 +274,33 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    if args.opset > MIN_OPSET and not args.frontend_only:
+        from ast_onnx.export.onnx_export import max_opset
+
+        try:
+            highest = max_opset()
+        except AstOnnxError:  # torch missing: the export says which extra to install
+            highest = args.opset
+        if args.opset > highest:
+            parser.error(
+                f"--opset must be from {MIN_OPSET} to {highest} (the highest this "
+                f"torch.onnx writes), got {args.opset}"
+            )
+    if args.max_length is not None and args.max_length < 1:
+        parser.error(f"--max-length must be a positive number of frames, got {args.max_length}")
+    if not 0 <= args.max_batch_size <= MAX_TRITON_BATCH:
+        parser.error(
+            f"--max-batch-size must be from 0 (no batching) to {MAX_TRITON_BATCH}, "
+            f"got {args.max_batch_size}"
+        )
+    for flag in ("fstride", "tstride", "input_tdim", "num_labels", "num_heads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+
+
+#: Largest ``--max-batch-size``: Triton's model configuration stores it as an int32.
+MAX_TRITON_BATCH = 2**31 - 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,6 +352,7 @@ def _export(args: argparse.Namespace) -> int:
         int8_format=args.int8_format,
         int8_calibration=args.int8_calibration,
         int8_max_fp32=args.int8_max_fp32,
+        norm_stats=args.norm_stats,
     )
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not args.triton_repo:

@@ -55,6 +55,11 @@ class ExportOptions(Replaceable):
             ``"entropy"``.
         int8_max_fp32: Static int8 failing its drift gate: leave up to this many of
             the most sensitive nodes in float32 until it passes (0: fail at once).
+        norm_stats: The dataset's normalization mean and std, replacing the
+            checkpoint's (those of its preprocessor_config.json, else AudioSet's):
+            ``"MEAN,STD"``, a ``(mean, std)`` pair, or a JSON file with ``mean`` and
+            ``std`` (``ast-norm-stats`` writes one). They are stored in the model's
+            metadata, where the runtime's normalization reads them.
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
@@ -77,6 +82,7 @@ class ExportOptions(Replaceable):
     int8_format: str = INT8_STATIC_FORMATS[0]
     int8_calibration: str = CALIBRATION_METHODS[0]
     int8_max_fp32: int = DEFAULT_MAX_FP32_NODES
+    norm_stats: str | Path | tuple[float, float] | None = None
 
 
 #: Named starting points: ``export_model(ckpt, out, "fp16")`` or ``PRESETS["fp16"]``.

@@ -53,7 +53,6 @@ import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
 from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD
-from ast_onnx.runtime.windows import WindowPlan
 
 #: Slack in comparisons of seconds (gap vs max_gap, duration vs min_duration): segment
 #: edges are sums of floats, and a gap of exactly ``max_gap`` must merge.
@@ -434,6 +433,11 @@ class EventDetector:
         """Events not closed yet, as far as the finished segments tell."""
         return [self._event(int(i)) for i in np.flatnonzero(self._open)]
 
+    @property
+    def pending(self) -> bool:
+        """Whether an input is under way: events open, or segments waiting for the filter."""
+        return bool(self._open.any() or self._waiting)
+
     def push(self, start: float, scores: np.ndarray) -> tuple[list[Event], list[Event]]:
         """Begin the segment at ``start`` seconds (the previous one ends there).
 
@@ -560,17 +564,6 @@ def make_detector(
     raise InvalidOptionError(f"events must be True, False or EventOptions, got {events!r}")
 
 
-def window_events(
-    window_scores: np.ndarray, plan: WindowPlan, sample_rate: float, detector: EventDetector | None
-) -> list[Event]:
-    """Events of one input from its window scores and plan; [] without a detector."""
-    if detector is None:
-        return []
-    return detect_events(
-        window_scores, plan.starts, plan.window, plan.num_samples, sample_rate, detector
-    )
-
-
 def detect_events(
     window_scores: np.ndarray,
     starts: Sequence[int],
@@ -579,7 +572,7 @@ def detect_events(
     sample_rate: float,
     detector: EventDetector,
 ) -> list[Event]:
-    """Events of one whole input from its window scores (the offline path).
+    """Events of one whole input from its window scores, pushed segment by segment.
 
     Args:
         window_scores: Activated scores ``[windows, labels]``, in window order.
@@ -605,6 +598,5 @@ __all__ = [
     "detect_events",
     "make_detector",
     "segment_edge",
-    "window_events",
     "window_segments",
 ]

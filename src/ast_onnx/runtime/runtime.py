@@ -24,10 +24,11 @@ from ast_onnx.errors import (
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
-from ast_onnx.runtime.events import EventOptions, make_detector, window_events
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.loading import open_session, resolve_model_path
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
-from ast_onnx.runtime.results import Classification, activate, nonfinite_error
+from ast_onnx.runtime.results import Classification, nonfinite_error
+from ast_onnx.runtime.scoring import WindowScorer, activate
 from ast_onnx.runtime.session import (
     inspect_io,
     make_frontend,
@@ -38,7 +39,7 @@ from ast_onnx.runtime.session import (
 )
 from ast_onnx.runtime.stream import Stream
 from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
-from ast_onnx.runtime.windows import aggregate, hop_samples, plan_windows
+from ast_onnx.runtime.windows import hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
 
@@ -370,25 +371,13 @@ class Runtime:
         if top_k is not None:
             check_int("top_k", top_k, 1)
         cut = self.resolve_threshold(threshold)
-        self._detector(events)  # check early
+        self.scorer(top_k=top_k, events=events, thresholds=cut)  # check the options early
         yield from classify_in_batches(
             paths,
             self._prepare,
             lambda waves, names: self._classify_waves(waves, names, top_k, events, cut),
             batch_files=self.batch_size,
             batch_samples=self.batch_size * self.window_samples,
-        )
-
-    def _detector(self, events: bool | EventOptions | None):
-        """The event detector for ``events`` at this Runtime's hop (None: no events)."""
-        sr = self.sample_rate
-        return make_detector(
-            events,
-            self.labels,
-            self.activation,
-            self.thresholds,
-            hop=self.hop_samples / sr,
-            window=self.window_samples / sr,
         )
 
     def _segment_logits(self, segments: list[np.ndarray]) -> np.ndarray:
@@ -404,6 +393,32 @@ class Runtime:
         )
         return np.concatenate([self._run(x) for x in feats])
 
+    def scorer(
+        self,
+        top_k: int | None = 5,
+        events: bool | EventOptions | None = False,
+        thresholds: np.ndarray | None = None,
+        keep_windows: bool = True,
+    ) -> WindowScorer:
+        """The :class:`~ast_onnx.runtime.scoring.WindowScorer` of this model and options.
+
+        What :meth:`classify` scores with; for callers that run the model themselves
+        (``thresholds``: per-label cut, as :meth:`resolve_threshold` returns).
+        """
+        return WindowScorer(
+            self.labels,
+            self.activation,
+            aggregate=self.aggregate,
+            top_k=top_k,
+            thresholds=thresholds,
+            events=events,
+            model_thresholds=self.thresholds,
+            window=self.window_samples,
+            sample_rate=self.sample_rate,
+            hop=self.hop_samples,
+            keep_windows=keep_windows,
+        )
+
     def _classify_waves(
         self,
         waves: list[np.ndarray],
@@ -412,34 +427,34 @@ class Runtime:
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,
     ) -> list[Classification | ModelOutputError]:
-        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
+        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError.
+
+        The windows of all waves are run ``batch_size`` at a time, and each batch's
+        logits go straight into the scorer: no input's windows are held all at once.
+        """
         if k is not None:
             check_int("top_k", k, 1)
-        detector = self._detector(events)
+        scorer = self.scorer(top_k=k, events=events, thresholds=cut)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
-        segments = [
-            w[s : s + self.window_samples]
-            for w, plan in zip(waves, plans, strict=True)
-            for s in plan.starts
-        ]
-        all_logits = self._segment_logits(segments)
-        k = len(self.labels) if k is None else k
-        results, offset = [], 0
-        for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
-            logits = all_logits[offset : offset + len(plan)]
-            offset += len(plan)
-            error = nonfinite_error(logits, path if path is not None else f"input {i}", "window")
-            if error is not None:
-                results.append(error)
-                continue
-            win = activate(logits, self.activation)
-            bounds, seconds = plan.bounds(self.sample_rate), plan.num_samples / self.sample_rate
-            scores = aggregate(win, self.aggregate)
-            item = Classification.from_windows(
-                win, scores, bounds, self.labels, k, seconds, path, cut
-            )
-            item.events = window_events(win, plan, self.sample_rate, detector)
-            results.append(item)
+        jobs = [(i, s) for i, plan in enumerate(plans) for s in plan.starts]
+        results: list[Classification | ModelOutputError] = []
+        scored = 0  # windows of the current item already scored
+        for b in range(0, len(jobs), self.batch_size):
+            batch = jobs[b : b + self.batch_size]
+            logits = self._segment_logits([waves[i][s : s + self.window_samples] for i, s in batch])
+            row = 0
+            while row < len(batch):
+                i = batch[row][0]
+                plan = plans[i]
+                n = min(len(plan) - scored, len(batch) - row)
+                scorer.add(
+                    logits[row : row + n], plan.starts[scored : scored + n], plan.num_samples
+                )
+                row, scored = row + n, scored + n
+                if scored == len(plan):
+                    name = paths[i] if paths[i] is not None else f"input {i}"
+                    results.append(scorer.result(plan.num_samples, paths[i], name))
+                    scored = 0
         return results
 
 
