@@ -335,3 +335,19 @@ def test_median_filter_must_be_seconds():
     for bad in (-1.0, float("nan"), float("inf"), True, "1"):
         with pytest.raises(InvalidOptionError, match="median_filter"):
             EventOptions(median_filter=bad)
+
+
+def test_scorer_forgets_filtered_windows_between_inputs():
+    """A window waiting for the median filter when an input ends unfinished (no length
+    given) must not leak into the next input of the same scorer."""
+    from ast_onnx.runtime.scoring import WindowScorer
+
+    scorer = WindowScorer(
+        LABELS, "sigmoid", events=EventOptions(), window=1000, sample_rate=1000, hop=250
+    )
+    assert scorer.detector.kernel == 3
+    high, low = np.array([[5.0, -5, -5]]), np.array([[-5.0, -5, -5]])
+    scorer.add(high, starts=[0])
+    scorer.result()  # no num_samples: nothing closed, the scorer resets
+    scorer.add(np.repeat(low, 4, axis=0), starts=[0, 250, 500, 750])
+    assert scorer.result(num_samples=1750).events == []
