@@ -112,7 +112,10 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
         except OutputError as e:
             raise ExportError(str(e)) from e
         if target.exists() and not overwrite:
-            raise ExportError(f"output {str(target)!r} exists; pass overwrite=True (--overwrite)")
+            raise ExportError(
+                f"output {str(target)!r} exists: replace it with --overwrite "
+                "(from Python: overwrite=True), or name another file"
+            )
     return path
 
 

@@ -238,6 +238,10 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
         raise CheckpointError(f"cannot read the config of checkpoint {source!r}: {e}") from e
     except ValueError as e:
         raise CheckpointError(f"checkpoint {source!r} has an unusable config.json: {e}") from e
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our CLIs
     try:
         model, info = ASTForAudioClassification.from_pretrained(
             where,
@@ -250,6 +254,9 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
         raise CheckpointError(
             f"cannot load the weights of checkpoint {source!r}: {type(e).__name__}: {e}"
         ) from e
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     missing = list(info.get("missing_keys") or [])
     mismatched = list(info.get("mismatched_keys") or [])
     if missing or mismatched:

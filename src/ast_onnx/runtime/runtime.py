@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError, ModelOutputError
+from ast_onnx.errors import (
+    AstOnnxError,
+    InvalidAudioError,
+    InvalidOptionError,
+    ModelOutputError,
+    SampleRateWarning,
+)
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
 from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.interruptible import run_session
-from ast_onnx.runtime.loading import open_session
+from ast_onnx.runtime.loading import open_session, resolve_model_path
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.results import Classification, nonfinite_error
 from ast_onnx.runtime.scoring import WindowScorer, activate
@@ -51,11 +58,28 @@ def _is_single(audio: Any) -> bool:
     return not isinstance(audio, (list, tuple))
 
 
+def _is_samples(audio: Any) -> bool:
+    """Whether ``audio`` is samples (an array or a list of numbers), not a file."""
+    return not (isinstance(audio, str | os.PathLike | bytes | bytearray) or hasattr(audio, "read"))
+
+
+def warn_without_rate(items: Sequence[Any], sample_rate: int | None, model_rate: int) -> None:
+    """A :class:`~ast_onnx.errors.SampleRateWarning` for samples given without their rate."""
+    if sample_rate is None and any(_is_samples(a) for a in items):
+        warnings.warn(
+            f"samples were given without sample_rate and are taken to be at the model's "
+            f"{model_rate} Hz; pass sample_rate= (their real rate, resampled if it differs)",
+            SampleRateWarning,
+            stacklevel=3,
+        )
+
+
 class Runtime:
     """Classify audio with an AST model exported to ONNX.
 
     Args:
-        path: The ``.onnx`` file.
+        path: The ``.onnx`` file, or ``"demo"``: the bundled demo keyword spotter
+            (:func:`ast_onnx.data.demo_model_path`).
         options: A :class:`~ast_onnx.runtime.options.RuntimeOptions` (defaults if None).
         **overrides: Any :class:`~ast_onnx.runtime.options.RuntimeOptions` field by name,
             applied over ``options``: ``providers``, ``device_id``, ``threads``,
@@ -81,6 +105,7 @@ class Runtime:
         opts = (options or RuntimeOptions()).replace(**overrides)
         self.options = opts
         self.max_audio_seconds = check_max_seconds(opts.max_audio_seconds)
+        path = resolve_model_path(path)
         self.path = str(path)
         self.aggregate = opts.aggregate
         session, self.provider = open_session(path, opts)
@@ -152,6 +177,7 @@ class Runtime:
         windows it instead.
         """
         items = [audio] if _is_single(audio) else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         feats = self.frontend(waves)
         if np.any(feats.truncated):
@@ -190,6 +216,7 @@ class Runtime:
         if self.input_kind != "waveform":
             return self.logits(self.features(audio, sample_rate))
         items = [audio] if _is_single(audio) else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
@@ -232,7 +259,9 @@ class Runtime:
         Args:
             audio: A path, a numpy array (float [-1, 1] or int16/int32 PCM, mono or
                 (samples, channels)), or a list of those.
-            sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
+            sample_rate: Rate of array inputs, resampled to :attr:`sample_rate` if it
+                differs. None: arrays are taken to be at :attr:`sample_rate`, with a
+                :class:`~ast_onnx.errors.SampleRateWarning` (a file has its own rate).
             top_k: Labels to report per input (None: all, ranked).
             events: Detect sound events over the windows (``Classification.events``):
                 True for the default rules, or :class:`~ast_onnx.runtime.events.EventOptions`.
@@ -257,6 +286,7 @@ class Runtime:
         cut = self.resolve_threshold(threshold)
         single = _is_single(audio)
         items = [audio] if single else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
         results = self._classify_waves(waves, paths, top_k, events, cut)
@@ -392,6 +422,7 @@ class Runtime:
             model_thresholds=self.thresholds,
             window=self.window_samples,
             sample_rate=self.sample_rate,
+            hop=self.hop_samples,
             keep_windows=keep_windows,
         )
 
