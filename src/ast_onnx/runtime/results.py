@@ -78,6 +78,8 @@ class Classification:
             that fit the model's window.
         path: The file the audio came from, when the input was a path.
         events: Sound events, when asked for (``classify(..., events=True)``).
+        embedding: The clip's embedding vector float32 [hidden] (the mean of its window
+            vectors), when asked for (``classify(..., embedding=True)``).
     """
 
     labels: list[Prediction]
@@ -86,6 +88,7 @@ class Classification:
     windows: list[WindowScore] = field(default_factory=list, repr=False)
     path: str | None = None
     events: list[Event] = field(default_factory=list)
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_windows(
@@ -137,6 +140,8 @@ class Classification:
             out["windows"] = [w.to_dict(scores=scores) for w in self.windows]
         if events or (events is None and self.events):
             out["events"] = [e.to_dict() for e in self.events]
+        if self.embedding is not None:
+            out["embedding"] = self.embedding.tolist()
         return out
 
 

@@ -13,10 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError, ModelOutputError
+from ast_onnx.errors import (
+    AstOnnxError,
+    InvalidAudioError,
+    InvalidOptionError,
+    ModelError,
+    ModelOutputError,
+)
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
+from ast_onnx.runtime.embeddings import Embedding, embed_waves, item_path, require_embedding
 from ast_onnx.runtime.events import EventOptions, make_detector, window_events
 from ast_onnx.runtime.loading import open_session
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
@@ -102,6 +109,8 @@ class Runtime:
                 "caller's" if opts.labels is not None else "generic",
                 self.activation,
             )
+        #: Name of the model's pooled ``embedding`` output, or None (see :meth:`embed`).
+        self.embedding_name: str | None = self._io.embedding_name
         #: The model's decision threshold of each label (metadata schema 2), or None.
         self.thresholds: np.ndarray | None = model_thresholds(self.metadata, len(self.labels))
         self.window_samples = int(self.frontend.window_samples)
@@ -165,6 +174,7 @@ class Runtime:
         (:attr:`input_kind` ``"waveform"``) the waves themselves: float32 [batch, samples]
         at :attr:`sample_rate`, at least one frame long (:mod:`ast_onnx.runtime.waveform`).
         """
+        self._require_logits()
         if self.input_kind == "waveform":
             opts = self.frontend.options
             x = check_waveform_batch(input_values, opts.window_size, self.sample_rate)
@@ -195,9 +205,20 @@ class Runtime:
         return activate(self.logits(input_values), self.activation)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        return self._run_outputs(x, [self._io.output_name])[0]
+
+    def _run_outputs(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """The ``names`` outputs of one ``session.run`` on ``x``, float32."""
         io = self._io
-        out = self._session.run([io.output_name], {io.input_name: x.astype(io.input_dtype)})[0]
-        return np.asarray(out, dtype=np.float32)
+        outs = self._session.run(names, {io.input_name: x.astype(io.input_dtype)})
+        return [np.asarray(out, dtype=np.float32) for out in outs]
+
+    def _require_logits(self) -> None:
+        if not self._io.has_logits:
+            raise ModelError(
+                f"model {self.path!r} outputs embeddings only (exported from a bare ASTModel): "
+                "it cannot classify; use embed(), or export a classifier checkpoint"
+            )
 
     def _check_input_values(self, input_values: np.ndarray) -> np.ndarray:
         x = np.asarray(input_values)
@@ -220,6 +241,7 @@ class Runtime:
         top_k: int | None = 5,
         events: bool | EventOptions = False,
         threshold: float | bool | None = None,
+        embedding: bool = False,
     ) -> Classification | list[Classification]:
         """Classify one input or a list of inputs.
 
@@ -247,11 +269,14 @@ class Runtime:
                 stores no thresholds.
         """
         cut = self.resolve_threshold(threshold)
+        self._require_logits()
+        if embedding:
+            require_embedding(self.embedding_name, self.path)
         single = _is_single(audio)
         items = [audio] if single else list(audio)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k, events, cut)
+        results = self._classify_waves(waves, paths, top_k, events, cut, embedding)
         for r in results:
             if isinstance(r, AstOnnxError):
                 raise r
@@ -307,6 +332,7 @@ class Runtime:
                 model's window.
             InvalidAudioError: A sample rate outside the supported range.
         """
+        self._require_logits()
         hop_samples = self.hop_samples if hop is None else round(float(hop) * self.sample_rate)
         return Stream(
             run=self._run,
@@ -339,6 +365,7 @@ class Runtime:
         """
         if top_k is not None:
             check_int("top_k", top_k, 1)
+        self._require_logits()
         cut = self.resolve_threshold(threshold)
         make_detector(events, self.labels, self.activation, self.thresholds)  # check early
         yield from classify_in_batches(
@@ -356,11 +383,98 @@ class Runtime:
         if self.input_kind == "waveform":  # waves of equal length share a run
             frame = self.frontend.options.window_size
             return run_grouped(self._run, segments, self.batch_size, frame)
-        feats = (
-            self.frontend(segments[i : i + self.batch_size]).input_values
+        return self._segment_outputs(segments, [self._io.output_name])[0]
+
+    def _segment_outputs(self, segments: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
+        """The ``names`` outputs of feature-input model windows, one run per batch_size."""
+        runs = [
+            self._run_outputs(self.frontend(segments[i : i + self.batch_size]).input_values, names)
             for i in range(0, len(segments), self.batch_size)
+        ]
+        return [np.concatenate([r[j] for r in runs]) for j in range(len(names))]
+
+    # ----- embeddings -----
+
+    @property
+    def embedding_size(self) -> int | None:
+        """Length of the embedding vector, None without an embedding output."""
+        if self.embedding_name is None:
+            return None
+        out = next(o for o in self._session.get_outputs() if o.name == self.embedding_name)
+        size = out.shape[-1]
+        return size if isinstance(size, int) else None
+
+    def embed(
+        self,
+        audio: Audio | Sequence[Audio],
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        windows: bool = False,
+    ) -> np.ndarray | Embedding | list[Embedding]:
+        """The embedding of one input or of a list of inputs (:mod:`.embeddings`).
+
+        Args:
+            audio: A path, a numpy array, or a list of those (as for :meth:`classify`).
+            sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
+            normalize: Scale each vector to unit L2 norm (dot product = cosine).
+            windows: Return :class:`~ast_onnx.runtime.embeddings.Embedding` objects
+                with one vector per model window and its start/end times, beside the
+                clip vector.
+
+        Returns:
+            Without ``windows``: float32 [hidden] for one input, [n, hidden] for a
+            list; each clip vector is the mean of its window vectors. With
+            ``windows``: an ``Embedding``, or a list of them.
+
+        Raises:
+            ModelError: The model has no ``embedding`` output (the message says how to
+                export one).
+            ModelOutputError: The model returned NaN/Inf for an input.
+        """
+        name = require_embedding(self.embedding_name, self.path)
+        single = _is_single(audio)
+        items = [audio] if single else list(audio)
+        waves = [self._prepare(a, sample_rate) for a in items]
+        results = self._embed_waves(name, waves, [item_path(a) for a in items], normalize)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        if windows:
+            return results[0] if single else list(results)
+        if single:
+            return results[0].vector
+        size = self.embedding_size or 0
+        return np.stack([r.vector for r in results]) if results else np.zeros((0, size), np.float32)
+
+    def embed_files(
+        self, paths: Iterable[str | os.PathLike], normalize: bool = False
+    ) -> Iterator[tuple[str, Embedding | AstOnnxError]]:
+        """Embed files in batches, yielding ``(path, Embedding or error)`` in order.
+
+        A file that fails in any way yields its :class:`~ast_onnx.errors.AstOnnxError`
+        and the others go on, as in :meth:`classify_files`.
+        """
+        name = require_embedding(self.embedding_name, self.path)
+        yield from classify_in_batches(
+            paths,
+            self._prepare,
+            lambda waves, names: self._embed_waves(name, waves, names, normalize),
+            batch_files=self.batch_size,
+            batch_samples=self.batch_size * self.window_samples,
         )
-        return np.concatenate([self._run(x) for x in feats])
+
+    def _embed_waves(
+        self, name: str, waves: list[np.ndarray], paths: Sequence[str | None], normalize: bool
+    ) -> list:
+        return embed_waves(
+            lambda segments: self._segment_outputs(segments, [name])[0],
+            waves,
+            paths,
+            self.window_samples,
+            self.hop_samples,
+            self.sample_rate,
+            normalize,
+        )
 
     def _classify_waves(
         self,
@@ -369,8 +483,12 @@ class Runtime:
         k: int | None,
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,
+        embedding: bool = False,
     ) -> list[Classification | ModelOutputError]:
-        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
+        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError.
+
+        With ``embedding``, the logits and the embeddings come from the same model runs.
+        """
         if k is not None:
             check_int("top_k", k, 1)
         detector = make_detector(events, self.labels, self.activation, self.thresholds)
@@ -380,7 +498,11 @@ class Runtime:
             for w, plan in zip(waves, plans, strict=True)
             for s in plan.starts
         ]
-        all_logits = self._segment_logits(segments)
+        if embedding and segments:
+            names = [self._io.output_name, require_embedding(self.embedding_name, self.path)]
+            all_logits, all_vectors = self._segment_outputs(segments, names)
+        else:
+            all_logits, all_vectors = self._segment_logits(segments), None
         k = len(self.labels) if k is None else k
         results, offset = [], 0
         for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
@@ -397,6 +519,8 @@ class Runtime:
                 win, scores, bounds, self.labels, k, seconds, path, cut
             )
             item.events = window_events(win, plan, self.sample_rate, detector)
+            if all_vectors is not None:
+                item.embedding = all_vectors[offset - len(plan) : offset].mean(axis=0)
             results.append(item)
         return results
 
