@@ -137,3 +137,31 @@ def test_runs_as_a_module(model, audio_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_similar_sounds_example_finds_a_copied_file(model, audio_dir, tmp_path):
+    import shutil
+
+    shutil.copy(audio_dir / "c.flac", audio_dir / "sub" / "copy.flac")
+    example = Path(__file__).resolve().parents[1] / "examples" / "similar_sounds.py"
+    proc = subprocess.run(
+        # White-noise clips are all alike to a random model: only a copy reaches 0.99999.
+        [sys.executable, str(example), str(model), str(audio_dir), "--duplicates", "0.99999"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    dupes = [line for line in proc.stdout.splitlines() if line.startswith("near-duplicate")]
+    assert len(dupes) == 1 and "c.flac" in dupes[0] and "copy.flac" in dupes[0], proc.stdout
+    assert "b.wav" in proc.stderr  # the bad file is reported, the others searched
+    clip = str(audio_dir / "a.wav")
+    query = subprocess.run(
+        [sys.executable, str(example), str(model), str(audio_dir), "--top-k", "1", "--query", clip],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert query.returncode == 0 and query.stdout.split()[1] == str(audio_dir / "a.wav")

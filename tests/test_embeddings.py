@@ -315,6 +315,23 @@ def test_embedding_gate_flips_on_the_measured_cosine(classifier_ckpt, tmp_path):
         )
 
 
+def test_demo_int8_embeddings_keep_cosine_099_on_held_out_audio(tmp_path):
+    from ast_onnx.data import _data_dir, eval_set
+
+    paths, _ = eval_set()  # held-out voices; calibration uses the bundled samples
+    vectors = {}
+    for precision in ("fp32", "int8-dynamic", "int8-static"):
+        extra = {"calibrate": _data_dir("samples")} if precision == "int8-static" else {}
+        out = tmp_path / f"{precision}.onnx"
+        export_model("demo", out, outputs="logits,embedding", precision=precision, **extra)
+        vectors[precision] = Runtime(out, batch_size=1).embed(paths)
+    ref = vectors["fp32"]
+    for precision in ("int8-dynamic", "int8-static"):
+        got = vectors[precision]
+        cos = np.sum(got * ref, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+        assert cos.min() >= 0.99, (precision, float(cos.min()))
+
+
 # ----- metadata -----
 
 
