@@ -165,3 +165,22 @@ def test_similar_sounds_example_finds_a_copied_file(model, audio_dir, tmp_path):
         check=False,
     )
     assert query.returncode == 0 and query.stdout.split()[1] == str(audio_dir / "a.wav")
+
+
+def test_ast_export_outputs_flags(tmp_path, capsys):
+    from conftest import save_small_bare_checkpoint
+
+    from ast_onnx.cli.export import main as export_main
+
+    ckpt = save_small_bare_checkpoint(tmp_path / "bare", seed=6)
+    out = tmp_path / "m.onnx"
+    code = export_main([str(out), "--checkpoint", str(ckpt), "--hidden-layer", "1", "-q"])
+    printed = capsys.readouterr().out
+    assert code == exit_codes.OK
+    assert "outputs    embedding, hidden_states (embedding 32, hidden layer 1)" in printed
+    assert "embedding min cos" in printed
+    code = export_main([str(tmp_path / "n.onnx"), "--checkpoint", str(ckpt), "--outputs", "logits"])
+    assert code == exit_codes.FAILED and "bare ASTModel" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        export_main([str(out), "--outputs", "embedding", "--triton-repo", str(tmp_path / "r")])
+    assert stop.value.code == exit_codes.USAGE
