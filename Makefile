@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench-events mutation test-ray-faults triton-env test-triton bench-triton bench-stream gpu-prepare demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: bench-events mutation test-ray-faults triton-env test-triton bench-triton bench-stream demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,8 +79,17 @@ mutation: install-dev
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
 
-test-gpu: install-dev
-	$(BIN)/python -m pytest -q -m gpu
+# On a GPU box (README: GPU boxes): onnxruntime-gpu alone (no [cpu], so not the dev
+# install), the export side for the tests' models; then tools/gpu_check.py writes
+# $(OUT)/gpu/report.md and .json. Without a GPU it says so and exits 0.
+GPU_VENV ?= .venv-gpu
+$(GPU_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install --quiet -e ".[gpu,export]" pytest
+	touch $@
+
+test-gpu: $(GPU_VENV)/.installed
+	$(GPU_VENV)/bin/python tools/gpu_check.py --out $(OUT)/gpu
 
 format: install-dev
 	$(BIN)/ruff format .
@@ -96,9 +105,5 @@ bench-events: install-dev
 bench-stream: install-dev
 	$(BIN)/python -m pytest benchmarks/bench_stream.py -s -q
 
-# Download and split the wheels the GPU check carries (README: Checking a GPU machine).
-gpu-prepare: install-dev
-	PYTHON=$(BIN)/python tools/gpu_prepare.sh
-
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) $(OUT) .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) $(TRITON_VENV) $(GPU_VENV) $(OUT) .pytest_cache .ruff_cache .benchmarks

@@ -8,7 +8,7 @@ A plain script (not collected by a plain ``pytest``)::
 It builds the soundscapes of ``tools/make_soundscapes.py`` in memory (same seed, same
 set), runs ``Runtime.classify(..., events=...)`` on each whole soundscape and
 ``Runtime.stream`` fed in random chunks of 1 sample to 3 windows, and scores both with
-sed_eval's event-based metric (``ast_onnx.bench.event_f1``) at each collar. Per path and
+sed_eval's event-based metric (``benchmarks/event_f1.py``) at each collar. Per path and
 SNR it prints overall F1 / precision / recall, the macro F1 and each class's F1, as
 Markdown, and writes them to ``.cache/bench/events_summary.md``. Needs the ``[eval]``
 extra (and ``[export]`` to export the demo model on first use).
@@ -34,7 +34,7 @@ def demo_onnx() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ast_onnx.bench.event_f1 import (
+    from event_f1 import (
         COLLAR,
         DEMO_HOP,
         WINDOW_COLLAR,
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         format_event_table,
         score_paths,
     )
-    from ast_onnx.bench.soundscapes import SNRS_DB, make_soundscapes
+    from soundscapes import SNRS_DB, make_soundscapes
+
     from ast_onnx.runtime import Runtime
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -7,7 +7,7 @@ Opt-in (not collected by a plain ``pytest``)::
     AST_STREAM_BENCH_THREADS=1,2  # AST-base rows per onnxruntime thread count (default 1)
 
 A 60 s soundscape (the bundled evaluation keywords every 2 s over pink noise, from
-``ast_onnx.bench.soundscapes``) is pushed as a live source would deliver it, in 0.1 s
+``benchmarks/soundscapes.py``) is pushed as a live source would deliver it, in 0.1 s
 chunks, through a single-threaded ``Runtime`` (one core). Per hop of 0.1, 0.25, 0.5 and
 1 s it reports:
 
@@ -50,7 +50,7 @@ ROWS: list[str] = []
 
 def soundscape(seconds: float = 60.0, seed: int = 0) -> np.ndarray:
     """Evaluation keywords every 2 s over pink noise at 20 dB SNR, float32 16 kHz."""
-    from ast_onnx.bench.soundscapes import make_soundscapes
+    from soundscapes import make_soundscapes
 
     return make_soundscapes((20.0,), 1, seconds, seed, gap=(1.0, 1.0))[0].wave
 

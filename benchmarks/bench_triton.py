@@ -115,7 +115,7 @@ def main() -> None:
 
     from ast_onnx.data import sample_paths
     from ast_onnx.runtime import Runtime, RuntimeOptions
-    from ast_onnx.serving.triton import write_triton_repo
+    from ast_onnx.triton.repository import write_triton_repo
 
     work = Path(tempfile.mkdtemp(prefix="bench-triton-"))
     model = args.model

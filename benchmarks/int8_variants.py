@@ -12,7 +12,7 @@ Drift: max abs logit difference vs PyTorch fp32 on the export's verification inp
 batch 1, one 1024-frame clip, the variants run in interleaved rounds (order reversed every
 other round) and the median is reported: the machine's cores are shared, so only ratios
 within one run mean anything. ``qstatic-xN`` leaves the N most sensitive nodes (by
-ast_onnx.graph.int8_select.node_sensitivity on the verification inputs) in float32.
+ast_onnx.export.int8.select.node_sensitivity on the verification inputs) in float32.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def prep() -> None:
     import export_base
 
     from ast_onnx.export.checkpoint import load_checkpoint
+    from ast_onnx.export.int8.quantize import calibration_features
     from ast_onnx.export.onnx_export import export_onnx
+    from ast_onnx.export.optimize import optimize_onnx
     from ast_onnx.export.verify import torch_logits, verification_inputs
-    from ast_onnx.graph.optimize import optimize_onnx
-    from ast_onnx.graph.quantize import calibration_features
 
     torch.set_num_threads(2)
     ROOT.mkdir(parents=True, exist_ok=True)
@@ -76,8 +76,8 @@ def _qdq(src: Path, dst: Path, *, act: str = "s8", method: str = "minmax", **ext
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from ast_onnx.graph.int8_static import CalibrationReader
-    from ast_onnx.graph.int8_static import calibration_method as _calibration_method
+    from ast_onnx.export.int8.static import CalibrationReader
+    from ast_onnx.export.int8.static import calibration_method as _calibration_method
 
     ops = OPS if src.name == "fused.onnx" else ["MatMul", "Gemm"]
     quantize_static(
@@ -98,8 +98,8 @@ def _qstatic(dst: Path, method: str = "minmax", fp32_nodes: int = 0) -> None:
     """ast-onnx's integer static int8, optionally with the most sensitive nodes float32."""
     import onnx
 
-    from ast_onnx.graph.int8_select import node_sensitivity
-    from ast_onnx.graph.quantize import quantize_int8_static
+    from ast_onnx.export.int8.quantize import quantize_int8_static
+    from ast_onnx.export.int8.select import node_sensitivity
 
     refs = _refs()
     exclude: list[str] = []

@@ -23,7 +23,7 @@ median of per-round ratios, so that the load of other processes on a shared mach
 logit difference and top-1 agreement against PyTorch eager fp32 on the clip's features
 plus three generated clips (random weights: top-1 over near ties is not representative
 of a trained model). Beside the table: onnxruntime's GEMM peak and the floors it puts
-under a clip (:mod:`ast_onnx.bench.peak`).
+under a clip (:mod:`benchmarks/peak.py`).
 """
 
 from __future__ import annotations
@@ -184,9 +184,9 @@ def _torch_reference(ckpt: Path, feats: np.ndarray, threads: int | None):
 
 def table(rounds: int, threads: int | None) -> str:
     from export_base import build_checkpoint
+    from peak import measure_floors
 
     from ast_onnx.bench.inputs import generated_waves
-    from ast_onnx.bench.peak import measure_floors
     from ast_onnx.frontend import FeatureExtractor
     from ast_onnx.quality import logit_drift
 

@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: Benchmark-only code (benchmarks/: event F1, soundscapes, the GEMM peak) is not in the
+#: wheel; its tests import it from the source tree (appended: tests' own modules first).
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 SR = 16000
 
 

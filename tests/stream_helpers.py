@@ -60,8 +60,8 @@ def wavein_toy(path: Path, activation: str) -> Path:
     """A wave-in toy model: the in-graph fbank in front of :func:`toy_model`."""
     import onnx
 
-    import ast_onnx.export  # noqa: F401  (first: `import ast_onnx.graph.wavein` alone is circular)
-    from ast_onnx.graph.wavein import attach_frontend, wavein_metadata
+    import ast_onnx.export  # noqa: F401  (first: `import ast_onnx.export.wavein` alone is circular)
+    from ast_onnx.export.wavein import attach_frontend, wavein_metadata
     from ast_onnx.metadata import METADATA_KEY, ModelMetadata
 
     feat = toy_model(

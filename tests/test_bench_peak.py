@@ -1,12 +1,11 @@
-"""The GEMM-peak measurement and the AST-base floors (bench/peak.py)."""
+"""The GEMM-peak measurement and the AST-base floors (benchmarks/peak.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import peak
 import pytest
-
-from ast_onnx.bench import peak
 
 
 @pytest.mark.parametrize("integer", [False, True], ids=["fp32", "int8"])

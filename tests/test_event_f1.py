@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from ast_onnx.bench.event_f1 import (
+from event_f1 import (
     DEMO_HOP,
     WINDOW_COLLAR,
     demo_event_options,
@@ -26,13 +25,14 @@ from ast_onnx.bench.event_f1 import (
     score_events,
     score_paths,
 )
-from ast_onnx.bench.soundscapes import (
+from soundscapes import (
     Annotation,
     make_soundscapes,
     read_annotations,
     word_extent,
     write_soundscapes,
 )
+
 from ast_onnx.errors import InvalidOptionError, MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +222,7 @@ def test_event_f1_gate_fails_on_bad_detections(ci_set, damage):
 
 
 def test_gate_needs_a_floor_per_snr():
-    from ast_onnx.bench.event_f1 import F1, EventEvaluation, EventScores
+    from event_f1 import F1, EventEvaluation, EventScores
 
     ev = EventEvaluation("offline", 3.0, EventScores(F1(1.0, 1.0, 1.0, 1, 1), 1.0, {}))
     with pytest.raises(InvalidOptionError, match="3 dB"):
@@ -230,7 +230,7 @@ def test_gate_needs_a_floor_per_snr():
 
 
 def test_event_table_has_a_row_per_evaluation():
-    from ast_onnx.bench.event_f1 import F1, EventEvaluation, EventScores, format_event_table
+    from event_f1 import F1, EventEvaluation, EventScores, format_event_table
 
     classes = {"yes": F1(0.5, 0.5, 0.5, 2, 2), "no": F1(0.0, 0.0, 0.0, 0, 0)}
     scores = EventScores(F1(0.5, 0.5, 0.5, 2, 2), 0.5, classes)

@@ -148,7 +148,7 @@ def test_wave_in_model_with_external_data(small_checkpoint, reference, tmp_path)
 
 
 def test_triton_repo_copies_the_data_file(external, tmp_path):
-    from ast_onnx.export import write_triton_repo
+    from ast_onnx.triton import write_triton_repo
 
     repo = write_triton_repo(external.path, tmp_path / "repo", kind="cpu")
     version = repo.model_path.parent
@@ -162,7 +162,7 @@ def test_triton_repo_copies_the_data_file(external, tmp_path):
 
 
 def test_triton_repo_refuses_a_model_whose_data_is_missing(external, tmp_path):
-    from ast_onnx.export import write_triton_repo
+    from ast_onnx.triton import write_triton_repo
 
     shutil.copy(external.path, tmp_path / "small.onnx")
     with pytest.raises(ModelError, match="missing"):
@@ -194,7 +194,7 @@ def test_cli_external_data_and_no_prepack(small_checkpoint, tmp_path, capsys):
 
 
 def test_triton_repo_refuses_data_outside_the_model_folder(external, tmp_path):
-    from ast_onnx.export import write_triton_repo
+    from ast_onnx.triton import write_triton_repo
 
     model = onnx.load(str(external.path), load_external_data=False)
     for tensor in model.graph.initializer:

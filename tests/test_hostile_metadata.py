@@ -40,7 +40,7 @@ import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.runtime import Runtime
-from ast_onnx.serving.triton import write_triton_repo
+from ast_onnx.triton.repository import write_triton_repo
 how, path, repo = sys.argv[1:4]
 start = time.perf_counter()
 try:

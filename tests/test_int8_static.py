@@ -24,8 +24,8 @@ from conftest import SIGNALS, SR  # noqa: E402
 from ast_onnx.cli.export import main  # noqa: E402
 from ast_onnx.errors import DriftError, ExportError  # noqa: E402
 from ast_onnx.export import export_model  # noqa: E402
-from ast_onnx.graph import int8_select  # noqa: E402
-from ast_onnx.graph.quantize import quantize_int8_static  # noqa: E402
+from ast_onnx.export.int8 import select as int8_select  # noqa: E402
+from ast_onnx.export.int8.quantize import quantize_int8_static  # noqa: E402
 from ast_onnx.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
 
 QUANTIZABLE = ("Attention", "MatMul", "Gemm")
@@ -72,12 +72,12 @@ def test_static_int8_quantizes_every_projection(small_onnx, integer):
 
 def test_fused_integer_to_float_equals_the_unfused_chain(small_onnx, integer, calib, tmp_path):
     # Reference: the same frozen graph left as MatMulInteger -> Cast -> Mul.
-    from ast_onnx.graph.int8_static import (
+    from ast_onnx.export.int8.quantize import quantize_int8_dynamic
+    from ast_onnx.export.int8.static import (
         calibrate_ranges,
         dynamic_inputs,
         freeze_activation_scales,
     )
-    from ast_onnx.graph.quantize import quantize_int8_dynamic
 
     quantize_int8_dynamic(small_onnx, tmp_path / "d.onnx")
     model = onnx.load(str(tmp_path / "d.onnx"))
@@ -255,7 +255,7 @@ def test_quantizer_refuses_entropy_for_qdq(small_onnx, calib, tmp_path):
 def test_entropy_calibration_searches_inside_the_minmax_range(small_onnx, integer):
     """onnxruntime's default histogram (128 bins for 128 quantized bins) makes Entropy
     return MinMax's ranges; with ENTROPY_BINS its KL search clips the tails."""
-    from ast_onnx.graph.int8_static import calibrate_ranges, dynamic_inputs
+    from ast_onnx.export.int8.static import calibrate_ranges, dynamic_inputs
 
     tensors = dynamic_inputs(onnx.load(str(integer)))
     x = _features(6, seed=3)

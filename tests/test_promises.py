@@ -58,9 +58,9 @@ def test_overwrite_failing_at_the_last_rename_keeps_the_previous_pair(
 ):
     """The data file is renamed first: if the .onnx rename then fails, the previous data
     file must come back, or the previous .onnx is left pointing at the new weights."""
+    from ast_onnx import model_files
     from ast_onnx.errors import ExportError
     from ast_onnx.export import export_model
-    from ast_onnx.graph import model_files
 
     out = tmp_path / "model.onnx"
     export_model(small_checkpoint, out, verify=False, external_data=True)
@@ -136,7 +136,7 @@ def test_ctrl_c_in_ast_export_exits_130_and_leaves_nothing(small_checkpoint, tmp
     argv = ["--checkpoint", str(small_checkpoint), "-q", "--external-data"]
     # When the model and its data are written in the work dir beside the output, just
     # before they are renamed into place (the export work dir in $TMPDIR is full too).
-    where = "ast_onnx.graph.model_files.default_file_mode"
+    where = "ast_onnx.model_files.default_file_mode"
     proc = _interrupt(where, "export", [*argv, str(out_dir / "m.onnx")], tmp)
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
@@ -151,7 +151,7 @@ def test_ctrl_c_in_ast_bench_exits_130_and_leaves_nothing(small_checkpoint, tmp_
     argv += ["--cache-dir", str(out_dir / "cache"), "--report", str(out_dir / "r.md")]
     argv += ["--json", str(out_dir / "r.json")]
     # During the int8 export, after fp32 was exported into the cache.
-    proc = _interrupt("ast_onnx.graph.quantize.quantize_int8_dynamic", "bench", argv, tmp)
+    proc = _interrupt("ast_onnx.export.int8.quantize.quantize_int8_dynamic", "bench", argv, tmp)
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
     assert _our_temp_files(tmp) == []
@@ -167,7 +167,7 @@ def test_ctrl_c_in_ast_bench_exits_130_and_leaves_nothing(small_checkpoint, tmp_
 def test_external_data_pair_is_renamed_data_first(small_onnx, tmp_path, monkeypatch):
     import onnx
 
-    from ast_onnx.graph import model_files
+    from ast_onnx import model_files
 
     model = onnx.load(str(small_onnx))
     renames: list[str] = []

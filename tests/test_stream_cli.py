@@ -364,7 +364,7 @@ assert main([{str(toy)!r}, "-", "--windows"]) == 0
 
 
 def test_events_use_the_model_thresholds_unless_told(tmp_path, wave, capsys, monkeypatch):
-    from ast_onnx.graph.thresholds import write_thresholds
+    from ast_onnx.tuning.model_thresholds import write_thresholds
 
     model = toy_model(tmp_path / "toy.onnx", frames=FRAMES, labels=6)
     write_thresholds(model, {"toy_0": 0.9, "toy_3": 0.2}, default=0.7)

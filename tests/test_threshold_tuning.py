@@ -10,10 +10,10 @@ import soundfile as sf
 from runtime_toy import metadata_of, toy_model
 from stream_helpers import FRAMES, SR, scene
 
-from ast_onnx.bench.thresholds import eval_targets, tune_thresholds
 from ast_onnx.cli import classify, thresholds
 from ast_onnx.errors import EvalSetError, InvalidOptionError
 from ast_onnx.runtime import EventOptions, Runtime
+from ast_onnx.tuning.thresholds import eval_targets, tune_thresholds
 
 pytest.importorskip("onnx")
 

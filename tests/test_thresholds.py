@@ -23,8 +23,8 @@ from ast_onnx.runtime import Runtime
 from ast_onnx.runtime.events import EventOptions
 
 onnx = pytest.importorskip("onnx")
-from ast_onnx.graph.model_files import data_path, save_model  # noqa: E402
-from ast_onnx.graph.thresholds import write_thresholds  # noqa: E402
+from ast_onnx.model_files import data_path, save_model  # noqa: E402
+from ast_onnx.tuning.model_thresholds import write_thresholds  # noqa: E402
 
 LABELS = [f"toy_{i}" for i in range(6)]
 

@@ -15,7 +15,7 @@ import pytest
 
 from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.metadata import ModelMetadata
-from ast_onnx.serving.triton import TritonRepo, write_triton_repo
+from ast_onnx.triton.repository import TritonRepo, write_triton_repo
 
 mc = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2", reason="tritonclient missing: pip install tritonclient"

@@ -18,9 +18,9 @@ import pytest
 
 from ast_onnx.errors import ExportError, InvalidAudioError, ModelOutputError
 from ast_onnx.runtime import Runtime, RuntimeOptions
-from ast_onnx.serving.triton import write_triton_repo
-from ast_onnx.serving.triton_model import logits_requests
-from ast_onnx.serving.triton_steps import FrontendStep, PostprocessStep
+from ast_onnx.triton.backend_model import logits_requests
+from ast_onnx.triton.repository import write_triton_repo
+from ast_onnx.triton.steps import FrontendStep, PostprocessStep
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")

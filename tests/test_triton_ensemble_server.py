@@ -16,7 +16,7 @@ from test_triton_server import http_infer as infer
 
 from ast_onnx.data import sample_paths
 from ast_onnx.runtime import Runtime, RuntimeOptions
-from ast_onnx.serving.triton import write_triton_repo
+from ast_onnx.triton.repository import write_triton_repo
 
 pytestmark = pytest.mark.triton_server
 

@@ -16,8 +16,8 @@ import pytest
 
 from ast_onnx.errors import ProviderError
 from ast_onnx.runtime import RuntimeOptions
-from ast_onnx.serving.triton import write_triton_repo
-from ast_onnx.serving.triton_model import instance_options, runtime_for_instance
+from ast_onnx.triton.backend_model import instance_options, runtime_for_instance
+from ast_onnx.triton.repository import write_triton_repo
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")

@@ -18,9 +18,9 @@ import pytest
 from runtime_toy import forge_metadata, metadata_of, toy_model
 
 from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError
-from ast_onnx.serving import triton_config
-from ast_onnx.serving.triton import write_triton_repo
-from ast_onnx.serving.triton_config import TensorInfo, model_config, render_text
+from ast_onnx.triton import config as triton_config
+from ast_onnx.triton.config import TensorInfo, model_config, render_text
+from ast_onnx.triton.repository import write_triton_repo
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")

@@ -17,10 +17,10 @@ from scipy.signal import resample_poly
 
 from ast_onnx.errors import AstOnnxError, ExportError, InvalidAudioError
 from ast_onnx.runtime import Runtime, RuntimeOptions
-from ast_onnx.serving import triton_config
-from ast_onnx.serving.triton import write_triton_repo
-from ast_onnx.serving.triton_model import Answer, classify_requests, runtime_for_instance
-from ast_onnx.serving.triton_python import options_from_json, options_to_json, python_config
+from ast_onnx.triton import config as triton_config
+from ast_onnx.triton.backend_model import Answer, classify_requests, runtime_for_instance
+from ast_onnx.triton.python_entry import options_from_json, options_to_json, python_config
+from ast_onnx.triton.repository import write_triton_repo
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")
@@ -94,7 +94,7 @@ def test_python_entry_layout_and_config(small_onnx, tmp_path):
 
 
 def test_model_py_exposes_the_package_model(small_onnx, tmp_path):
-    from ast_onnx.serving.triton_model import TritonPythonModel
+    from ast_onnx.triton.backend_model import TritonPythonModel
 
     repo = write_triton_repo(small_onnx, tmp_path, "m", backend="python", kind="cpu")
     namespace: dict = {}

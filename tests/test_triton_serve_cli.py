@@ -20,7 +20,7 @@ import pytest
 import ast_onnx
 from ast_onnx.cli.triton import main
 from ast_onnx.errors import MissingDependencyError
-from ast_onnx.serving import server
+from ast_onnx.triton import server
 
 SRC = str(Path(ast_onnx.__file__).resolve().parents[1])
 
@@ -152,7 +152,7 @@ time.sleep(600)
 """
 DRIVER = """
 import subprocess, sys
-from ast_onnx.serving.server import _supervise
+from ast_onnx.triton.server import _supervise
 child = subprocess.Popen([sys.executable, "-c", {child!r}, sys.argv[1], sys.argv[2]],
                          start_new_session=True)
 sys.exit(_supervise(child, stop_timeout=2.0))

@@ -25,7 +25,7 @@ import soundfile as sf
 
 from ast_onnx.data import sample_paths
 from ast_onnx.runtime import Runtime, RuntimeOptions
-from ast_onnx.serving.triton import write_triton_repo
+from ast_onnx.triton.repository import write_triton_repo
 
 pytestmark = pytest.mark.triton_server
 

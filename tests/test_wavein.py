@@ -24,9 +24,9 @@ from test_runtime_parity import Reference
 from ast_onnx.errors import ExportError, InvalidAudioError
 from ast_onnx.export import export_frontend, export_model
 from ast_onnx.export.frontend_export import FRONTEND_METADATA_KEY
+from ast_onnx.export.wavein import attach_frontend
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.frontend.graph import PREFIX, build_frontend
-from ast_onnx.graph.wavein import attach_frontend
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime import Runtime
 

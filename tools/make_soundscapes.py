@@ -2,7 +2,7 @@
 
 The bundled evaluation keywords (``ast_onnx.data.eval_set``) at known onsets over pink
 noise, deterministic from ``--seed`` (the logic and its rules:
-``ast_onnx.bench.soundscapes``). Output::
+``benchmarks/soundscapes.py``). Output::
 
     scapeNN_snrS.wav     16 kHz, 16-bit mono; the same layout NN at every SNR S
     annotations.tsv      filename, onset, offset, event_label (DCASE format, with header)
@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ast_onnx.bench.soundscapes import SNRS_DB, make_soundscapes, write_soundscapes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from soundscapes import SNRS_DB, make_soundscapes, write_soundscapes
 
 
 def main(argv: list[str] | None = None) -> int:

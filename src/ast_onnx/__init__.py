@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ast_onnx import deprecated
 from ast_onnx.errors import (
     AstOnnxError,
     AudioFileError,
@@ -25,6 +26,9 @@ from ast_onnx.errors import (
     ProviderError,
 )
 from ast_onnx.metadata import ModelMetadata
+
+# Old module paths of moved modules, for one release (ast_onnx.deprecated.MOVED).
+deprecated.install()
 
 __version__ = "0.1.0"
 

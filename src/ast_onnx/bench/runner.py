@@ -20,7 +20,7 @@ import numpy as np
 
 from ast_onnx.bench.environment import collect_environment
 from ast_onnx.bench.gate import check_gate
-from ast_onnx.bench.inputs import EvalSet, generated_waves
+from ast_onnx.bench.inputs import generated_waves
 from ast_onnx.bench.options import BenchError, BenchOptions
 from ast_onnx.bench.report import BenchReport, DriftRow, LatencyRow
 from ast_onnx.bench.stats import PeakRss, Timing, time_call
@@ -34,9 +34,10 @@ from ast_onnx.bench.targets import (
     resolve_eval,
 )
 from ast_onnx.errors import EvalSetError, MissingDependencyError, ProviderError
-from ast_onnx.graph.model_files import data_path
+from ast_onnx.model_files import data_path
 from ast_onnx.quality import accuracy, logit_drift, mean_average_precision
 from ast_onnx.runtime.results import activate
+from ast_onnx.tuning.evalset import EvalSet
 
 logger = logging.getLogger(__name__)
 

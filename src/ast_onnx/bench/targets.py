@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ast_onnx.bench.inputs import EvalSet, generated_waves, load_eval_set, write_waves
+from ast_onnx.bench.inputs import generated_waves, write_waves
 from ast_onnx.bench.options import BenchOptions
 from ast_onnx.errors import ModelError
 from ast_onnx.frontend import SAMPLE_RATE, load_audio
 from ast_onnx.frontend.files import audio_files_in
 from ast_onnx.paths import cache_root
+from ast_onnx.tuning.evalset import EvalSet, load_eval_set
 
 ProgressFn = Callable[[str], None]
 

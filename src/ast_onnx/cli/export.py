@@ -16,17 +16,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ast_onnx.cli import exit_codes
 from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
-from ast_onnx.graph.int8_select import DEFAULT_MAX_FP32_NODES
-from ast_onnx.graph.int8_static import CALIBRATION_METHODS
-from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
+from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.metadata import MIN_OPSET
-from ast_onnx.serving.triton_config import BACKENDS
+from ast_onnx.triton.config import BACKENDS
+
+if TYPE_CHECKING:
+    from ast_onnx.export import ExportOptions, ExportResult
+    from ast_onnx.triton import TritonConfig, TritonRepo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,8 +346,7 @@ def _export(args: argparse.Namespace) -> int:
     if not args.triton_repo:
         print(_summary(export_model(checkpoint, args.output, options)))
         return exit_codes.OK
-    from ast_onnx.export.triton_pair import export_with_triton
-    from ast_onnx.serving.triton_config import TritonConfig
+    from ast_onnx.triton.config import TritonConfig
 
     config = TritonConfig(
         max_batch_size=args.max_batch_size,
@@ -358,6 +362,49 @@ def _export(args: argparse.Namespace) -> int:
     print(_summary(result))
     print(f"  triton     {triton.model_dir}")
     return exit_codes.OK
+
+
+def export_with_triton(
+    checkpoint: str | Path,
+    output: str | Path,
+    repo_dir: str | Path,
+    options: ExportOptions | str | None = None,
+    *,
+    name: str | None = None,
+    config: TritonConfig | None = None,
+    **overrides: Any,
+) -> tuple[ExportResult, TritonRepo]:
+    """Export ``checkpoint`` to ``output`` and write its Triton entry: both or neither.
+
+    The entry is written from the staged export (:func:`ast_onnx.export.export_then`), so
+    a failing Triton write leaves no new ``.onnx`` and a failing export no Triton entry.
+
+    Args:
+        checkpoint: As for :func:`~ast_onnx.export.export_model`.
+        output: The ``.onnx`` file to write.
+        repo_dir: The Triton model repository.
+        options: Export options or a preset name (``overwrite`` applies to both writes).
+        name: Model name in Triton (default: the output's stem).
+        config: How Triton serves it.
+        **overrides: Export option overrides.
+
+    Returns:
+        The export's result (its paths are the final ones) and the Triton entry.
+    """
+    from ast_onnx.export import export_then
+    from ast_onnx.export.options import resolve_options
+    from ast_onnx.triton import write_triton_repo
+    from ast_onnx.triton.config import check_model_name
+
+    opts = resolve_options(options, overrides)
+    name = check_model_name(Path(output).expanduser().stem if name is None else name)
+
+    def write_entry(staged: ExportResult) -> TritonRepo:
+        return write_triton_repo(
+            staged.path, repo_dir, name=name, config=config, overwrite=opts.overwrite
+        )
+
+    return export_then(checkpoint, output, write_entry, opts)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 ``ast-thresholds MODEL --eval DIR`` prints each class's tuned threshold with its F1,
 precision and recall on the set; ``--write`` stores them in the model's metadata in
 place, where events and ``classify(..., threshold=True)`` (``ast-classify --threshold
-model``) pick them up. The work is :func:`ast_onnx.bench.thresholds.tune_model`.
+model``) pick them up. The work is :func:`ast_onnx.tuning.thresholds.tune_model`.
 
 Exit status (:mod:`ast_onnx.cli.exit_codes`): 0 ok; 1 a model or evaluation set that
 cannot be used; 2 a usage error; 130 interrupted.
@@ -61,8 +61,8 @@ def _table(tuning) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from ast_onnx.bench.thresholds import tune_model
     from ast_onnx.errors import AstOnnxError
+    from ast_onnx.tuning.thresholds import tune_model
 
     try:
         tuning = tune_model(

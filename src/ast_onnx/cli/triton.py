@@ -1,6 +1,6 @@
 """``ast-triton``: run a local Triton server on a model repository (nvidia-pytriton's binary).
 
-Only parses arguments and calls :mod:`ast_onnx.serving.server`.
+Only parses arguments and calls :mod:`ast_onnx.triton.server`.
 
     ast-triton serve REPO [--http-port N] [--grpc-port N] [--metrics-port N] [-- ARGS...]
     ast-triton check      # is the local server usable from this environment?
@@ -31,7 +31,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ast_onnx.serving.server import DEFAULT_PORTS, HOST
+    from ast_onnx.triton.server import DEFAULT_PORTS, HOST
 
     p = argparse.ArgumentParser(
         prog="ast-triton",
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     if extra and args.command != "serve":
         build_parser().error("arguments after -- are for 'serve' only")
-    from ast_onnx.serving import server
+    from ast_onnx.triton import server
 
     try:
         if args.command == "check":

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ast_onnx.graph.model_files import data_path
+from ast_onnx.model_files import data_path
 
 _CHUNK = 1 << 20
 

@@ -18,8 +18,8 @@ from ast_onnx.export.checkpoint import (
 from ast_onnx.export.onnx_export import export_onnx, resolve_outputs
 from ast_onnx.export.options import ExportOptions, resolve_options
 from ast_onnx.export.verify import DEFAULT_HEADS, Heads, verify_export
-from ast_onnx.graph.model_files import data_path, save_model
 from ast_onnx.metadata import EMBEDDING, LOGITS, ModelMetadata, check_opset, opset_of
+from ast_onnx.model_files import data_path, save_model
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
 from ast_onnx.workdir import work_dir
@@ -74,8 +74,8 @@ def resolve_precision(precision: str, calibrate: Any) -> str:
 
 def check_int8_options(options: ExportOptions) -> None:
     """Refuse static int8 settings no export could use, before the slow steps."""
-    from ast_onnx.graph.int8_static import CALIBRATION_METHODS
-    from ast_onnx.graph.quantize import INT8_STATIC_FORMATS, check_calibration_for_format
+    from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS, check_calibration_for_format
+    from ast_onnx.export.int8.static import CALIBRATION_METHODS
 
     if options.int8_format not in INT8_STATIC_FORMATS:
         raise ExportError(
@@ -157,7 +157,7 @@ def export_model(
         raise ExportError(str(e)) from e
     path = check_output(output, o.overwrite, o.external_data)
     if final == "int8-static":
-        from ast_onnx.graph.quantize import audio_files
+        from ast_onnx.export.int8.quantize import audio_files
 
         audio_files(o.calibrate)  # a missing path or a directory without audio fails now
     check_opset(o.opset)
@@ -177,7 +177,7 @@ def export_model(
         calibration = None
         if final == "int8-static":
             # Before the slow steps, so unusable calibration audio fails fast.
-            from ast_onnx.graph.quantize import calibration_features
+            from ast_onnx.export.int8.quantize import calibration_features
 
             with timer.step("calibrate", "Reading calibration audio"):
                 calibration = calibration_features(o.calibrate, loaded.frontend)
@@ -193,7 +193,7 @@ def export_model(
         record: dict[str, Any] = {"skipped": True}
         quantization: dict[str, Any] = {}
         if final == "int8-static":
-            from ast_onnx.export.int8_gate import quantize_static_gated
+            from ast_onnx.export.int8.gate import quantize_static_gated
 
             with timer.step("quantize", f"Quantizing to int8 (static, {len(calibration)} items)"):
                 built, record, quantization = quantize_static_gated(
@@ -205,7 +205,7 @@ def export_model(
                     loaded.model, built, loaded.frontend, final, gates, heads=heads
                 )
         if o.with_frontend:
-            from ast_onnx.graph.wavein import add_frontend
+            from ast_onnx.export.wavein import add_frontend
 
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
                 built = add_frontend(built, work, loaded, gates if o.verify else None, record)
@@ -237,8 +237,9 @@ def _build(
     heads: Heads = DEFAULT_HEADS,
 ) -> tuple[Path, dict[str, int]]:
     """Export, optimize and convert precision in ``work``; return the model path."""
-    from ast_onnx.graph import quantize
-    from ast_onnx.graph.optimize import optimize_onnx
+    from ast_onnx.export.fp16 import convert_fp16
+    from ast_onnx.export.int8.quantize import quantize_int8_dynamic
+    from ast_onnx.export.optimize import optimize_onnx
 
     config = loaded.config
     current = work / "exported.onnx"
@@ -263,11 +264,11 @@ def _build(
     target = work / f"{precision}.onnx"
     if precision == "fp16":
         with timer.step("quantize", "Converting to fp16"):
-            quantize.convert_fp16(current, target)
+            convert_fp16(current, target)
     elif precision == "int8-dynamic":
         with timer.step("quantize", "Quantizing to int8 (dynamic)"):
-            quantize.quantize_int8_dynamic(current, target)
-    else:  # int8-static: quantized and verified together (export.int8_gate)
+            quantize_int8_dynamic(current, target)
+    else:  # int8-static: quantized and verified together (export.int8.gate)
         return current, fused
     return target, fused
 
@@ -308,7 +309,7 @@ def _write(
         extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
     )
     if options.with_frontend:
-        from ast_onnx.graph.wavein import wavein_metadata
+        from ast_onnx.export.wavein import wavein_metadata
 
         metadata = wavein_metadata(metadata)
     props = metadata.to_props()

@@ -16,13 +16,13 @@ import numpy as np
 
 from ast_onnx.atomic import atomic_path
 from ast_onnx.errors import DriftError, ExportError, require
+from ast_onnx.export.wavein import numpy_features, verification_waves
 from ast_onnx.frontend.graph import (
     FRONTEND_INPUT,
     FRONTEND_OUTPUT,
     as_extractor,
     build_frontend,
 )
-from ast_onnx.graph.wavein import numpy_features, verification_waves
 from ast_onnx.quality import FRONTEND_MAX_ABS
 from ast_onnx.runtime.providers import CPU
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError
+from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
+from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
+from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.export.original import PthOptions
-from ast_onnx.graph.int8_select import DEFAULT_MAX_FP32_NODES
-from ast_onnx.graph.int8_static import CALIBRATION_METHODS
-from ast_onnx.graph.quantize import INT8_STATIC_FORMATS
 from ast_onnx.metadata import MIN_OPSET
 from ast_onnx.options_base import Replaceable
 

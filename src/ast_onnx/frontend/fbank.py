@@ -50,7 +50,7 @@ class KaldiFbank:
         chunk_frames: Frames processed per step (bounds temporary memory).
         **overrides: Option fields to replace, e.g. ``num_mel_bins=80``.
 
-    Example:
+    Examples:
         >>> fb = KaldiFbank()
         >>> fb(np.zeros(16000, np.float32)).shape
         (98, 128)

@@ -63,7 +63,7 @@ class StreamingResampler:
     Raises:
         InvalidAudioError: A rate outside the supported range.
 
-    Example:
+    Examples:
         >>> r = StreamingResampler(48000, 16000)
         >>> parts = [r.push(np.zeros(480, np.float32)) for _ in range(10)] + [r.flush()]
         >>> sum(p.shape[0] for p in parts)

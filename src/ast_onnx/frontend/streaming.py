@@ -33,7 +33,7 @@ class StreamingFbank:
     Raises:
         FbankOptionsError: ``snip_edges=False`` (its frames depend on the stream's end).
 
-    Example:
+    Examples:
         >>> sf = StreamingFbank(KaldiFbank())
         >>> sf.push(np.zeros(300, np.float32)).shape, sf.push(np.zeros(200, np.float32)).shape
         ((0, 128), (1, 128))

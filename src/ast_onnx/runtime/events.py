@@ -241,7 +241,7 @@ class EventDetector:
         options: The rules; None: :class:`EventOptions` defaults.
         defaults: The model's threshold of each label (see :meth:`EventOptions.resolve`).
 
-    Example:
+    Examples:
         >>> det = EventDetector(["a", "b"], "sigmoid")
         >>> det.push(0.0, np.array([0.9, 0.1]))[0]
         []
