@@ -288,6 +288,33 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    if args.opset > MIN_OPSET and not args.frontend_only:
+        from ast_onnx.export.onnx_export import max_opset
+
+        try:
+            highest = max_opset()
+        except AstOnnxError:  # torch missing: the export says which extra to install
+            highest = args.opset
+        if args.opset > highest:
+            parser.error(
+                f"--opset must be from {MIN_OPSET} to {highest} (the highest this "
+                f"torch.onnx writes), got {args.opset}"
+            )
+    if args.max_length is not None and args.max_length < 1:
+        parser.error(f"--max-length must be a positive number of frames, got {args.max_length}")
+    if not 0 <= args.max_batch_size <= MAX_TRITON_BATCH:
+        parser.error(
+            f"--max-batch-size must be from 0 (no batching) to {MAX_TRITON_BATCH}, "
+            f"got {args.max_batch_size}"
+        )
+    for flag in ("fstride", "tstride", "input_tdim", "num_labels", "num_heads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+
+
+#: Largest ``--max-batch-size``: Triton's model configuration stores it as an int32.
+MAX_TRITON_BATCH = 2**31 - 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

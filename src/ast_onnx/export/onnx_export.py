@@ -185,6 +185,14 @@ def _outputs_module(model: Any, outputs: tuple[str, ...], hidden_layer: int | No
     return Outputs(model).eval()
 
 
+def max_opset() -> int:
+    """The highest default-domain opset the installed ``torch.onnx.export`` writes."""
+    require("torch", "export", "ONNX export")
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_MAX_OPSET", MIN_OPSET))
+
+
 def export_onnx(
     model: Any,
     path: str | Path,
@@ -236,6 +244,12 @@ def export_onnx(
     for w in caught:
         logger.debug("torch.onnx.export: %s", w.message)
     proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:  # the exporter falls back to its own opset rather than failing
+        raise ExportError(
+            f"torch.onnx.export wrote opset {written}, not the requested {opset}: choose an "
+            f"opset from {MIN_OPSET} to {max_opset()}"
+        )
     _check_io(proto, int(config.num_labels), tuple(outputs))
     size = proto.ByteSize()
     if size > MAX_SINGLE_FILE_BYTES:

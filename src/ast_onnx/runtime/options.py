@@ -23,7 +23,7 @@ from ast_onnx.metadata import ACTIVATIONS
 from ast_onnx.options_base import Replaceable
 from ast_onnx.runtime.openvino import OPENVINO
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
-from ast_onnx.runtime.windows import AGGREGATIONS
+from ast_onnx.runtime.scoring import AGGREGATIONS
 
 #: Items per ``session.run`` unless the model or the caller says otherwise.
 DEFAULT_BATCH_SIZE = 8

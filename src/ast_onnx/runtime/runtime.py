@@ -24,10 +24,11 @@ from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
 from ast_onnx.runtime.embeddings import Embedding, embed_waves, item_path, require_embedding
-from ast_onnx.runtime.events import EventOptions, make_detector, window_events
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.loading import open_session
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
-from ast_onnx.runtime.results import Classification, activate, nonfinite_error
+from ast_onnx.runtime.results import Classification, nonfinite_error
+from ast_onnx.runtime.scoring import WindowScorer, activate
 from ast_onnx.runtime.session import (
     inspect_io,
     make_frontend,
@@ -38,7 +39,7 @@ from ast_onnx.runtime.session import (
 )
 from ast_onnx.runtime.stream import Stream
 from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
-from ast_onnx.runtime.windows import aggregate, hop_samples, plan_windows
+from ast_onnx.runtime.windows import hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ class Runtime:
             check_int("top_k", top_k, 1)
         self._require_logits()
         cut = self.resolve_threshold(threshold)
-        make_detector(events, self.labels, self.activation, self.thresholds)  # check early
+        self.scorer(top_k=top_k, events=events, thresholds=cut)  # check the options early
         yield from classify_in_batches(
             paths,
             self._prepare,
@@ -476,6 +477,31 @@ class Runtime:
             normalize,
         )
 
+    def scorer(
+        self,
+        top_k: int | None = 5,
+        events: bool | EventOptions | None = False,
+        thresholds: np.ndarray | None = None,
+        keep_windows: bool = True,
+    ) -> WindowScorer:
+        """The :class:`~ast_onnx.runtime.scoring.WindowScorer` of this model and options.
+
+        What :meth:`classify` scores with; for callers that run the model themselves
+        (``thresholds``: per-label cut, as :meth:`resolve_threshold` returns).
+        """
+        return WindowScorer(
+            self.labels,
+            self.activation,
+            aggregate=self.aggregate,
+            top_k=top_k,
+            thresholds=thresholds,
+            events=events,
+            model_thresholds=self.thresholds,
+            window=self.window_samples,
+            sample_rate=self.sample_rate,
+            keep_windows=keep_windows,
+        )
+
     def _classify_waves(
         self,
         waves: list[np.ndarray],
@@ -487,41 +513,47 @@ class Runtime:
     ) -> list[Classification | ModelOutputError]:
         """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError.
 
+        The windows of all waves are run ``batch_size`` at a time, and each batch's
+        logits go straight into the scorer: no input's windows are held all at once.
         With ``embedding``, the logits and the embeddings come from the same model runs.
         """
         if k is not None:
             check_int("top_k", k, 1)
-        detector = make_detector(events, self.labels, self.activation, self.thresholds)
+        scorer = self.scorer(top_k=k, events=events, thresholds=cut)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
-        segments = [
-            w[s : s + self.window_samples]
-            for w, plan in zip(waves, plans, strict=True)
-            for s in plan.starts
-        ]
-        if embedding and segments:
+        names = None
+        if embedding:
             names = [self._io.output_name, require_embedding(self.embedding_name, self.path)]
-            all_logits, all_vectors = self._segment_outputs(segments, names)
-        else:
-            all_logits, all_vectors = self._segment_logits(segments), None
-        k = len(self.labels) if k is None else k
-        results, offset = [], 0
-        for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
-            logits = all_logits[offset : offset + len(plan)]
-            offset += len(plan)
-            error = nonfinite_error(logits, path if path is not None else f"input {i}", "window")
-            if error is not None:
-                results.append(error)
-                continue
-            win = activate(logits, self.activation)
-            bounds, seconds = plan.bounds(self.sample_rate), plan.num_samples / self.sample_rate
-            scores = aggregate(win, self.aggregate)
-            item = Classification.from_windows(
-                win, scores, bounds, self.labels, k, seconds, path, cut
-            )
-            item.events = window_events(win, plan, self.sample_rate, detector)
-            if all_vectors is not None:
-                item.embedding = all_vectors[offset - len(plan) : offset].mean(axis=0)
-            results.append(item)
+        jobs = [(i, s) for i, plan in enumerate(plans) for s in plan.starts]
+        results: list[Classification | ModelOutputError] = []
+        scored = 0  # windows of the current item already scored
+        vector_sum: np.ndarray | None = None  # its embedding vectors summed so far
+        for b in range(0, len(jobs), self.batch_size):
+            batch = jobs[b : b + self.batch_size]
+            segments = [waves[i][s : s + self.window_samples] for i, s in batch]
+            if names is None:
+                logits, vectors = self._segment_logits(segments), None
+            else:  # one session.run per batch gives both
+                logits, vectors = self._segment_outputs(segments, names)
+            row = 0
+            while row < len(batch):
+                i = batch[row][0]
+                plan = plans[i]
+                n = min(len(plan) - scored, len(batch) - row)
+                scorer.add(
+                    logits[row : row + n], plan.starts[scored : scored + n], plan.num_samples
+                )
+                if vectors is not None:
+                    part = vectors[row : row + n].sum(axis=0, dtype=np.float64)
+                    vector_sum = part if vector_sum is None else vector_sum + part
+                row, scored = row + n, scored + n
+                if scored == len(plan):
+                    name = paths[i] if paths[i] is not None else f"input {i}"
+                    result = scorer.result(plan.num_samples, paths[i], name)
+                    if vector_sum is not None and isinstance(result, Classification):
+                        result.embedding = (vector_sum / len(plan)).astype(np.float32)
+                    results.append(result)
+                    scored, vector_sum = 0, None
         return results
 
 
