@@ -24,6 +24,7 @@ import numpy as np
 
 from ast_onnx.errors import ModelError
 from ast_onnx.runtime.results import nonfinite_error
+from ast_onnx.runtime.scoring import aggregate
 from ast_onnx.runtime.windows import WindowPlan, plan_windows
 
 #: How to get a model with an embedding output, for error messages.
@@ -123,7 +124,7 @@ def embed_waves(
 def _embedding(
     rows: np.ndarray, plan: WindowPlan, sample_rate: int, path: str | None, normalize: bool
 ) -> Embedding:
-    clip = rows.mean(axis=0)
+    clip = aggregate(rows, "mean").astype(np.float32)  # the mean of the window vectors
     bounds = np.asarray(plan.bounds(sample_rate), dtype=np.float64).reshape(-1, 2)
     if normalize:
         clip, rows = l2_normalize(clip), l2_normalize(rows)

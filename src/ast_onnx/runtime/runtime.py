@@ -384,7 +384,11 @@ class Runtime:
         if self.input_kind == "waveform":  # waves of equal length share a run
             frame = self.frontend.options.window_size
             return run_grouped(self._run, segments, self.batch_size, frame)
-        return self._segment_outputs(segments, [self._io.output_name])[0]
+        feats = (
+            self.frontend(segments[i : i + self.batch_size]).input_values
+            for i in range(0, len(segments), self.batch_size)
+        )
+        return np.concatenate([self._run(x) for x in feats])
 
     def _segment_outputs(self, segments: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
         """The ``names`` outputs of feature-input model windows, one run per batch_size."""
