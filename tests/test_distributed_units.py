@@ -121,6 +121,17 @@ def test_scorer_handles_a_batch_of_only_bad_files(toy, tmp_path):
     assert rows.to_pylist()[0]["error"] == f"audio file not found: {missing}"
 
 
+def test_a_file_shorter_than_one_fbank_frame_is_an_error_row(toy, tmp_path):
+    import soundfile as sf
+
+    tiny = str(tmp_path / "tiny.wav")
+    sf.write(tiny, np.full(10, 0.1, np.float32), 16000)
+    spec = model_spec(toy, RayOptions())
+    (row,) = Scorer(spec)(decode_batch({"path": np.array([tiny], dtype=object)}, spec)).to_pylist()
+    assert row["error"].startswith(f"{tiny}: audio has 10 samples")
+    assert "fewer than one fbank frame (400 samples" in row["error"] and row["labels"] == []
+
+
 def test_prepack_option_reaches_the_actors_session(toy):
     key = "session.disable_prepacking"
     spec = model_spec(toy, RayOptions(prepack=False))

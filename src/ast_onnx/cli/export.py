@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, help="input frames (default: the checkpoint's)")
     p.add_argument("--labels", metavar="FILE", help="labels CSV (index,mid,display_name) or JSON")
     p.add_argument("--activation", choices=["sigmoid", "softmax"], help="override the activation")
+    p.add_argument(
+        "--norm-stats",
+        metavar="MEAN,STD|FILE.json",
+        help="the dataset's normalization mean and std (from ast-norm-stats), replacing the "
+        "checkpoint's; write a negative mean as --norm-stats=-6.85,5.42",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.add_argument(
         "--outputs",
@@ -197,6 +203,7 @@ def _summary(result) -> str:
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
         f"  outputs    {', '.join(result.metadata.output_names)}{_sizes(result.metadata)}\n"
+        f"{_norm_line(result.metadata.frontend)}"
         f"  fused ops  {fused}\n"
         f"{_int8_line(result.metadata.quantization)}"
         f"  drift      {drift}\n"
@@ -212,6 +219,13 @@ def _sizes(metadata) -> str:
     if metadata.hidden_layer is not None:
         parts.append(f"hidden layer {metadata.hidden_layer}")
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def _norm_line(frontend: dict) -> str:
+    """The summary line of the features' normalization ``(x - mean) / (2 * std)``."""
+    if not frontend.get("do_normalize", True):
+        return "  normalize  none\n"
+    return f"  normalize  mean {frontend['mean']:.7g}, std {frontend['std']:.7g}\n"
 
 
 def _int8_line(quantization: dict) -> str:
@@ -249,6 +263,7 @@ def _frontend_only(args: argparse.Namespace) -> int:
         opset=args.opset,
         overwrite=args.overwrite,
         verify=not args.no_verify,
+        norm_stats=args.norm_stats,
     )
     fe = result.frontend
     v = result.verification
@@ -368,6 +383,7 @@ def _export(args: argparse.Namespace) -> int:
         int8_max_fp32=args.int8_max_fp32,
         outputs=args.outputs,
         hidden_layer=args.hidden_layer,
+        norm_stats=args.norm_stats,
     )
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not args.triton_repo:

@@ -37,6 +37,7 @@ from ast_onnx.frontend import FeatureExtractor, prepare_audio
 from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.results import Classification
+from ast_onnx.runtime.waveform import check_wave_length
 from ast_onnx.runtime.windows import plan_windows, split_windows
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
     for path in (str(p) for p in batch["path"]):
         try:
             wave = read_wave(path, spec.sample_rate, filesystem, spec.runtime.max_audio_seconds)
+            check_wave_length(wave, frontend.options.window_size, spec.sample_rate, path)
             plan = plan_windows(len(wave), spec.window_samples, spec.hop_samples)
             if spec.input_kind == "waveform":
                 data = wave  # the graph computes the features

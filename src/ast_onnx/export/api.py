@@ -18,6 +18,7 @@ from ast_onnx.export.checkpoint import (
 from ast_onnx.export.onnx_export import export_onnx, resolve_outputs
 from ast_onnx.export.options import ExportOptions, resolve_options
 from ast_onnx.export.verify import DEFAULT_HEADS, Heads, verify_export
+from ast_onnx.frontend.features import FeatureExtractor, read_norm_stats
 from ast_onnx.metadata import EMBEDDING, LOGITS, ModelMetadata, check_opset, opset_of
 from ast_onnx.model_files import data_path, save_model
 from ast_onnx.progress import StepTimer
@@ -115,6 +116,12 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
     return path
 
 
+def with_norm_stats(frontend: dict[str, Any], stats: tuple[float, float]) -> dict[str, Any]:
+    """``frontend`` (``FeatureExtractor.to_dict()``) with the dataset's ``(mean, std)``."""
+    mean, std = stats
+    return FeatureExtractor.from_dict({**frontend, "mean": mean, "std": std}).to_dict()
+
+
 def export_model(
     checkpoint: str | Path = DEFAULT_CHECKPOINT,
     output: str | Path | None = None,
@@ -162,6 +169,7 @@ def export_model(
         audio_files(o.calibrate)  # a missing path or a directory without audio fails now
     check_opset(o.opset)
     check_int8_options(o)
+    norm_stats = None if o.norm_stats is None else read_norm_stats(o.norm_stats)
     timer = StepTimer(show=o.progress)
     # Intermediate models go to a hidden folder beside the output (see ast_onnx.workdir).
     with work_dir(path.parent) as work:
@@ -174,6 +182,8 @@ def export_model(
                 pth=o.pth,
                 work_dir=work,
             )
+        if norm_stats is not None:  # before calibration, verification and the wave-in fbank
+            loaded.frontend = with_norm_stats(loaded.frontend, norm_stats)
         calibration = None
         if final == "int8-static":
             # Before the slow steps, so unusable calibration audio fails fast.

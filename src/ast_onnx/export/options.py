@@ -62,6 +62,11 @@ class ExportOptions(Replaceable):
         hidden_layer: With ``hidden_states``: which layer, as an index of transformers'
             ``hidden_states`` (0: the patch embeddings, N: layer N's output before the
             final LayerNorm; negative counts from the end).
+        norm_stats: The dataset's normalization mean and std, replacing the
+            checkpoint's (those of its preprocessor_config.json, else AudioSet's):
+            ``"MEAN,STD"``, a ``(mean, std)`` pair, or a JSON file with ``mean`` and
+            ``std`` (``ast-norm-stats`` writes one). They are stored in the model's
+            metadata, where the runtime's normalization reads them.
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
@@ -86,6 +91,7 @@ class ExportOptions(Replaceable):
     int8_max_fp32: int = DEFAULT_MAX_FP32_NODES
     outputs: str | Sequence[str] | None = None
     hidden_layer: int | None = None
+    norm_stats: str | Path | tuple[float, float] | None = None
 
 
 #: Named starting points: ``export_model(ckpt, out, "fp16")`` or ``PRESETS["fp16"]``.

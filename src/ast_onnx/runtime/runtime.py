@@ -25,6 +25,7 @@ from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
 from ast_onnx.runtime.embeddings import Embedding, embed_waves, item_path, require_embedding
 from ast_onnx.runtime.events import EventOptions
+from ast_onnx.runtime.interruptible import run_session
 from ast_onnx.runtime.loading import open_session
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.results import Classification, nonfinite_error
@@ -38,7 +39,7 @@ from ast_onnx.runtime.session import (
     resolve_labels,
 )
 from ast_onnx.runtime.stream import Stream
-from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
+from ast_onnx.runtime.waveform import check_wave_length, check_waveform_batch, run_grouped
 from ast_onnx.runtime.windows import hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
@@ -67,11 +68,12 @@ class Runtime:
             applied over ``options``: ``providers``, ``device_id``, ``threads``,
             ``fallback``, ``labels``, ``activation``, ``batch_size``, ``cache_dir``,
             ``window_hop``, ``aggregate``, ``gpu_mem_limit``, ``provider_options``,
-            ``prepack``, ``max_audio_seconds``.
+            ``prepack``, ``max_audio_seconds``, ``allow_any_ops``, ``run_timeout``.
             E.g. ``Runtime("m.onnx", providers="cpu", batch_size=4)``.
 
     Raises:
-        ModelError: Missing/corrupt file, or a model that does not look like AST.
+        ModelError: Missing/corrupt file, a model that does not look like AST, or a
+            graph with operators no ast-onnx export contains (unless ``allow_any_ops``).
         ProviderError: A requested provider is unavailable or failed to load.
         MissingDependencyError: onnxruntime is not installed.
         InvalidOptionError: An option out of range, or an unknown option name.
@@ -121,7 +123,9 @@ class Runtime:
     # ----- construction helpers -----
 
     def _prepare(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
-        return prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)
+        wave = prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)
+        name = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+        return check_wave_length(wave, self.frontend.options.window_size, self.sample_rate, name)
 
     # ----- properties -----
 
@@ -199,7 +203,7 @@ class Runtime:
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
-        return _check_finite(run_grouped(self._run, cut, self.batch_size, frame))
+        return _check_finite(run_grouped(self._run, cut, self.batch_size, frame, self.sample_rate))
 
     def scores(self, input_values: np.ndarray) -> np.ndarray:
         """Activated scores (sigmoid or softmax) float32 [batch, labels]."""
@@ -211,7 +215,8 @@ class Runtime:
     def _run_outputs(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         """The ``names`` outputs of one ``session.run`` on ``x``, float32."""
         io = self._io
-        outs = self._session.run(names, {io.input_name: x.astype(io.input_dtype)})
+        feeds = {io.input_name: x.astype(io.input_dtype)}
+        outs = run_session(self._session, names, feeds, self.options.run_timeout)
         return [np.asarray(out, dtype=np.float32) for out in outs]
 
     def _require_logits(self) -> None:
@@ -266,6 +271,8 @@ class Runtime:
 
         Raises:
             ModelOutputError: The model returned NaN/Inf for an input.
+            InvalidAudioError: Unusable audio, e.g. shorter than one fbank frame.
+            ModelTimeoutError: A model call ran past ``run_timeout``.
             InvalidOptionError: ``threshold`` outside [0, 1], or True for a model that
                 stores no thresholds.
         """
@@ -383,7 +390,7 @@ class Runtime:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.input_kind == "waveform":  # waves of equal length share a run
             frame = self.frontend.options.window_size
-            return run_grouped(self._run, segments, self.batch_size, frame)
+            return run_grouped(self._run, segments, self.batch_size, frame, self.sample_rate)
         feats = (
             self.frontend(segments[i : i + self.batch_size]).input_values
             for i in range(0, len(segments), self.batch_size)

@@ -48,6 +48,7 @@ from ast_onnx.frontend.streaming import StreamingFeatures
 from ast_onnx.runtime.events import Event, EventOptions
 from ast_onnx.runtime.results import WindowScore
 from ast_onnx.runtime.scoring import WindowScorer
+from ast_onnx.runtime.waveform import check_num_samples
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +259,10 @@ class Stream:
         Returns:
             The final window (if the last regular one does not end at the end of the
             input) and the events still open, closed at the end of the input.
+
+        Raises:
+            InvalidAudioError: The whole stream was shorter than one fbank frame, as
+                ``classify`` refuses such audio (the stream is closed all the same).
         """
         result = StreamResult()
         if self.closed:
@@ -268,6 +273,7 @@ class Stream:
         n, window = self.samples_seen, self.window_samples
         if n == 0:
             return result
+        check_num_samples(n, self.frontend.options.window_size, self.sample_rate)
         last = self._last_start
         if last is None or last + window != n:
             start = max(0, n - window)

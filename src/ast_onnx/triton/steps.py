@@ -72,6 +72,8 @@ class FrontendStep:
         frontend: The model's frontend (its metadata's parameters).
         hop: Samples between window starts (``RuntimeOptions.window_hop``).
         max_seconds: Longest clip accepted (``max_audio_seconds``).
+        max_request_seconds: Most audio per request (``max_request_seconds``; None:
+            ``max_seconds``).
         max_windows: Most windows per request (the model step's ``max_batch_size``);
             0: no limit.
         dtype: The model input's numpy type.
@@ -82,6 +84,7 @@ class FrontendStep:
     max_seconds: float
     max_windows: int = 0
     dtype: type = np.float32
+    max_request_seconds: float | None = None
 
     def __call__(
         self, waveform: np.ndarray | None, sample_rate: np.ndarray | None
@@ -93,7 +96,9 @@ class FrontendStep:
                 or more windows than :attr:`max_windows`.
         """
         fe = self.frontend
-        waves = read_request(waveform, sample_rate, fe.sample_rate, self.max_seconds)
+        waves = read_request(
+            waveform, sample_rate, fe.sample_rate, self.max_seconds, self.max_request_seconds
+        )
         plans = [plan_windows(len(w), fe.window_samples, self.hop) for w in waves]
         counts = [len(p) for p in plans]
         if self.max_windows and sum(counts) > self.max_windows:
@@ -121,6 +126,9 @@ class FrontendStep:
             max_seconds=float(params["max_audio_seconds"]),
             max_windows=int(params[PARAM_MAX_WINDOWS]),
             dtype=FEATURE_TYPES[out["data_type"]],
+            max_request_seconds=(
+                float(params["max_request_seconds"]) if "max_request_seconds" in params else None
+            ),
         )
 
 
