@@ -181,6 +181,14 @@ def test_ast_export_outputs_flags(tmp_path, capsys):
     assert "embedding min cos" in printed
     code = export_main([str(tmp_path / "n.onnx"), "--checkpoint", str(ckpt), "--outputs", "logits"])
     assert code == exit_codes.FAILED and "bare ASTModel" in capsys.readouterr().err
+    # ast-classify on an embeddings-only model: one clear line, exit 1, no traceback.
+    from ast_onnx.cli.classify import main as classify_main
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(SR, np.float32), SR)
+    assert classify_main([str(out), str(wav)]) == exit_codes.FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("ast-classify: error:") and "embeddings only" in err
     with pytest.raises(SystemExit) as stop:
         export_main([str(out), "--outputs", "embedding", "--triton-repo", str(tmp_path / "r")])
     assert stop.value.code == exit_codes.USAGE

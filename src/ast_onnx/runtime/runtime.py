@@ -369,14 +369,14 @@ class Runtime:
         A file that fails in any way (unreadable, over a limit, out of memory, NaN output)
         yields ``(path, error)``, an :class:`~ast_onnx.errors.AstOnnxError`, and the
         others go on (:mod:`ast_onnx.runtime.batches`). ``events`` and ``threshold`` are
-        those of :meth:`classify`.
+        those of :meth:`classify`. Options and models it cannot take raise at once.
         """
         if top_k is not None:
             check_int("top_k", top_k, 1)
         self._require_logits()
         cut = self.resolve_threshold(threshold)
         self.scorer(top_k=top_k, events=events, thresholds=cut)  # check the options early
-        yield from classify_in_batches(
+        return classify_in_batches(
             paths,
             self._prepare,
             lambda waves, names: self._classify_waves(waves, names, top_k, events, cut),
@@ -465,9 +465,12 @@ class Runtime:
 
         A file that fails in any way yields its :class:`~ast_onnx.errors.AstOnnxError`
         and the others go on, as in :meth:`classify_files`.
+
+        Raises:
+            ModelError: At once, for a model without an embedding output.
         """
         name = require_embedding(self.embedding_name, self.path)
-        yield from classify_in_batches(
+        return classify_in_batches(
             paths,
             self._prepare,
             lambda waves, names: self._embed_waves(name, waves, names, normalize),
