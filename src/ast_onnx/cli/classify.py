@@ -209,12 +209,12 @@ def _classify(args: argparse.Namespace) -> int:
     try:  # options the model cannot take (threshold=model without thresholds) are usage errors
         events = _event_options(args)
         runtime.resolve_threshold(args.threshold)
+        stream = runtime.classify_files(  # an embeddings-only model is refused here
+            files, top_k=args.top_k, events=events, threshold=args.threshold
+        )
     except AstOnnxError as e:
         print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
         return exit_codes.for_error(e)
-    stream = runtime.classify_files(
-        files, top_k=args.top_k, events=events, threshold=args.threshold
-    )
     results, bar = _progress(stream, len(files), show)
     write = bar.write if bar else print
     failed = len(failures)
