@@ -98,10 +98,10 @@ def test_classifier_embedding_equals_transformers_pooled_output(both_onnx, class
         feats = _window_features(rt, wave)
         want = _torch_pooled(inner.audio_spectrogram_transformer, feats)
         _close(want, _torch_pooled(bare, feats), 1e-6)  # the two references agree
-        windows = rt.embed(wave, windows=True)
+        windows = rt.embed(wave, windows=True, sample_rate=16000)
         _close(windows.windows, want)
         # The clip vector is the mean of the window vectors.
-        _close(rt.embed(wave), want.mean(axis=0))
+        _close(rt.embed(wave, sample_rate=16000), want.mean(axis=0))
 
 
 def test_bare_astmodel_export_embedding_and_hidden_states(bare_onnx, bare_ckpt):
@@ -120,7 +120,7 @@ def test_bare_astmodel_export_embedding_and_hidden_states(bare_onnx, bare_ckpt):
     _close(got_vec, out.pooler_output.numpy())
     _close(got_hidden, out.hidden_states[1].numpy())
     first_windows = [w[: rt.window_samples] for w in _waves()]
-    _close(rt.embed(first_windows), out.pooler_output.numpy())
+    _close(rt.embed(first_windows, sample_rate=16000), out.pooler_output.numpy())
     with pytest.raises(ModelError, match="embeddings only"):
         rt.classify(_waves()[0])
 
@@ -181,7 +181,7 @@ class CountingSession:
 def test_classify_with_embedding_costs_no_second_model_call(both_onnx):
     rt = Runtime(both_onnx, batch_size=8)
     waves = _waves()
-    alone = rt.embed(waves)
+    alone = rt.embed(waves, sample_rate=16000)
     counting = CountingSession(rt._session)
     rt._session = counting
     results = rt.classify(waves, embedding=True)
@@ -213,14 +213,16 @@ def test_embed_without_embedding_output_names_the_export_option(logits_onnx):
 def test_embed_shapes_normalization_and_window_times(both_onnx):
     rt = Runtime(both_onnx)
     waves = _waves()
-    one = rt.embed(waves[0])
+    one = rt.embed(waves[0], sample_rate=16000)
     assert one.shape == (32,) and one.dtype == np.float32
-    many = rt.embed(waves)
+    many = rt.embed(waves, sample_rate=16000)
     assert many.shape == (len(waves), 32) and many.dtype == np.float32
-    unit = rt.embed(waves, normalize=True)
+    unit = rt.embed(waves, normalize=True, sample_rate=16000)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(unit, many / np.linalg.norm(many, axis=1, keepdims=True), 1e-5)
-    long = rt.embed(waves[-1], windows=True, normalize=True)  # 15 s over 1 s windows
+    long = rt.embed(
+        waves[-1], windows=True, normalize=True, sample_rate=16000
+    )  # 15 s over 1 s windows
     seconds = len(waves[-1]) / 16000
     assert long.duration == pytest.approx(seconds)
     assert long.windows.shape == (len(long.starts), 32) and len(long.starts) > 10
@@ -228,7 +230,7 @@ def test_embed_shapes_normalization_and_window_times(both_onnx):
     np.testing.assert_allclose(np.diff(long.starts[:-1]), rt.hop_samples / 16000)
     np.testing.assert_allclose(long.ends - long.starts, rt.window_seconds, atol=1e-9)
     np.testing.assert_allclose(np.linalg.norm(long.windows, axis=1), 1.0, rtol=1e-6)
-    raw = rt.embed(waves[-1], windows=True)
+    raw = rt.embed(waves[-1], windows=True, sample_rate=16000)
     mean = raw.windows.mean(axis=0)
     np.testing.assert_allclose(long.vector, mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-7)
 
@@ -282,7 +284,7 @@ def test_other_precisions_keep_and_gate_the_embedding(
     assert record["passed"] and "embedding" in record["outputs"]
     assert record["outputs"]["embedding"]["min_cos"] >= record["thresholds"]["cos"]
     rt = Runtime(result.path)
-    assert rt.embed(SIGNALS["speech"]()).shape == (32,)
+    assert rt.embed(SIGNALS["speech"](), sample_rate=16000).shape == (32,)
 
 
 def test_embedding_gate_flips_on_the_measured_cosine(classifier_ckpt, tmp_path):
@@ -406,4 +408,15 @@ def test_ast_base_shaped_embedding_and_hidden_states_match_transformers(tmp_path
     assert vec.shape == (2, 768) and hidden.shape == (2, 1214, 768)
     _close(vec, out.pooler_output.numpy())
     _close(hidden, out.hidden_states[6].numpy())
-    _close(rt.embed([SIGNALS["speech"](), SIGNALS["noise"]()]), out.pooler_output.numpy())
+    _close(
+        rt.embed([SIGNALS["speech"](), SIGNALS["noise"]()], sample_rate=16000),
+        out.pooler_output.numpy(),
+    )
+
+
+def test_embed_of_an_array_without_its_rate_warns(both_onnx):
+    from ast_onnx.errors import SampleRateWarning
+
+    rt = Runtime(both_onnx)
+    with pytest.warns(SampleRateWarning, match="sample_rate"):
+        rt.embed(_waves()[0])

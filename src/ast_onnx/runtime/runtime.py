@@ -471,6 +471,7 @@ class Runtime:
         name = require_embedding(self.embedding_name, self.path)
         single = _is_single(audio)
         items = [audio] if single else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         results = self._embed_waves(name, waves, [item_path(a) for a in items], normalize)
         for r in results:
