@@ -220,6 +220,8 @@ def example_env(root: Path, workdir: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).strip(os.pathsep)
     env["AST_ONNX_CACHE"] = str(workdir.parent / "cache")
     env["XDG_CACHE_HOME"] = str(workdir.parent / "xdg-cache")
+    env["HF_HOME"] = str(workdir.parent / "hf-home")
+    env["MPLCONFIGDIR"] = str(workdir.parent / "matplotlib")
     env["MPLBACKEND"] = "Agg"
     env["PYTHONUNBUFFERED"] = "1"
     return env
