@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--actor-cpus", type=float, default=1.0, help="CPUs per actor (default 1)")
     g.add_argument("--no-resume", action="store_true", help="replace --output instead of resuming")
+    g.add_argument(
+        "--embedding",
+        action="store_true",
+        help="add each file's embedding vector to its row (the model needs an embedding "
+        "output: ast-export --outputs logits,embedding)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,12 +111,13 @@ def _run(args: argparse.Namespace):
         actor_cpus=args.actor_cpus,
         num_gpus=args.num_gpus,
         events=bool(args.events),  # the default rules, as ast-classify --events
+        embedding=args.embedding,
     )
     options.check()
     resume = not args.no_resume
     check_output(args.output, resume=resume)  # an unwritable output fails before the model
     spec = model_spec(args.model, options)  # a bad model fails before Ray starts
-    identity = run_identity(spec, options.top_k, options.events)
+    identity = run_identity(spec, options.top_k, options.events, options.embedding)
     check_output(args.output, identity, resume)  # ...another's rows too
     quiet = not args.verbose
     init_ray(args.address, logging_level=logging.WARNING if quiet else logging.INFO)

@@ -83,6 +83,15 @@ def require_embedding(name: str | None, path: str) -> str:
     return name
 
 
+def clip_vector(windows: np.ndarray) -> np.ndarray:
+    """The clip vector of a clip's window vectors [windows, hidden]: their mean, float32.
+
+    The one place the clip vector is pooled: :meth:`Runtime.embed` and the Ray actors
+    (``ast-embed --ray``) both call it.
+    """
+    return aggregate(np.asarray(windows, dtype=np.float32), "mean").astype(np.float32)
+
+
 def embed_waves(
     run: Callable[[list[np.ndarray]], np.ndarray],
     waves: Sequence[np.ndarray],
@@ -124,7 +133,7 @@ def embed_waves(
 def _embedding(
     rows: np.ndarray, plan: WindowPlan, sample_rate: int, path: str | None, normalize: bool
 ) -> Embedding:
-    clip = aggregate(rows, "mean").astype(np.float32)  # the mean of the window vectors
+    clip = clip_vector(rows)
     bounds = np.asarray(plan.bounds(sample_rate), dtype=np.float64).reshape(-1, 2)
     if normalize:
         clip, rows = l2_normalize(clip), l2_normalize(rows)

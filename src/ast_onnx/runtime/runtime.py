@@ -210,6 +210,36 @@ class Runtime:
         out = np.concatenate(outs) if outs else np.zeros((0, len(self.labels)), np.float32)
         return _check_finite(out)
 
+    def logits_and_embeddings(
+        self, input_values: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Logits and embedding vectors of feature windows, from the same model runs.
+
+        For callers that hold features already (the Ray actors); ``batch_size`` windows
+        per run, as :meth:`logits`.
+
+        Returns:
+            ``(logits, vectors)``: float32 [batch, labels] (None for a model with
+            embeddings only) and float32 [batch, hidden].
+
+        Raises:
+            ModelError: The model has no ``embedding`` output, or takes waves.
+            ModelOutputError: NaN/Inf in the outputs.
+        """
+        name = require_embedding(self.embedding_name, self.path)
+        if self.input_kind == "waveform":
+            raise ModelError(f"model {self.path!r} takes waves, not features")
+        x = self._check_input_values(input_values)
+        names = [self._io.output_name, name] if self._io.has_logits else [name]
+        runs = [
+            self._run_outputs(x[i : i + self.batch_size], names)
+            for i in range(0, len(x), self.batch_size)
+        ]
+        if not runs:
+            raise InvalidAudioError("input_values is an empty batch")
+        outs = [_check_finite(np.concatenate([r[j] for r in runs])) for j in range(len(names))]
+        return (outs[0] if len(outs) == 2 else None), outs[-1]
+
     def window_logits(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
     ) -> np.ndarray:
