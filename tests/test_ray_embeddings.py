@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from ast_onnx.cli.classify import main as classify_main  # noqa: E402
+from ast_onnx.cli.embed import main as embed_main  # noqa: E402
 from ast_onnx.distributed import RayOptions, Scorer, decode_batch, model_spec  # noqa: E402
 from ast_onnx.distributed.identity import run_identity, same_run  # noqa: E402
 from ast_onnx.distributed.output import ResultWriter, read_results  # noqa: E402
@@ -150,6 +151,23 @@ def test_embedding_without_ray_is_a_usage_error(models, clips, capsys):
     assert "--embedding is for --ray" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ray", "--normalize"], "--normalize is not available with --ray"),
+        (["--ray", "--windows"], "--windows is not available with --ray"),
+        (["--ray", "-o", "v.npy"], "with --ray the suffix must be .parquet or .jsonl"),
+        (["--no-resume", "--num-actors", "2"], "--num-actors, --no-resume need(s) --ray"),
+    ],
+)
+def test_ast_embed_ray_usage_errors(models, clips, tmp_path, capsys, extra, message):
+    folder, _ = clips
+    argv = [str(models["both"]), str(folder / "a.wav"), "-o", str(tmp_path / "v.parquet")]
+    assert embed_main([*argv, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.ray
 def test_cli_ray_job_writes_vectors_and_resumes(models, clips, tmp_path, capsys):
     ray = pytest.importorskip("ray")
@@ -179,5 +197,42 @@ def test_cli_ray_job_writes_vectors_and_resumes(models, clips, tmp_path, capsys)
         plain = [a for a in argv if a != "--embedding"]
         assert classify_main(plain) == 1  # rows with vectors are not mixed with rows without
         assert "embedding" in capsys.readouterr().err
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.ray
+def test_ast_embed_ray_writes_vectors_and_resumes(
+    models, clips, small_checkpoint, tmp_path, capsys
+):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    folder, waves = clips
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        logging_level=logging.WARNING,
+        object_store_memory=128 * 1024**2,
+    )
+    try:
+        out = tmp_path / "vectors.jsonl"
+        argv = [str(models["both"]), str(folder), "--ray", "-o", str(out), "--provider", "cpu"]
+        argv.append("--no-progress")
+        assert embed_main(argv) == 1  # broken.wav is an error row
+        assert "3 embedded, 1 failed" in capsys.readouterr().err
+        rows = {r["path"]: r for r in read_results(out)}
+        a = str(folder / "a.wav")
+        want = pooled(small_checkpoint, waves[a])  # one window: transformers' pooled output
+        assert np.abs(np.asarray(rows[a]["embedding"]) - want).max() <= TOL
+        long = str(folder / "long.wav")
+        want = Runtime(models["both"]).embed(long)
+        assert np.abs(np.asarray(rows[long]["embedding"]) - want).max() <= TOL
+        assert rows[str(folder / "broken.wav")]["embedding"] is None
+        assert embed_main(argv) == 1  # resumed: only the broken file is tried again
+        assert "3 already in" in capsys.readouterr().err
+        assert embed_main([*argv, "--overwrite"]) == 1  # starts over
+        assert "0 already in" in capsys.readouterr().err
     finally:
         ray.shutdown()
