@@ -27,11 +27,12 @@ from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
 from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
 from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.metadata import MIN_OPSET
-from ast_onnx.triton.config import BACKENDS
+from ast_onnx.triton.config import FLAG_GROUP as TRITON_FLAGS
+from ast_onnx.triton.config import TritonConfig
 
 if TYPE_CHECKING:
     from ast_onnx.export import ExportOptions, ExportResult
-    from ast_onnx.triton import TritonConfig, TritonRepo
+    from ast_onnx.triton import TritonRepo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,19 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     pth.add_argument("--input-tdim", type=int, help="input frames the model was trained with")
     pth.add_argument("--num-labels", type=int, help="number of classes (checked)")
     pth.add_argument("--num-heads", type=int, help="attention heads (default hidden/64)")
-    triton = p.add_argument_group("Triton Inference Server model repository")
+    triton = p.add_argument_group(TRITON_FLAGS)
     triton.add_argument("--triton-repo", metavar="DIR", help="also write DIR/NAME for Triton")
     triton.add_argument("--triton-name", metavar="NAME", help="Triton model name (OUTPUT's stem)")
-    triton.add_argument("--max-batch-size", type=int, default=8, help="Triton max_batch_size (8)")
-    triton.add_argument("--triton-cpu", action="store_true", help="CPU instances, no TensorRT")
-    triton.add_argument(
-        "--triton-backend",
-        choices=BACKENDS,
-        default=BACKENDS[0],
-        help="onnxruntime (default; GPU boxes, NGC image), python: ast_onnx.Runtime inside "
-        "Triton, raw audio in (ast-triton serve), or ensemble: raw audio in, a CPU fbank step, "
-        "the model on the onnxruntime backend, a CPU postprocess step",
-    )
+    TritonConfig.add_arguments(p, groups={TRITON_FLAGS: triton})
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -240,7 +232,7 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     """Refuse combinations and values that no export could use (exit 2)."""
     if args.calibrate and not args.int8:
         parser.error("--calibrate needs --int8 (static int8 quantization)")
-    if (args.triton_name or args.triton_cpu) and not args.triton_repo:
+    if (args.triton_name or args.triton_kind == "cpu") and not args.triton_repo:
         parser.error("--triton-name/--triton-cpu need --triton-repo")
     if args.triton_repo and args.frontend_only:
         parser.error("--triton-repo writes classifiers; --frontend-only exports no classifier")
@@ -315,13 +307,7 @@ def _export(args: argparse.Namespace) -> int:
     if not args.triton_repo:
         print(_summary(export_model(checkpoint, args.output, options)))
         return exit_codes.OK
-    from ast_onnx.triton.config import TritonConfig
-
-    config = TritonConfig(
-        max_batch_size=args.max_batch_size,
-        kind="cpu" if args.triton_cpu else "gpu",
-        backend=args.triton_backend,
-    )
+    config = TritonConfig.from_args(args)
     try:
         result, triton = export_with_triton(
             checkpoint, args.output, args.triton_repo, options, name=args.triton_name, config=config

@@ -33,6 +33,7 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.metadata import InputKind
 from ast_onnx.runtime.events import EventOptions, make_detector, window_events
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.results import top_k
@@ -123,7 +124,7 @@ class ModelSpec:
     frontend: dict[str, Any]
     window_samples: int
     hop_samples: int
-    input_kind: str = "features"
+    input_kind: InputKind = "features"
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     fingerprint: str | None = None
 
@@ -188,7 +189,12 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
                 data = wave  # the graph computes the features
             else:
                 data = frontend(split_windows(wave, plan)).input_values
-            row = (len(wave), len(plan), np.ascontiguousarray(data, np.float32).tobytes(), None)
+            row: tuple[int | None, int, bytes, str | None] = (
+                len(wave),
+                len(plan),
+                np.ascontiguousarray(data, np.float32).tobytes(),
+                None,
+            )
         except Exception as e:  # any failure is this file's error row, never the job's
             row = (None, 0, b"", describe_error(e, path))
             logger.info("decode failed: %s", row[-1])
@@ -272,7 +278,8 @@ class Scorer:
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
-            best, events = [], None
+            best: list[Any] = []
+            events: list[Any] | None = None
             if errors[i] is None:
                 try:
                     best, events = self._summarize(scores[i], samples[i])

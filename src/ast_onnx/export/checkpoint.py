@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ast_onnx.errors import CheckpointError, require
 from ast_onnx.export.geometry import length_range, num_patches
 from ast_onnx.export.original import PthOptions, convert_original
 from ast_onnx.labels import labels_from_id2label, load_labels, resolve_activation
+from ast_onnx.metadata import Activation
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class LoadedCheckpoint:
 
     model: Any
     labels: list[str]
-    activation: str
+    activation: Activation
     frontend: dict[str, Any]
     source: str
     extra: dict[str, Any] = field(default_factory=dict)
@@ -111,8 +113,8 @@ def resolve_source(source: str | Path) -> tuple[str, Path | str]:
 def load_checkpoint(
     source: str | Path = DEFAULT_CHECKPOINT,
     *,
-    labels: str | Path | list[str] | None = None,
-    activation: str | None = None,
+    labels: str | Path | Sequence[str] | None = None,
+    activation: Activation | None = None,
     max_length: int | None = None,
     pth: PthOptions | None = None,
     work_dir: str | Path | None = None,
@@ -160,8 +162,8 @@ def load_checkpoint(
         model = load_pretrained(str(where), str(source))
         preprocessor = _read_json(Path(where) / "preprocessor_config.json")
     else:
-        model = load_pretrained(where, str(source), hub=True)
-        preprocessor = _hub_preprocessor(where)
+        model = load_pretrained(str(where), str(source), hub=True)
+        preprocessor = _hub_preprocessor(str(where))
     config = model.config
     if max_length is not None:
         _set_max_length(config, max_length)
@@ -234,13 +236,14 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
     except ValueError as e:
         raise CheckpointError(f"checkpoint {source!r} has an unusable config.json: {e}") from e
     try:
-        model, info = ASTForAudioClassification.from_pretrained(
+        loaded: Any = ASTForAudioClassification.from_pretrained(
             where,
             config=config,
             attn_implementation="eager",
             output_loading_info=True,
             trust_remote_code=False,
         )
+        model, info = loaded
     except Exception as e:  # safetensors, pickle and shape errors come in many types
         raise CheckpointError(
             f"cannot load the weights of checkpoint {source!r}: {type(e).__name__}: {e}"

@@ -70,7 +70,7 @@ def export_attention(model: Any) -> Iterator[bool]:
     try:
         from transformers import AttentionInterface
     except ImportError:
-        AttentionInterface = None
+        AttentionInterface = None  # type: ignore[assignment,misc]
     if AttentionInterface is None or not hasattr(model, "set_attn_implementation"):
         logger.warning("this transformers cannot switch attention: attention will not be fused")
         yield False

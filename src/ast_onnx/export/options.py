@@ -17,7 +17,7 @@ from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
 from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
 from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.export.original import PthOptions
-from ast_onnx.metadata import MIN_OPSET
+from ast_onnx.metadata import MIN_OPSET, Activation, ExportPrecision
 from ast_onnx.options_base import Replaceable
 
 
@@ -58,16 +58,16 @@ class ExportOptions(Replaceable):
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
-    kind: ClassVar[str] = "export option"
+    options_name: ClassVar[str] = "export option"
 
-    precision: str = "fp32"
+    precision: ExportPrecision = "fp32"
     calibrate: str | Path | Sequence[str | Path] | None = None
     opset: int = MIN_OPSET
     optimize: bool = True
     max_length: int | None = None
     overwrite: bool = False
     labels: str | Path | Sequence[str] | None = None
-    activation: str | None = None
+    activation: Activation | None = None
     thresholds: dict[str, float] | None = None
     verify: bool = True
     progress: bool = False

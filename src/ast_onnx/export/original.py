@@ -103,7 +103,9 @@ def infer_strides(
         return t_dim
 
     if fstride is not None or tstride is not None:
-        fs, ts = fstride or tstride, tstride or fstride
+        fs = fstride or tstride
+        ts = tstride or fstride
+        assert fs is not None and ts is not None  # one of them was given
         t_dim = fits(fs, ts)
         if t_dim is None:
             raise CheckpointError(
@@ -242,7 +244,7 @@ def infer_config(sd: dict[str, Any], options: PthOptions) -> Any:
         max_length=tdim,
         num_mel_bins=NUM_MEL_BINS,
         qkv_bias="v.blocks.0.attn.qkv.bias" in sd,
-        num_labels=num_labels,
+        num_labels=num_labels,  # type: ignore[call-arg]  # a PretrainedConfig keyword
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import DriftError, ExportError, require
+from ast_onnx.metadata import Precision
 from ast_onnx.quality import (
     LOGIT_LIMITS,
     logit_drift,
@@ -104,7 +105,7 @@ def verify_export(
     model: Any,
     onnx_path: str | Path,
     frontend: dict[str, Any],
-    precision: str,
+    precision: Precision,
     thresholds: dict[str, float] | None = None,
     reference: np.ndarray | None = None,
     raise_on_failure: bool = True,

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
-from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD
+from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD, Activation
 from ast_onnx.runtime.windows import WindowPlan
 
 #: Slack in comparisons of seconds (gap vs max_gap, duration vs min_duration): segment
@@ -141,7 +141,7 @@ class EventOptions:
             raise InvalidOptionError(f"ignore must be a list of labels, got {self.ignore!r}")
 
     def resolve(
-        self, labels: Sequence[str], defaults: Sequence[float] | None = None
+        self, labels: Sequence[str], defaults: Sequence[float] | np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """On thresholds, off thresholds and the ignored mask, one entry per label.
 
@@ -181,7 +181,7 @@ class EventOptions:
 
 
 def _base_thresholds(
-    threshold: float | None, labels: Sequence[str], defaults: Sequence[float] | None
+    threshold: float | None, labels: Sequence[str], defaults: Sequence[float] | np.ndarray | None
 ) -> np.ndarray:
     """Each label's on threshold before per-class overrides (see :class:`EventOptions`)."""
     if threshold is not None or defaults is None:
@@ -252,9 +252,9 @@ class EventDetector:
     def __init__(
         self,
         labels: Sequence[str],
-        activation: str,
+        activation: Activation,
         options: EventOptions | None = None,
-        defaults: Sequence[float] | None = None,
+        defaults: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise InvalidOptionError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -361,8 +361,8 @@ class EventDetector:
 def make_detector(
     events: EventOptions | bool | None,
     labels: Sequence[str],
-    activation: str,
-    defaults: Sequence[float] | None = None,
+    activation: Activation,
+    defaults: Sequence[float] | np.ndarray | None = None,
 ) -> EventDetector | None:
     """A detector for ``events`` (True: default rules; False or None: no detection).
 

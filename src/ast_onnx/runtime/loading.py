@@ -13,7 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ast_onnx.errors import MissingDependencyError, ProviderError
-from ast_onnx.runtime.openvino import OPENVINO, open_openvino, openvino_installed
+from ast_onnx.runtime.openvino import (
+    OPENVINO,
+    OpenVinoSession,
+    open_openvino,
+    openvino_installed,
+)
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
@@ -65,7 +70,7 @@ def _gpu_offered() -> bool:
     return any(PROVIDER_NAMES[s] in available for s in ("cuda", "tensorrt"))
 
 
-def _open_openvino(path: str | os.PathLike, opts: RuntimeOptions):
+def _open_openvino(path: str | os.PathLike[str], opts: RuntimeOptions) -> OpenVinoSession | None:
     """The OpenVINO session, or ``None`` to fall back to onnxruntime CPU (``opts.fallback``)."""
     options = (opts.provider_options or {}).get(OPENVINO)
     try:
@@ -77,7 +82,7 @@ def _open_openvino(path: str | os.PathLike, opts: RuntimeOptions):
         return None
 
 
-def open_session(path: str | os.PathLike, opts: RuntimeOptions) -> tuple[Any, str]:
+def open_session(path: str | os.PathLike[str], opts: RuntimeOptions) -> tuple[Any, str]:
     """``(session, provider)``: the session and the short name it runs on.
 
     The session is onnxruntime's, or for ``"openvino"`` an

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError, ModelOutputError
-from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.metadata import ACTIVATIONS, Activation
 from ast_onnx.runtime.events import Event
 
 
@@ -162,17 +162,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function without overflow: exp is only taken of non-positive values."""
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Softmax over ``axis`` with the max subtracted first (no overflow)."""
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return np.asarray(e / np.sum(e, axis=axis, keepdims=True))
 
 
-def activate(logits: np.ndarray, activation: str) -> np.ndarray:
+def activate(logits: np.ndarray, activation: Activation) -> np.ndarray:
     """Apply ``"sigmoid"`` or ``"softmax"`` (over the last axis); returns float32."""
     if activation == "sigmoid":
         return sigmoid(logits).astype(np.float32)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError, ModelOutputError
 from ast_onnx.frontend import check_max_seconds, prepare_audio
@@ -35,7 +36,7 @@ from ast_onnx.runtime.windows import aggregate, hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
 
-Audio = str | os.PathLike | np.ndarray
+Audio = str | os.PathLike[str] | np.ndarray
 
 
 def default_batch_size(metadata: ModelMetadata | None) -> int:
@@ -45,8 +46,11 @@ def default_batch_size(metadata: ModelMetadata | None) -> int:
     )
 
 
-def _is_single(audio: Any) -> bool:
-    return not isinstance(audio, (list, tuple))
+def _items(audio: Audio | Sequence[Audio]) -> tuple[bool, list[Audio]]:
+    """``(single, items)``: a list or tuple is a batch, anything else one input."""
+    if isinstance(audio, (list, tuple)):
+        return False, list(audio)
+    return True, [cast(Audio, audio)]
 
 
 class Runtime:
@@ -71,7 +75,7 @@ class Runtime:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         options: RuntimeOptions | None = None,
         **overrides: Any,
     ) -> None:
@@ -140,13 +144,13 @@ class Runtime:
 
     def features(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
-    ) -> np.ndarray:
+    ) -> npt.NDArray[np.float32]:
         """Model input for audio: float32 [batch, frames, mel] (padded or cut to one window).
 
         Longer audio is cut to the first window here (with a warning); :meth:`classify`
         windows it instead.
         """
-        items = [audio] if _is_single(audio) else list(audio)
+        _, items = _items(audio)
         waves = [self._prepare(a, sample_rate) for a in items]
         feats = self.frontend(waves)
         if np.any(feats.truncated):
@@ -158,7 +162,7 @@ class Runtime:
             )
         return feats.input_values
 
-    def logits(self, input_values: np.ndarray) -> np.ndarray:
+    def logits(self, input_values: np.ndarray) -> npt.NDArray[np.float32]:
         """Raw model outputs float32 [batch, labels] for the model's input.
 
         The input is [batch, frames, mel] features, or for a wave-in model
@@ -176,7 +180,7 @@ class Runtime:
 
     def window_logits(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
-    ) -> np.ndarray:
+    ) -> npt.NDArray[np.float32]:
         """Logits float32 [items, labels] of each input's first window, for either input kind.
 
         Longer audio is cut to one window, as in :meth:`features`; :meth:`classify`
@@ -184,13 +188,13 @@ class Runtime:
         """
         if self.input_kind != "waveform":
             return self.logits(self.features(audio, sample_rate))
-        items = [audio] if _is_single(audio) else list(audio)
+        _, items = _items(audio)
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
         return _check_finite(run_grouped(self._run, cut, self.batch_size, frame))
 
-    def scores(self, input_values: np.ndarray) -> np.ndarray:
+    def scores(self, input_values: np.ndarray) -> npt.NDArray[np.float32]:
         """Activated scores (sigmoid or softmax) float32 [batch, labels]."""
         return activate(self.logits(input_values), self.activation)
 
@@ -212,6 +216,27 @@ class Runtime:
         return x
 
     # ----- classification -----
+
+    # A str is one path, not a sequence of them: the first overload takes it.
+    @overload
+    def classify(  # type: ignore[overload-overlap]
+        self,
+        audio: Audio,
+        sample_rate: int | None = None,
+        top_k: int | None = 5,
+        events: bool | EventOptions = False,
+        threshold: float | bool | None = None,
+    ) -> Classification: ...
+
+    @overload
+    def classify(
+        self,
+        audio: Sequence[Audio],
+        sample_rate: int | None = None,
+        top_k: int | None = 5,
+        events: bool | EventOptions = False,
+        threshold: float | bool | None = None,
+    ) -> list[Classification]: ...
 
     def classify(
         self,
@@ -247,14 +272,14 @@ class Runtime:
                 stores no thresholds.
         """
         cut = self.resolve_threshold(threshold)
-        single = _is_single(audio)
-        items = [audio] if single else list(audio)
+        single, items = _items(audio)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k, events, cut)
-        for r in results:
+        results: list[Classification] = []
+        for r in self._classify_waves(waves, paths, top_k, events, cut):
             if isinstance(r, AstOnnxError):
                 raise r
+            results.append(r)
         return results[0] if single else results
 
     def resolve_threshold(self, threshold: float | bool | None) -> np.ndarray | None:
@@ -325,7 +350,7 @@ class Runtime:
 
     def classify_files(
         self,
-        paths: Iterable[str | os.PathLike],
+        paths: Iterable[str | os.PathLike[str]],
         top_k: int | None = 5,
         events: bool | EventOptions = False,
         threshold: float | bool | None = None,
@@ -365,7 +390,7 @@ class Runtime:
     def _classify_waves(
         self,
         waves: list[np.ndarray],
-        paths: list[str | None],
+        paths: Sequence[str | None],
         k: int | None,
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,
@@ -382,7 +407,8 @@ class Runtime:
         ]
         all_logits = self._segment_logits(segments)
         k = len(self.labels) if k is None else k
-        results, offset = [], 0
+        results: list[Classification | ModelOutputError] = []
+        offset = 0
         for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
             logits = all_logits[offset : offset + len(plan)]
             offset += len(plan)

@@ -19,7 +19,14 @@ import numpy as np
 from ast_onnx.errors import AstOnnxError, MetadataError, ModelError, ProviderError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import default_labels, load_labels
-from ast_onnx.metadata import INPUT_VALUES, LOGITS, ModelMetadata, has_metadata
+from ast_onnx.metadata import (
+    INPUT_VALUES,
+    LOGITS,
+    Activation,
+    InputKind,
+    ModelMetadata,
+    has_metadata,
+)
 from ast_onnx.runtime.providers import CPU, ProviderSettings
 
 logger = logging.getLogger(__name__)
@@ -47,10 +54,16 @@ class ModelIO:
     input_dtype: type
     output_name: str
     num_outputs: int | None
-    input_kind: str = "features"
+    input_kind: InputKind = "features"
 
 
-def create_session(ort, path: str | os.PathLike, options, providers: list, fallback: bool = False):
+def create_session(
+    ort: Any,
+    path: str | os.PathLike[str],
+    options: Any,
+    providers: list[Any],
+    fallback: bool = False,
+) -> Any:
     """``onnxruntime.InferenceSession`` with the package's errors.
 
     A missing or corrupt file raises :class:`ModelError` naming the path. When creation
@@ -79,11 +92,13 @@ def create_session(ort, path: str | os.PathLike, options, providers: list, fallb
     return session
 
 
-def _dim(d) -> int | None:
+def _dim(d: Any) -> int | None:
     return d if isinstance(d, int) and d > 0 else None
 
 
-def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None) -> ModelIO:
+def inspect_io(
+    session: Any, path: str | os.PathLike[str], metadata: ModelMetadata | None
+) -> ModelIO:
     """Check the session's I/O looks like an AST classifier; raise :class:`ModelError` if not."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     want_in = metadata.input_name if metadata else INPUT_VALUES
@@ -123,7 +138,7 @@ def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None)
     )
 
 
-def read_metadata(session, path: str | os.PathLike) -> ModelMetadata | None:
+def read_metadata(session: Any, path: str | os.PathLike[str]) -> ModelMetadata | None:
     """The model's ast-onnx metadata, or None for models exported by other tools."""
     props = session.get_modelmeta().custom_metadata_map
     if not has_metadata(props):
@@ -134,7 +149,9 @@ def read_metadata(session, path: str | os.PathLike) -> ModelMetadata | None:
         raise MetadataError(f"model {str(path)!r}: {e}") from e
 
 
-def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSettings:
+def probe_trt_settings(
+    ort: Any, path: str | os.PathLike[str], settings: ProviderSettings
+) -> ProviderSettings:
     """Fill the model-dependent TensorRT settings (fp16, input name and shape).
 
     They are read from a light CPU session (no graph optimization) before the real one.
@@ -168,7 +185,9 @@ def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSetting
     )
 
 
-def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureExtractor:
+def make_frontend(
+    metadata: ModelMetadata | None, io: ModelIO, path: str | os.PathLike[str]
+) -> FeatureExtractor:
     """The model's frontend: from its metadata, else AST defaults sized by the input shape."""
     frames, mel = io.input_shape
     where = f"model {str(path)!r}"
@@ -198,12 +217,14 @@ def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureE
     return fe
 
 
-def model_activation(option: str | None, metadata: ModelMetadata | None) -> str:
+def model_activation(option: Activation | None, metadata: ModelMetadata | None) -> Activation:
     """The activation a Runtime applies: the option, else the metadata's, else sigmoid."""
     return option or (metadata.activation if metadata else "sigmoid")
 
 
-def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, path) -> list[str]:
+def resolve_labels(
+    labels: Any, metadata: ModelMetadata | None, io: ModelIO, path: str | os.PathLike[str]
+) -> list[str]:
     """The caller's labels, else the metadata's, else ``LABEL_i``; checked against the output."""
     n = io.num_outputs
     if labels is not None:

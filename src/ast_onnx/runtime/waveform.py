@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -110,4 +111,4 @@ def run_grouped(
             batch = np.stack([np.asarray(waves[i], dtype=np.float32) for i in idx])
             for i, row in zip(idx, run(batch), strict=True):
                 out[i] = row
-    return np.stack(out)
+    return np.stack(cast(list[np.ndarray], out))

@@ -103,7 +103,7 @@ def aggregate(scores: np.ndarray, method: str = "mean") -> np.ndarray:
             spotting short events in long recordings with sigmoid models).
     """
     if method == "mean":
-        return scores.mean(axis=0, dtype=np.float64).astype(np.float32)
+        return np.asarray(scores.mean(axis=0, dtype=np.float64), dtype=np.float32)
     if method == "max":
-        return scores.max(axis=0).astype(np.float32)
+        return np.asarray(scores.max(axis=0), dtype=np.float32)
     raise InvalidOptionError(f"aggregate must be one of {AGGREGATIONS}, got {method!r}")

@@ -238,4 +238,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.runtime = None
+        del self.runtime

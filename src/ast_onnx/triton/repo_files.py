@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from ast_onnx.errors import ExportError
@@ -54,7 +55,7 @@ def model_files(src: Path, data: Sequence[Path], version: int) -> list[EntryFile
     files: list[EntryFile] = [(f"{v}/model.onnx", lambda p: shutil.copyfile(src, p))]
     for file in data:  # the .onnx names them relative to itself: keep that layout
         rel = file.relative_to(src.parent).as_posix()
-        files.append((f"{v}/{rel}", lambda p, file=file: shutil.copyfile(file, p)))
+        files.append((f"{v}/{rel}", partial(shutil.copyfile, file)))
     return files
 
 

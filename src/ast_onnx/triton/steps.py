@@ -28,13 +28,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError, ModelOutputError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import load_labels
+from ast_onnx.metadata import Activation
 from ast_onnx.runtime.results import activate, nonfinite_error, top_k
 from ast_onnx.runtime.windows import aggregate, plan_windows
 from ast_onnx.triton.config import LABELS_FILE
@@ -105,7 +106,7 @@ class FrontendStep:
             )
         window = fe.window_samples
         segments = [w[s : s + window] for w, p in zip(waves, plans, strict=True) for s in p.starts]
-        features = fe(segments).input_values.astype(self.dtype, copy=False)
+        features: np.ndarray = fe(segments).input_values.astype(self.dtype, copy=False)
         items = np.repeat(np.arange(len(waves), dtype=np.int32), counts)[:, None]
         return features, items
 
@@ -163,7 +164,7 @@ class PostprocessStep:
     """
 
     labels: list[str]
-    activation: str
+    activation: Activation
     aggregate: str
     top_k: int
 
@@ -193,7 +194,7 @@ class PostprocessStep:
         k = next(int(o["dims"][-1]) for o in config["output"] if o["name"] == LABELS)
         return cls(
             labels=load_labels(str(entry / LABELS_FILE)),
-            activation=params[PARAM_ACTIVATION],
+            activation=cast(Activation, params[PARAM_ACTIVATION]),
             aggregate=params[PARAM_AGGREGATE],
             top_k=k,
         )

@@ -7,6 +7,7 @@ rows (:mod:`ast_onnx.bench.targets`).
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def read_labels_file(path: Path) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def load_eval_set(directory: str | Path, sample_rate: int) -> EvalSet:
+def load_eval_set(directory: str | os.PathLike[str], sample_rate: int) -> EvalSet:
     """Load a labelled evaluation directory: audio files plus labels.csv (file,label)."""
     directory = Path(directory)
     if not directory.is_dir():

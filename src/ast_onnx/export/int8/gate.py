@@ -18,10 +18,11 @@ import numpy as np
 
 from ast_onnx.errors import DriftError, require
 from ast_onnx.export.verify import torch_logits, verification_inputs, verify_export
+from ast_onnx.metadata import Precision
 
 logger = logging.getLogger(__name__)
 
-PRECISION = "int8-static"
+PRECISION: Precision = "int8-static"
 
 
 def quantize_static_gated(
