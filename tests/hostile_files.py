@@ -66,7 +66,7 @@ def make_fifo(path: Path) -> Path:
 def nonfinite_model(path: Path, kind: str) -> Path:
     """The toy model (``runtime_toy``) with a non-finite output stage.
 
-    ``kind="nan_if_silent"``: logits times sqrt(mean feature), NaN for silence (whose
+    ``kind="nan_if_silent"``: logits times log(mean feature), NaN for silence (whose
     normalized log-mel features are all negative) and finite for noise.
     ``kind="inf"``: logits times 1e38, +-Inf for every input (a sigmoid would turn that
     into scores of exactly 0 and 1, hiding it).
@@ -83,7 +83,7 @@ def nonfinite_model(path: Path, kind: str) -> Path:
         graph.node.extend(
             [
                 helper.make_node("ReduceMean", ["pooled"], ["level"], axes=[1], keepdims=1),
-                helper.make_node("Sqrt", ["level"], ["gain"]),
+                helper.make_node("Log", ["level"], ["gain"]),
                 helper.make_node("Mul", ["raw_logits", "gain"], ["logits"]),
             ]
         )
@@ -93,5 +93,62 @@ def nonfinite_model(path: Path, kind: str) -> Path:
     else:
         raise ValueError(kind)
     onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def looping_model(path: Path, trips: int = 2**62, op: tuple[str, str] = ("", "Loop")) -> Path:
+    """The toy model (``runtime_toy``) with valid metadata whose logits wait on a ``Loop``.
+
+    The Loop adds 1 to a counter ``trips`` times (2**62 by default: it never ends) and the
+    count is added to the logits, so the run cannot skip it. ``op=(domain, op_type)``
+    other than the Loop instead adds the logits to themselves through that one operator
+    (e.g. ``("", "Identity")`` or a custom domain): a graph with an operator no export
+    contains.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from runtime_toy import toy_model
+
+    model = onnx.load(toy_model(path))
+    graph = model.graph
+    matmul = next(n for n in graph.node if n.op_type == "MatMul")
+    matmul.output[0] = "raw_logits"
+    if op == ("", "Loop"):
+        scalar = helper.make_tensor_value_info
+        body = helper.make_graph(
+            [
+                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                helper.make_node("Add", ["count_in", "one"], ["count_out"]),
+            ],
+            "count",
+            [
+                scalar("i", TensorProto.INT64, []),
+                scalar("cond_in", TensorProto.BOOL, []),
+                scalar("count_in", TensorProto.FLOAT, [1]),
+            ],
+            [scalar("cond_out", TensorProto.BOOL, []), scalar("count_out", TensorProto.FLOAT, [1])],
+            [numpy_helper.from_array(np.float32([1.0]), "one")],
+        )
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(trips, np.int64), "trips"),
+                numpy_helper.from_array(np.array(True), "keep_going"),
+                numpy_helper.from_array(np.float32([0.0]), "zero"),
+            ]
+        )
+        graph.node.extend(
+            [
+                helper.make_node("Loop", ["trips", "keep_going", "zero"], ["count"], body=body),
+                helper.make_node("Add", ["raw_logits", "count"], ["logits"]),
+            ]
+        )
+    else:
+        domain, op_type = op
+        graph.node.append(
+            helper.make_node(op_type, ["raw_logits"], ["logits"], domain=domain or None)
+        )
+        if domain:
+            model.opset_import.append(helper.make_opsetid(domain, 1))
     onnx.save(model, path)
     return path

@@ -30,6 +30,7 @@ from ast_onnx.distributed.stages import read_wave  # noqa: E402
 from ast_onnx.errors import (  # noqa: E402
     AstOnnxError,
     MissingDependencyError,
+    OutputError,
     ProviderError,
     ResumeError,
 )
@@ -118,6 +119,17 @@ def test_scorer_handles_a_batch_of_only_bad_files(toy, tmp_path):
     missing = str(tmp_path / "missing.wav")
     rows = Scorer(spec)(decode_batch({"path": np.array([missing], dtype=object)}, spec))
     assert rows.to_pylist()[0]["error"] == f"audio file not found: {missing}"
+
+
+def test_a_file_shorter_than_one_fbank_frame_is_an_error_row(toy, tmp_path):
+    import soundfile as sf
+
+    tiny = str(tmp_path / "tiny.wav")
+    sf.write(tiny, np.full(10, 0.1, np.float32), 16000)
+    spec = model_spec(toy, RayOptions())
+    (row,) = Scorer(spec)(decode_batch({"path": np.array([tiny], dtype=object)}, spec)).to_pylist()
+    assert row["error"].startswith(f"{tiny}: audio has 10 samples")
+    assert "fewer than one fbank frame (400 samples" in row["error"] and row["labels"] == []
 
 
 def test_prepack_option_reaches_the_actors_session(toy):
@@ -599,3 +611,56 @@ def test_event_rules_naming_unknown_labels_fail_before_ray_starts(toy, ray_start
     with pytest.raises(InvalidOptionError, match="events must be"):
         RayOptions(events="yes").check()
     assert ray_starts == []
+
+
+# ----- hostile results files: crafted rows, links, two writers -----
+
+
+@pytest.mark.parametrize("bad_path", [["a.wav"], {"x": 1}, 3])
+def test_crafted_row_with_a_non_string_path_is_refused_before_ray_starts(
+    toy, audio, tmp_path, capsys, ray_starts, bad_path
+):
+    from ast_onnx.cli.classify import main
+    from ast_onnx.distributed.identity import run_identity
+
+    _, paths = audio
+    out = tmp_path / "r.jsonl"
+    writer = ResultWriter(out, identity=run_identity(model_spec(toy, RayOptions()), 5))
+    writer.write([row(paths["a.wav"])])
+    writer.close()
+    with out.open("a") as f:
+        f.write(json.dumps(row(bad_path)) + "\n")
+    assert main([str(toy), paths["a.wav"], "--ray", "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "line 2 is not an ast-classify result row" in err
+    assert "Traceback" not in err and "TypeError" not in err
+    assert ray_starts == []
+
+
+def test_an_output_that_is_a_symlink_is_refused_and_its_target_untouched(
+    toy, audio, tmp_path, capsys, ray_starts
+):
+    from ast_onnx.cli.classify import main
+
+    _, paths = audio
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("precious\n")
+    link = tmp_path / "r.jsonl"
+    link.symlink_to(target)
+    assert main([str(toy), paths["a.wav"], "--ray", "--output", str(link)]) == 1
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and ray_starts == []
+    assert target.read_text() == "precious\n" and link.is_symlink()
+
+
+def test_a_second_writer_of_one_output_is_refused(tmp_path):
+    out = tmp_path / "r.jsonl"
+    first = ResultWriter(out)
+    first.write([row("a.wav")])
+    with pytest.raises(OutputError, match="another job is writing"):
+        ResultWriter(out)
+    first.close()
+    second = ResultWriter(out)  # the lock goes with the first writer
+    second.write([row("b.wav")])
+    second.close()
+    assert [r["path"] for r in read_results(out)] == ["a.wav", "b.wav"]

@@ -68,6 +68,7 @@ def hostile_directory(root):
         write_float_wav(root / "nan.wav", float("nan")),
         write_noise(root / "oom.wav", 1.0, rate=8000),  # scipy raises MemoryError on it
         make_fifo(root / "fifo.wav"),  # would block open()
+        write_noise(root / "tiny.wav", 10 / 16000),  # 10 samples: no fbank frame
     ]
     (root / "corrupt.wav").write_bytes(b"RIFF" + bytes(60))
     (root / "empty.flac").write_bytes(b"")
@@ -106,6 +107,8 @@ def test_mixed_directory_every_good_file_classified_one_error_row_per_bad_file(
     assert "peaks at 1e+30" in errors[str(tmp_path / "loud.wav")]
     assert "unexpected MemoryError" in errors[str(tmp_path / "oom.wav")]
     assert "FIFO" in errors[str(tmp_path / "fifo.wav")]
+    assert "10 samples" in errors[str(tmp_path / "tiny.wav")]
+    assert "fewer than one fbank frame (400 samples" in errors[str(tmp_path / "tiny.wav")]
     assert len(err.strip().splitlines()) == len(bad)  # one stderr line per bad file
 
     code, out, err = run([toy, tmp_path, "--max-audio-seconds", "5"], capsys)  # text mode

@@ -168,7 +168,7 @@ def test_nan_model_output_is_an_error_for_that_item(tmp_path):
     assert isinstance(error, ModelOutputError)
     assert "silent.wav: the model returned NaN/Inf for 1 of 1 window(s)" in str(error)
     feats = rt.features(files[0])
-    level = np.sqrt(feats.astype(np.float64).mean(axis=(1, 2)))  # the model's gain, in numpy
+    level = np.log(feats.astype(np.float64).mean(axis=(1, 2)))  # the model's gain, in numpy
     want = scipy.special.expit(toy_logits(model, feats) * level[:, None])[0]
     np.testing.assert_allclose(results[str(files[0])].scores, want, atol=1e-5)
     assert np.isfinite(results[str(tmp_path / "m.wav")].scores).all()
@@ -210,3 +210,20 @@ def test_max_audio_seconds(toy, tmp_path):
 def test_huge_samples_are_refused_not_scored(rt):
     with pytest.raises(InvalidAudioError, match=r"peaks at 1e\+30"):
         rt.classify(np.full(SR, 1e30, np.float32))
+
+
+def test_audio_shorter_than_one_fbank_frame_is_refused(rt, tmp_path):
+    # 400 samples (25 ms at 16 kHz) make the first Kaldi frame; fewer make none.
+    for n in (1, 10, 399):
+        with pytest.raises(InvalidAudioError, match=rf"{n} samples .*fewer than one fbank frame"):
+            rt.classify(noise_wave()[:n])
+        with pytest.raises(InvalidAudioError, match="fewer than one fbank frame"):
+            rt.features(noise_wave()[:n])
+    # At 8 kHz the limit is counted after resampling to the model's rate.
+    with pytest.raises(InvalidAudioError, match="fewer than one fbank frame"):
+        rt.classify(noise_wave()[:199], sample_rate=8000)
+    assert isinstance(rt.classify(noise_wave()[:400]), Classification)
+    files = [write_noise(tmp_path / "tiny.wav", 10 / SR), write_noise(tmp_path / "ok.wav", 0.5)]
+    (_, short_result), (_, ok) = rt.classify_files(files)
+    assert isinstance(short_result, InvalidAudioError) and "10 samples" in str(short_result)
+    assert isinstance(ok, Classification)

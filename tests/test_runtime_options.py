@@ -34,6 +34,8 @@ CASES: dict[str, tuple[list[str], object]] = {
     ),
     "prepack": (["--no-prepack"], False),
     "max_audio_seconds": (["--max-audio-seconds", "60"], 60.0),
+    "allow_any_ops": (["--allow-any-ops"], True),
+    "run_timeout": (["--run-timeout", "2.5"], 2.5),
 }
 
 
@@ -63,6 +65,30 @@ def test_bad_values_are_refused_with_the_option_name():
             RuntimeOptions(**bad)
     with pytest.raises(InvalidOptionError, match="unknown Runtime option"):
         RuntimeOptions().replace(provider="cpu")
+
+
+def test_threads_are_bounded_by_a_multiple_of_the_cpus(monkeypatch):
+    import ast_onnx.runtime.options as options_module
+
+    monkeypatch.setattr(options_module.os, "sched_getaffinity", lambda pid: set(range(32)))
+    assert options_module.max_threads() == 128  # 4 per CPU
+    assert RuntimeOptions(threads=128).threads == 128
+    for bad in (129, 100_000):
+        with pytest.raises(InvalidOptionError, match=r"threads must be at most 128 .*got"):
+            RuntimeOptions(threads=bad)
+    monkeypatch.setattr(options_module.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert options_module.max_threads() == 64  # the floor on small machines
+    with pytest.raises(InvalidOptionError, match="at most 64"):
+        parse("--threads", "100000")
+
+
+def test_triton_runtime_options_go_through_the_same_bound():
+    from ast_onnx.triton.python_entry import options_from_json
+
+    with pytest.raises(InvalidOptionError, match="threads must be at most"):
+        options_from_json('{"threads": 100000}')
+    with pytest.raises(InvalidOptionError, match="run_timeout"):
+        options_from_json('{"run_timeout": -1}')
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 import scipy.special
 
-from ast_onnx.runtime.results import (
-    Classification,
-    Prediction,
-    WindowScore,
-    activate,
-    sigmoid,
-    softmax,
-    top_k,
-)
-from ast_onnx.runtime.windows import aggregate, plan_windows, split_windows
+from ast_onnx.runtime.results import Classification, Prediction, WindowScore
+from ast_onnx.runtime.scoring import WindowScorer, activate, aggregate, sigmoid, softmax, top_k
+from ast_onnx.runtime.windows import plan_windows, split_windows
 
 W, HOP = 16240, 8000  # tiny model: 100 frames; default hop 50 frames
 
@@ -222,15 +215,11 @@ def test_hop_bounds_are_one_sample_to_one_window():
             hop_samples(fe, bad)
 
 
-def test_from_windows_refuses_bounds_that_do_not_match_the_scores():
+def test_the_scorer_refuses_starts_that_do_not_match_the_windows():
     with pytest.raises(ValueError, match="zip"):
-        Classification.from_windows(
+        WindowScorer(["a", "b", "c"], "sigmoid", top_k=1).add(
             np.zeros((2, 3), np.float32),
-            np.zeros(3, np.float32),
-            [(0.0, 1.0)],  # one bound for two windows
-            ["a", "b", "c"],
-            k=1,
-            duration=1.0,
+            [0],  # one start for two windows
         )
 
 
@@ -262,7 +251,7 @@ def test_nonfinite_error_names_the_count_and_the_first_bad_row():
 
 
 def test_above_threshold_keeps_ties_in_label_order_with_their_scores():
-    from ast_onnx.runtime.results import above_threshold
+    from ast_onnx.runtime.scoring import above_threshold
 
     labels = [f"c{i}" for i in range(64)]
     scores = np.full(64, 0.7, np.float32)  # all tied: a non-stable sort reorders them

@@ -112,6 +112,14 @@ def assert_windows_equal(got, want):
 )
 def test_stream_windows_equal_classify_at_every_length(runtime, samples):
     wave = scene(1.0, 4)[:samples]
+    if samples < 400:  # under one fbank frame: both refuse it
+        with pytest.raises(InvalidAudioError, match=f"{samples} samples"):
+            runtime.classify(wave)
+        stream = runtime.stream()
+        stream.push(wave)
+        with pytest.raises(InvalidAudioError, match=f"{samples} samples"):
+            stream.flush()
+        return
     want = runtime.classify(wave, top_k=None).windows
     for sizes in ([samples], [1] * min(samples, 900) + [max(0, samples - 900)]):
         got, _, _ = push_all(runtime.stream(), wave, [n for n in sizes if n])
@@ -260,7 +268,8 @@ def test_empty_chunks_rates_channels_and_closed_streams(runtime):
     with pytest.raises(InvalidAudioError, match=r"3 channel.*2"):
         stream.push(np.zeros((100, 3), np.int16))
     assert stream.samples_seen == 201
-    assert len(stream.flush().windows) == 1
+    with pytest.raises(InvalidAudioError, match=r"201 samples.*fewer than one fbank frame"):
+        stream.flush()  # 201 samples make no fbank frame, as classify says
     assert stream.flush().windows == []
     with pytest.raises(StreamClosedError, match="flushed"):
         stream.push(np.zeros(10, np.float32))

@@ -383,3 +383,22 @@ def test_events_use_the_model_thresholds_unless_told(tmp_path, wave, capsys, mon
         monkeypatch,
     )
     assert same_events(got, offline_events(model, wave, EventOptions(threshold=0.5)))
+
+
+def test_sigterm_flushes_the_open_events_and_exits_130(toy):
+    """docker stop / systemctl stop send SIGTERM: the events open at that moment close."""
+    proc = _spawn([toy, "-", "--open-events", "--windows", "--hop", HOP, "--threshold", "0"])
+    proc.stdin.write(PCM["s16le"](scene(1.0, 5)).tobytes())
+    proc.stdin.flush()
+    opened = []
+    while (line := json.loads(proc.stdout.readline())).get("end") != 0.965:
+        if line.get("type") == "open":
+            opened.append(line["index"])
+    assert sorted(opened) == list(range(6))  # threshold 0: every class opened at 0 s
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    closed = [json.loads(line) for line in out.splitlines()]
+    closed = [e for e in closed if "type" not in e]
+    assert sorted(e["index"] for e in closed) == opened  # none lost

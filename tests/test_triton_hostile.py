@@ -206,6 +206,56 @@ def test_a_regular_data_file_is_still_copied(tmp_path):
     assert not copied.is_symlink()
 
 
+def _data_spans(path: Path) -> list[tuple[int, int]]:
+    """``(offset, length)`` of every external tensor, read with onnx's own helper."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    infos = [ExternalDataInfo(t) for t in model.graph.initializer if uses_external_data(t)]
+    return [(i.offset or 0, i.length) for i in infos]
+
+
+def test_a_sparse_data_file_is_copied_as_the_bytes_the_model_reads(tmp_path):
+    import numpy as np
+
+    ort = pytest.importorskip("onnxruntime")
+    path = _external_model(tmp_path / "model")
+    data = path.with_name("toy.onnx.data")
+    spans = _data_spans(path)
+    referenced = sum(length for _, length in spans)
+    with open(data, "r+b") as f:  # 256 MiB, of which the model reads a few KiB: holes
+        f.truncate(256 << 20)
+    if data.stat().st_blocks * 512 > 1 << 20:
+        pytest.skip("this file system has no sparse files")
+    repo = write_triton_repo(path, tmp_path / "repo", kind="cpu")
+    copied = repo.model_path.with_name("toy.onnx.data")
+    written = copied.stat().st_blocks * 512
+    assert written <= referenced + (64 << 10), (written, referenced)
+    with open(data, "rb") as a, open(copied, "rb") as b:
+        for offset, length in spans:
+            a.seek(offset)
+            b.seek(offset)
+            assert a.read(length) == b.read(length)
+    # onnxruntime runs the copy as it runs the original
+    x = np.random.default_rng(0).standard_normal((2, 100, 128)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"input_values": x})[0]
+    got = ort.InferenceSession(str(repo.model_path)).run(None, {"input_values": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_data_read_past_the_end_of_its_file_is_refused(tmp_path):
+    path = _external_model(tmp_path / "model")
+    model = onnx.load(str(path), load_external_data=False)
+    size = path.with_name("toy.onnx.data").stat().st_size
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "length":
+            entry.value = str(size + (4 << 30))  # 4 GiB more than the file holds
+    onnx.save_model(model, str(path))
+    with pytest.raises(ModelError, match=r"reads bytes \[0, .*holds"):
+        write_triton_repo(path, tmp_path / "repo", kind="cpu")
+    assert entries(tmp_path / "repo") == []
+
+
 # ----- a hostile file system: one clear error, nothing left behind -----
 
 

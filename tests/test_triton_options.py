@@ -31,6 +31,7 @@ API_ONLY = {
     "frontend_instances",
     "top_k",
     "max_audio_seconds",
+    "max_request_seconds",
 }
 
 

@@ -93,6 +93,40 @@ def test_python_entry_layout_and_config(small_onnx, tmp_path):
     assert float(params["max_audio_seconds"]) == 30.0
 
 
+def test_max_request_seconds_reaches_the_config_and_bounds_a_request(small_onnx, tmp_path, runtime):
+    def params(repo):
+        config = parse(repo.config_path.read_text())
+        return {k: float(v.string_value) for k, v in config.parameters.items() if "sec" in k}
+
+    default = write_triton_repo(small_onnx, tmp_path / "a", "m", backend="python", kind="cpu")
+    assert params(default) == {"max_audio_seconds": 600.0, "max_request_seconds": 600.0}
+    repo = write_triton_repo(
+        small_onnx,
+        tmp_path / "b",
+        "m",
+        backend="python",
+        kind="cpu",
+        max_audio_seconds=10,
+        max_request_seconds=25,
+    )
+    limits = params(repo)
+    assert limits == {"max_audio_seconds": 10.0, "max_request_seconds": 25.0}
+    three, two = np.zeros((3, 9 * SR), np.float32), np.stack([wave(1.0, 40), wave(1.0, 41)])
+    refused, answered = classify_requests(
+        runtime,
+        [(three, None), (two, None)],
+        3,
+        limits["max_audio_seconds"],
+        limits["max_request_seconds"],
+    )
+    assert isinstance(refused, InvalidAudioError)
+    assert "27.0 s of audio" in str(refused) and "= 25 s" in str(refused)
+    for i in range(2):
+        np.testing.assert_allclose(
+            answered.scores[i], runtime.classify(two[i]).scores, rtol=0, atol=1e-6
+        )
+
+
 def test_model_py_exposes_the_package_model(small_onnx, tmp_path):
     from ast_onnx.triton.backend_model import TritonPythonModel
 
@@ -137,6 +171,9 @@ def test_fallback_renderer_writes_the_same_parameters():
         ({"backend": "python", "max_audio_seconds": 0}, "max_audio_seconds"),
         ({"backend": "python", "max_audio_seconds": float("inf")}, "max_audio_seconds"),
         ({"backend": "python", "max_audio_seconds": float("nan")}, "max_audio_seconds"),
+        ({"backend": "python", "max_request_seconds": 0}, "max_request_seconds"),
+        ({"backend": "python", "max_request_seconds": float("inf")}, "max_request_seconds"),
+        ({"backend": "python", "max_request_seconds": "60"}, "max_request_seconds"),
         ({"backend": "python", "runtime": RuntimeOptions(labels=["a"])}, "labels"),
         ({"backend": "python", "runtime": {"threads": 2}}, "RuntimeOptions"),
         ({"runtime": RuntimeOptions()}, "backend='python'"),
@@ -283,6 +320,12 @@ BAD_REQUESTS = {
     "float64": ((wave(1.0, 5)[None].astype(np.float64), None), "FP32"),
     "rank 1": ((wave(1.0, 5), None), "FP32"),
     "missing": ((None, None), "nothing"),
+    # 8 clips of 2 s: each within max_seconds (10 s), 16 s together: more than one request
+    # may hold (max_request_seconds defaults to max_seconds)
+    "too much audio in one request": (
+        (np.zeros((8, 2 * SR), np.float32), None),
+        r"16\.0 s of audio \(8 clip.*per request \(max_request_seconds = 10 s\)",
+    ),
 }
 
 

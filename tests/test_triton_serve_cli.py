@@ -199,3 +199,60 @@ def test_signals_stop_the_whole_tree(tmp_path, mode, sig, expected):
     code, grandchild = run_driver(tmp_path, mode, sig)
     assert code == expected
     assert not alive(grandchild), "a grandchild (a backend stub) was left running"
+
+
+# ----- a crashed server is started again, a bounded number of times -----
+
+
+def _exits(code_or_signal: str) -> subprocess.Popen:
+    """A child that ends at once: ``exit N`` or ``kill SIG`` (SIGABRT: as bad_alloc does)."""
+    kind, value = code_or_signal.split()
+    body = f"sys.exit({value})" if kind == "exit" else f"os.kill(os.getpid(), signal.{value})"
+    script = f"import os, signal, sys; {body}"
+    return subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+
+
+def test_a_crashed_server_is_restarted_with_a_log_line(caplog):
+    plan = iter(["kill SIGABRT", "exit 0"])  # crashes once, then ends normally
+    started = []
+
+    def restart():
+        started.append(next(plan))
+        return _exits(started[-1])
+
+    with caplog.at_level("ERROR", logger="ast_onnx.triton.server"):
+        code = server._supervise(restart(), stop_timeout=2.0, restart=restart, max_restarts=3)
+    assert code == 0 and started == ["kill SIGABRT", "exit 0"]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "signal 6 (SIGABRT): restarting it (1 of at most 3" in line
+
+
+def test_restarts_are_bounded(caplog):
+    started = []
+
+    def restart():
+        started.append(1)
+        return _exits("kill SIGABRT")
+
+    with caplog.at_level("ERROR", logger="ast_onnx.triton.server"):
+        code = server._supervise(restart(), stop_timeout=2.0, restart=restart, max_restarts=2)
+    assert code == -signal.SIGABRT and len(started) == 3  # the first run and 2 restarts
+    assert "giving up" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--max-request-mb", "0"), ("--max-request-mb", "x"), ("--max-restarts", "-1")],
+)
+def test_bad_limits_are_usage_errors(repo, flag, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["serve", str(repo), flag, value])
+    assert e.value.code == 2 and "expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arg", ["--http-port=9000", "--http-address=0.0.0.0", "--allow-http=false"]
+)
+def test_tritonserver_http_options_are_the_fronts(repo, arg, capsys):
+    assert main(["serve", str(repo), "--", arg]) == 1
+    assert "validating front" in capsys.readouterr().err

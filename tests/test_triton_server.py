@@ -44,6 +44,7 @@ psutil = pytest.importorskip("psutil")
 
 MODEL = "demo"
 MAX_SECONDS = 4.0
+MAX_REQUEST_SECONDS = 8.0
 #: Server id, passed to tritonserver after ``--`` (the server reports it in its metadata).
 SERVER_ID = "ast-onnx-test"
 TOP_K = 3
@@ -135,6 +136,7 @@ def server(demo_onnx, tmp_path_factory):
         max_queue_delay_us=20_000,
         top_k=TOP_K,
         max_audio_seconds=MAX_SECONDS,
+        max_request_seconds=MAX_REQUEST_SECONDS,
         runtime=RuntimeOptions(providers="cpu", threads=1),
     )
     srv = Server(repo, repo.parent / "server.log")
@@ -258,8 +260,10 @@ def bad_requests():
     nan = wave.copy()
     nan[10] = np.nan
     too_long = np.zeros((1, int(MAX_SECONDS * 16000) + 1), np.float32)
-    # 64 MB: this tritonserver has no HTTP body limit; the model's bound refuses it
+    # 64 MiB of samples: over the front's body limit (64 MiB with the JSON header)
     payload = np.zeros((1, 16 << 20), np.float32)
+    # 3 clips of 3 s: each within max_audio_seconds (4 s), 9 s together over 8 s
+    clips = np.zeros((3, 3 * 16000), np.float32)
     return {
         "wrong dtype": ((wave[None].astype(np.float64), "FP64"), "FP64"),
         "wrong rank": ((wave, "FP32"), "batch-size|shape"),
@@ -267,7 +271,11 @@ def bad_requests():
         "empty": ((np.zeros((1, 0), np.float32), "FP32"), "empty"),
         "NaN samples": ((nan[None], "FP32"), "NaN"),
         "longer than max_audio_seconds": ((too_long, "FP32"), "longer than"),
-        "oversized payload (64 MB)": ((payload, "FP32"), "1048.6 s of audio.*longer than"),
+        "oversized payload (64 MB)": ((payload, "FP32"), "larger than this server accepts"),
+        "more audio than one request may hold": (
+            (clips, "FP32"),
+            "9.0 s of audio.*per request",
+        ),
     }
 
 
@@ -282,6 +290,58 @@ def test_bad_request_gets_a_clean_error_and_the_server_stays_ready(client, runti
     assert client.is_server_ready() and client.is_model_ready(MODEL)
     path = sample_paths()[0]
     check(http_infer(client, read(path)[0][None]), runtime, [str(path)])
+
+
+#: Declared shapes and the values actually sent: 4 TB and 4 GB claimed, a few KB sent.
+SHAPE_LIES = {
+    "[1, 10^12], 16000 values": ([1, 10**12], 16000),
+    "[10^9, 1], 10 values": ([10**9, 1], 10),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_LIES))
+def test_a_shape_lie_gets_an_error_and_the_server_goes_on(server, client, runtime, case):
+    shape, n = SHAPE_LIES[case]
+    data = np.zeros((1, n), np.float32)
+    pid = psutil.Process(server.proc.pid).children()[0].pid  # tritonserver
+    # HTTP with binary data, HTTP with JSON data (what aborted this tritonserver), gRPC
+    for module, url, binary in (
+        (httpclient, server.url, True),
+        (httpclient, server.url, False),
+        (grpcclient, f"127.0.0.1:{server.grpc}", True),
+    ):
+        inp = module.InferInput("waveform", [1, n], "FP32")
+        if module is httpclient:
+            inp.set_data_from_numpy(data, binary_data=binary)
+        else:
+            inp.set_data_from_numpy(data)
+        inp.set_shape(shape)  # the lie
+        with module.InferenceServerClient(url) as c, pytest.raises(utils.InferenceServerException):
+            c.infer(MODEL, [inp])
+        assert psutil.Process(server.proc.pid).children()[0].pid == pid, "the server restarted"
+    assert client.is_server_ready() and client.is_model_ready(MODEL)
+    path = sample_paths()[0]
+    check(http_infer(client, read(path)[0][None]), runtime, [str(path)])
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc}") as c:
+        inp = grpcclient.InferInput("waveform", [1, len(read(path)[0])], "FP32")
+        inp.set_data_from_numpy(read(path)[0][None])
+        check(c.infer(MODEL, [inp]), runtime, [str(path)])
+
+
+def test_a_crashed_server_is_started_again(server, runtime):
+    (triton,) = [
+        p for p in psutil.Process(server.proc.pid).children() if "tritonserver" in p.name()
+    ]
+    triton.send_signal(signal.SIGABRT)  # as std::bad_alloc ends it
+    triton.wait(timeout=60)
+    server.wait_ready()
+    assert server.proc.poll() is None
+    (again,) = psutil.Process(server.proc.pid).children()
+    assert again.pid != triton.pid
+    assert "tritonserver ended with signal 6 (SIGABRT): restarting it" in server.log.read_text()
+    path = sample_paths()[0]
+    with httpclient.InferenceServerClient(server.url) as client:
+        check(http_infer(client, read(path)[0][None]), runtime, [str(path)])
 
 
 def test_sigint_stops_the_server_and_every_process_it_started(server):

@@ -324,21 +324,24 @@ def test_frontend_only_from_a_checkpoint(small_checkpoint, tmp_path):
 # ----- Runtime, CLI and the example -----
 
 
-def test_runtime_feeds_waves_and_matches_the_feature_model(wavein, small_onnx, caplog):
+def test_runtime_feeds_waves_and_matches_the_feature_model(wavein, small_onnx):
     rt_wave = Runtime(wavein.path, providers="cpu", batch_size=4)
     rt_feat = Runtime(small_onnx, providers="cpu", batch_size=4)
     assert (rt_wave.input_kind, rt_feat.input_kind) == ("waveform", "features")
     assert rt_wave.window_samples == SMALL_WINDOW
-    # A long input (windows on the wave side), short ones, one under a frame, int16 PCM.
+    # A long input (windows on the wave side), short ones, one frame exactly, int16 PCM.
     pcm = (SIGNALS["tone"]()[:9000] * 32767).astype(np.int16)
-    audio = [SIGNALS["long_15s"](), SIGNALS["short_0.5s"](), SIGNALS["noise"]()[:300], pcm]
+    audio = [SIGNALS["long_15s"](), SIGNALS["short_0.5s"](), SIGNALS["noise"]()[:400], pcm]
     got, ref = rt_wave.classify(audio, top_k=3), rt_feat.classify(audio, top_k=3)
     for a, b in zip(got, ref, strict=True):
         assert len(a.windows) == len(b.windows)
         np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-5)
         assert [p.label for p in a.labels] == [p.label for p in b.labels]
     assert len(got[0].windows) == 29
-    assert "shorter than one frame" in caplog.text
+    for rt in (rt_wave, rt_feat):  # under one frame: no fbank frame, refused by both kinds
+        for n in (1, 399):
+            with pytest.raises(InvalidAudioError, match=f"{n} samples .*fewer than one fbank"):
+                rt.classify(SIGNALS["noise"]()[:n])
     np.testing.assert_allclose(
         rt_wave.window_logits(audio), rt_feat.window_logits(audio), rtol=0, atol=1e-4
     )

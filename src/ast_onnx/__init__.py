@@ -22,6 +22,7 @@ from ast_onnx.errors import (
     MissingDependencyError,
     ModelError,
     ModelOutputError,
+    ModelTimeoutError,
     ProcessingError,
     ProviderError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "ModelError",
     "ModelMetadata",
     "ModelOutputError",
+    "ModelTimeoutError",
     "ProcessingError",
     "ProviderError",
     "Runtime",

@@ -143,3 +143,25 @@ def check_writable(path: str | os.PathLike[str], *, append: bool = False) -> Pat
                 "resuming needs to add rows to it"
             ) from e
     return path
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of ``path`` (waits for other holders).
+
+    The lock is taken on ``path``'s folder (``flock``), not on the file: a file rewritten
+    by :func:`atomic_path` is a new inode after each write, so a lock on the old one would
+    not exclude the next writer. Nothing is left on disk. Where ``fcntl`` is missing
+    (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(Path(path).expanduser().resolve().parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -38,6 +38,10 @@ class ModelOutputError(AstOnnxError, ValueError):
     """The model returned NaN/Inf for an input: no score is reported for that item."""
 
 
+class ModelTimeoutError(AstOnnxError, TimeoutError):
+    """A model call ran past the Runtime's ``run_timeout`` and was stopped."""
+
+
 class ProcessingError(AstOnnxError, RuntimeError):
     """One item failed unexpectedly (out of memory, a fault inside libsndfile, scipy or
     onnxruntime); the original exception is its ``__cause__``. See :func:`item_error`."""

@@ -106,6 +106,29 @@ def external_data_files(onnx: Any, path: str | os.PathLike[str]) -> list[Path]:
     return [path.parent / name for name in names]
 
 
+#: The bytes a tensor reads from its external-data file: ``(offset, length)`` as the model
+#: states them (None: not given).
+Span = tuple[int | None, int | None]
+
+
+def external_data_ranges(onnx: Any, path: str | os.PathLike[str]) -> dict[Path, list[Span]]:
+    """Each external-data file of model ``path`` -> the ``(offset, length)`` its tensors read.
+
+    ``length`` is None where a tensor reads to the end of the file; values are as the
+    model states them (unchecked: they may be negative or past the file's end).
+    """
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    ranges: dict[Path, list[Span]] = {}
+    for tensor in _tensors(model.graph):
+        if uses_external_data(tensor):
+            info = ExternalDataInfo(tensor)
+            ranges.setdefault(path.parent / info.location, []).append((info.offset, info.length))
+    return ranges
+
+
 def checked_external_data(onnx: Any, src: Path) -> list[Path]:
     """The external-data files of model ``src``, checked as onnx and onnxruntime check them.
 
@@ -159,5 +182,6 @@ __all__ = [
     "checked_external_data",
     "data_path",
     "external_data_files",
+    "external_data_ranges",
     "save_model",
 ]

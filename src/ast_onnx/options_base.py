@@ -59,6 +59,11 @@ def option_flag(
     }
 
 
+def nested_options(options_class: type[Replaceable]) -> dict[str, Any]:
+    """Field metadata: the field is an options object of its own, with its own flags."""
+    return {"nested": options_class}
+
+
 def _declare(
     container: ArgumentContainer,
     flags: Sequence[str],
@@ -102,13 +107,21 @@ class Replaceable:
 
     @classmethod
     def flag_fields(cls) -> list[dataclasses.Field[Any]]:
-        """The fields that have a command-line flag, in declaration order."""
-        return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]  # type: ignore[arg-type]
+        """The fields set from the command line (a flag, or nested options), in order."""
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return [f for f in fields if "flag" in f.metadata or "nested" in f.metadata]
 
     @classmethod
     def flags(cls) -> dict[str, str]:
-        """Field name -> its (main) command-line flag."""
-        return {f.name: f.metadata["flag"] for f in cls.flag_fields()}
+        """Field name -> its (main) command-line flag; nested options give their fields'."""
+        out: dict[str, str] = {}
+        for f in cls.flag_fields():
+            nested = f.metadata.get("nested")
+            if nested is not None:
+                out.update({f"{f.name}.{k}": v for k, v in nested.flags().items()})
+            else:
+                out[f.name] = f.metadata["flag"]
+        return out
 
     @classmethod
     def dest(cls, name: str) -> str:
@@ -132,6 +145,9 @@ class Replaceable:
         made: dict[str, ArgumentContainer] = dict(groups or {})
         for f in cls.flag_fields():
             meta = f.metadata
+            if "nested" in meta:
+                meta["nested"].add_arguments(parser, made)
+                continue
             container = parser
             title = meta["group"]
             if title is not None:
@@ -154,6 +170,9 @@ class Replaceable:
         """Field name -> value, for each field that has a flag, as ``args`` holds it."""
         values = {}
         for f in cls.flag_fields():
+            if "nested" in f.metadata:
+                values[f.name] = f.metadata["nested"].from_args(args)
+                continue
             value = getattr(args, cls.dest(f.name))
             convert = f.metadata["convert"]
             values[f.name] = value if convert is None else convert(value)

@@ -38,7 +38,7 @@ from ast_onnx.errors import EvalSetError, MissingDependencyError, ProviderError
 from ast_onnx.metadata import Activation
 from ast_onnx.model_files import data_path
 from ast_onnx.quality import accuracy, logit_drift, mean_average_precision
-from ast_onnx.runtime.results import activate
+from ast_onnx.runtime.scoring import activate
 from ast_onnx.tuning.evalset import EvalSet
 
 logger = logging.getLogger(__name__)

@@ -85,7 +85,9 @@ def resolve_eval(
 ) -> EvalSet:
     """The labelled set of --eval, the demo's for the demo model, else generated waves."""
     if options.eval_dir is not None:
-        return load_eval_set(options.eval_dir, sample_rate)
+        # Drift and the task metric score each clip's first window (features() cuts
+        # to it): cut as decoded, so memory does not grow with the clips' lengths.
+        return load_eval_set(options.eval_dir, sample_rate, max_samples=window)
     if uses_demo(options, source):
         return demo_eval(sample_rate)
     return generated_waves(options.drift_inputs, window, sample_rate)

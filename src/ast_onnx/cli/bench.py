@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from ast_onnx.bench.options import BENCH_VARIANTS, QUICK, BenchOptions
-from ast_onnx.cli import exit_codes
+from ast_onnx.cli import exit_codes, stdout
 from ast_onnx.cli.text import escape_control
+
+PROG = "ast-bench"
 
 
 def _csv(kind: type = str):
@@ -86,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ast_onnx.bench.gate import parse_gate
     from ast_onnx.errors import AstOnnxError
 
+    if (status := stdout.stdout_missing(PROG)) is not None:
+        return status
     try:
+        for path in (args.report, args.json_path):  # fail now, not after the benchmark
+            if path:
+                _check_report_path(path)
         options = BenchOptions.create(
             args.targets,
             quick=args.quick,
@@ -108,7 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AstOnnxError as e:
         print(f"ast-bench: error: {escape_control(e)}", file=sys.stderr)
         return exit_codes.for_error(e)
-    print_tables(report)
+    status = exit_codes.OK
+    try:
+        print_tables(report)
+        sys.stdout.flush()
+    except OSError as e:  # the reader went away (`| head`), or a full disk: reports still written
+        status = stdout.write_failed(PROG, e)
     if args.report:
         write_atomic(args.report, report.to_markdown())
     if args.json_path:
@@ -118,7 +130,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         for violation in report.gate["violations"]:
             print(f"  {escape_control(violation)}", file=sys.stderr)
         return exit_codes.GATE_FAILED
-    return exit_codes.OK
+    return stdout.finish(PROG, status)
+
+
+def _check_report_path(path: str) -> None:
+    """Refuse a ``--report``/``--json`` path the final write would fail on (parents are made).
+
+    Raises:
+        OutputError: A directory in its place, a read-only folder, a name too long.
+    """
+    from pathlib import Path
+
+    from ast_onnx.atomic import check_writable, special_target
+    from ast_onnx.errors import OutputError
+
+    target = Path(path).expanduser()
+    if not special_target(target):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create the folder of {path!r}: {e.strerror}") from None
+    check_writable(target)
 
 
 def _run_with_progress(options):

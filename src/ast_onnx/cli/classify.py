@@ -16,12 +16,15 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 
-from ast_onnx.cli import classify_ray, exit_codes
+from ast_onnx.cli import classify_ray, exit_codes, stdout
+from ast_onnx.cli.checks import check_model_argument
 from ast_onnx.cli.logs import setup_logging
-from ast_onnx.cli.text import escape_control
+from ast_onnx.cli.text import escape_control, json_text
 from ast_onnx.errors import AstOnnxError, item_error
 from ast_onnx.frontend.files import find_audio_files
 from ast_onnx.runtime.options import RuntimeOptions
+
+PROG = "ast-classify"
 
 #: Show a progress bar from this many files on (and only on a terminal).
 PROGRESS_MIN_FILES = 4
@@ -99,6 +102,8 @@ def _format_text(result, windows: bool) -> str:
         for w in result.windows:
             top = ", ".join(f"{escape_control(p.label)} {p.score:.3f}" for p in w.labels)
             lines.append(f"    [{w.start:8.2f} - {w.end:8.2f} s]  {top}")
+        if result.windows_omitted:
+            lines.append(f"    ({result.windows_omitted} later windows not kept: timeline cap)")
     for e in result.events:
         lines.append(
             f"    event [{e.onset:8.2f} - {e.offset:8.2f} s]  {escape_control(e.label)}  "
@@ -114,10 +119,12 @@ def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, st
             if not args.json:
                 return _format_text(result, args.windows), None
             row = {**result.to_dict(windows=args.windows, events=args.events), "error": None}
+            row["path"] = json_text(row["path"])  # strict JSON: no lone surrogates either
             return json.dumps(row, allow_nan=False), None  # strict JSON: no NaN/Infinity
         except Exception as e:  # a result that cannot be written is that file's error
             result = item_error(e, path)
-    line = json.dumps({"path": path, "error": str(result)}) if args.json else None
+    row = {"path": json_text(path), "error": json_text(result)}
+    line = json.dumps(row) if args.json else None
     where = "" if path in str(result) else f"{path}: "
     return line, f"ast-classify: error: {escape_control(f'{where}{result}')}"
 
@@ -126,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        check_model_argument(args.model)
+    except AstOnnxError as e:
+        print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
+        return exit_codes.for_error(e)
+    try:
+        if not (args.ray or args.output) and (status := stdout.stdout_missing(PROG)) is not None:
+            return status
         if args.ray or args.output:
             if args.plot:
                 print("ast-classify: error: --plot is not available with --ray", file=sys.stderr)
@@ -137,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return exit_codes.USAGE
             return classify_ray.run(args)
-        return _classify(args)
+        return stdout.finish(PROG, _classify(args))
     except KeyboardInterrupt:
         print("ast-classify: interrupted", file=sys.stderr)
         return exit_codes.INTERRUPTED
@@ -186,7 +200,10 @@ def _classify(args: argparse.Namespace) -> int:
                 failed += 1
                 write(message, file=sys.stderr)
             if line is not None:
-                write(line, file=sys.stdout)
+                try:
+                    write(line, file=sys.stdout)
+                except OSError as e:  # `| head` closed the pipe, or the disk is full
+                    return stdout.write_failed(PROG, e) or (exit_codes.FAILED if failed else 0)
     finally:
         if bar is not None:
             bar.close()

@@ -10,6 +10,11 @@ status  meaning
 3       a quality gate failed (``--max-drift``): the output or report is written
 130     interrupted (Ctrl-C / SIGINT): finished output stays, one line on stderr
 ======  ==========================================================================
+
+Standard output that the reader closed (``| head``) ends a command quietly with 0; a
+failed write to it (``> /dev/full``) or a closed one (``>&-``) is one line and 1
+(:mod:`ast_onnx.cli.stdout`). SIGTERM is handled as Ctrl-C where a command has output
+to flush or files to clean up (``ast-export``, ``ast-stream``): 130.
 """
 
 from __future__ import annotations

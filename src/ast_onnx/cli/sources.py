@@ -71,18 +71,41 @@ def pcm_chunks(
     return chunks()
 
 
-def file_chunks(path: str | os.PathLike, block_seconds: float) -> tuple[int, Iterator[np.ndarray]]:
+def file_chunks(
+    path: str | os.PathLike, block_seconds: float, max_seconds: float | None = None
+) -> tuple[int, Iterator[np.ndarray]]:
     """A file's rate and its chunks ``(frames, channels)`` float32 of ``block_seconds``.
 
+    The file is checked as :func:`~ast_onnx.frontend.audio.read_audio` checks it, before
+    a sample is read: a regular file (a FIFO would block the open), a sample rate in range
+    and a header duration within ``max_seconds`` (None: the default limit).
+
     Raises:
-        AudioFileError: Missing or unreadable file.
+        AudioFileError: Missing, unreadable or not a regular file.
+        InvalidAudioError: Its rate is out of range or it lasts longer than ``max_seconds``.
     """
+    from pathlib import Path
+
     import soundfile as sf
 
+    from ast_onnx.frontend.audio import (
+        check_duration,
+        check_regular_file,
+        check_sample_rate,
+        sound_file_name,
+    )
+
+    check_regular_file(Path(path))
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(sound_file_name(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioFileError(f"cannot read audio file {path}: {e}") from e
+    try:
+        check_sample_rate(handle.samplerate, f"sample rate of {path}")
+        check_duration(handle.frames, handle.samplerate, max_seconds, f"audio file {path}")
+    except Exception:
+        handle.close()
+        raise
 
     block_frames = max(1, round(block_seconds * handle.samplerate))
 

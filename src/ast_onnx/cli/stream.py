@@ -17,25 +17,31 @@ seconds is warned about as the lag doubles, and stopped past ``--max-lag``
 (:mod:`ast_onnx.cli.lag`). Exit status: 0 at the end of input (also when stdout is
 closed early, e.g. by ``| head``); 1 bad audio in the input, or a live source more than
 ``--max-lag`` behind (what came before is flushed); 2 unusable model, options or source;
-130 Ctrl-C (after flushing).
+130 Ctrl-C or SIGTERM (after flushing: ``docker stop`` and ``systemctl stop`` send SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ast_onnx.cli import exit_codes
+from ast_onnx.cli import exit_codes, stdout
+from ast_onnx.cli.checks import check_model_argument
+from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.lag import DEFAULT_MAX_LAG, FellBehindError, LagMonitor
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.runtime.options import RuntimeOptions
 
 PROG = "ast-stream"
+#: Longest ``--chunk`` (seconds per read): a read is held in memory at once.
+MAX_CHUNK_SECONDS = 60.0
+#: Most interleaved ``--channels`` on a pipe or microphone.
+MAX_CHANNELS = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,10 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample rate of stdin / the mic (default: the model's; a file has its own); "
         "another rate than the model's is resampled as it arrives",
     )
-    src.add_argument("--channels", type=int, default=1, help="interleaved channels (default 1)")
+    src.add_argument(
+        "--channels",
+        type=int,
+        default=1,
+        help=f"interleaved channels, 1 to {MAX_CHANNELS} (default 1)",
+    )
     src.add_argument("--realtime", action="store_true", help="pace a file like a live source")
-    src.add_argument("--duration", type=float, default=None, help="stop after SECONDS of audio")
-    src.add_argument("--chunk", type=float, default=0.1, help="seconds per read (default 0.1)")
+    src.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after SECONDS of audio (omit: until the input ends)",
+    )
+    src.add_argument(
+        "--chunk",
+        type=float,
+        default=0.1,
+        help=f"seconds per read, at most {MAX_CHUNK_SECONDS:g} (default 0.1)",
+    )
     src.add_argument(
         "--max-lag",
         type=float,
@@ -126,6 +147,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse source options out of range before the model loads (a usage error, exit 2).
+
+    Raises:
+        InvalidOptionError: ``--chunk``, ``--duration``, ``--channels``, ``--rate`` or
+            ``--max-lag`` out of range (infinite or NaN seconds, 0 Hz, 10^9 channels).
+    """
+    from ast_onnx.errors import InvalidOptionError
+    from ast_onnx.frontend.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if not 0 < args.chunk <= MAX_CHUNK_SECONDS:  # also refuses NaN and inf
+        raise InvalidOptionError(
+            f"--chunk must be a number of seconds > 0 and at most {MAX_CHUNK_SECONDS:g}, "
+            f"got {args.chunk}"
+        )
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        raise InvalidOptionError(
+            f"--duration must be a finite number of seconds > 0 (omit it to read to the "
+            f"end), got {args.duration}"
+        )
+    if not 1 <= args.channels <= MAX_CHANNELS:
+        raise InvalidOptionError(
+            f"--channels must be an integer from 1 to {MAX_CHANNELS}, got {args.channels}"
+        )
+    if args.rate is not None and not MIN_SAMPLE_RATE <= args.rate <= MAX_SAMPLE_RATE:
+        raise InvalidOptionError(
+            f"--rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got "
+            f"{args.rate} (omit --rate for the model's rate)"
+        )
+    if not args.max_lag >= 0:  # also refuses NaN
+        raise InvalidOptionError(f"--max-lag must be >= 0 seconds, got {args.max_lag}")
+
+
 def event_options(args: argparse.Namespace) -> Any:
     """:class:`~ast_onnx.runtime.events.EventOptions` from the event flags."""
     from ast_onnx.errors import InvalidOptionError
@@ -152,7 +206,9 @@ def event_options(args: argparse.Namespace) -> Any:
     )
 
 
-def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterator[Any]]:
+def open_source(
+    args: argparse.Namespace, model_rate: int, max_seconds: float | None = None
+) -> tuple[int, Iterator[Any]]:
     """``(sample_rate, chunks)`` of the source the arguments name."""
     from ast_onnx.cli import sources
     from ast_onnx.errors import InvalidAudioError, InvalidOptionError
@@ -160,13 +216,8 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
 
     if args.mic == (args.source is not None):
         raise InvalidOptionError("give either SOURCE ('-' or a file) or --mic")
-    if args.channels < 1 or not args.chunk > 0:
-        raise InvalidOptionError("--channels must be >= 1 and --chunk > 0")
-    if args.duration is not None and not args.duration > 0:
-        raise InvalidOptionError(f"--duration must be > 0 seconds, got {args.duration}")
-    if not args.max_lag >= 0:  # also refuses NaN
-        raise InvalidOptionError(f"--max-lag must be >= 0 seconds, got {args.max_lag}")
-    rate = args.rate or model_rate
+    check_options(args)
+    rate = model_rate if args.rate is None else args.rate
     try:
         check_sample_rate(rate, "--rate")
     except InvalidAudioError as e:  # a flag, so a usage error (exit 2)
@@ -177,7 +228,7 @@ def open_source(args: argparse.Namespace, model_rate: int) -> tuple[int, Iterato
         return rate, sources.microphone_chunks(rate, args.channels, block, device)
     if args.source == "-":
         return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
-    rate, chunks = sources.file_chunks(args.source, args.chunk)
+    rate, chunks = sources.file_chunks(args.source, args.chunk, max_seconds)
     return rate, sources.paced(chunks, rate) if args.realtime else chunks
 
 
@@ -223,10 +274,13 @@ class Printer:
                     }
                 )
         lines += [e.to_dict() for e in result.events]
-        for line in lines:
-            self.out.write(json.dumps(line) + "\n")
-        if lines:
-            self.out.flush()
+        try:
+            for line in lines:
+                self.out.write(json.dumps(line) + "\n")
+            if lines:
+                self.out.flush()
+        except OSError as e:  # `| head` closed the pipe, or the disk is full
+            raise stdout.OutputGone(e) from e
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,8 +293,10 @@ def run(args: argparse.Namespace) -> int:
 
             matplotlib_available()
             picture_target(args.plot)
+        check_options(args)
+        check_model_argument(args.model)
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
-        rate, chunks = open_source(args, runtime.sample_rate)
+        rate, chunks = open_source(args, runtime.sample_rate, runtime.max_audio_seconds)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
         rules = event_options(args)
         stream = runtime.stream(
@@ -273,10 +329,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             getattr(chunks, "close", lambda: None)()  # release the device or file now
         emit(source.flush())
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly; later flushes must not raise.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = exit_codes.OK
+    except stdout.OutputGone as e:  # the reader went away (`| head`: exit 0), or a full disk
+        status = stdout.write_failed(PROG, e.error) or status
     if recorder is not None and not _draw(recorder, args):
         status = status or exit_codes.FAILED
     return status
@@ -307,8 +361,11 @@ def _draw(recorder: Any, args: argparse.Namespace) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if (status := stdout.stdout_missing(PROG)) is not None:
+        return status
     try:
-        return run(args)
+        with terminate_as_interrupt():  # SIGTERM (docker/systemctl stop) flushes as Ctrl-C
+            return stdout.finish(PROG, run(args))
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing to flush
         return exit_codes.INTERRUPTED
 

@@ -27,3 +27,15 @@ def escape_control(text: object) -> str:
     if s.isprintable():
         return s
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def json_text(text: object) -> str:
+    """``str(text)`` that strict JSON parsers accept: a file name's undecodable bytes
+    (lone surrogates from ``os.fsdecode``) become ``\\xNN`` escapes, valid text readers keep.
+    """
+    s = str(text)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return s

@@ -16,9 +16,12 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ast_onnx.cli import exit_codes
+from ast_onnx.cli import exit_codes, stdout
+from ast_onnx.cli.checks import check_model_argument
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
+
+PROG = "ast-thresholds"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +64,13 @@ def _table(tuning) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if (status := stdout.stdout_missing(PROG)) is not None:
+        return status
     from ast_onnx.errors import AstOnnxError
     from ast_onnx.tuning.thresholds import tune_model
 
     try:
+        check_model_argument(args.model)
         tuning = tune_model(
             args.model,
             args.eval_dir,
@@ -78,11 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AstOnnxError, ValueError) as e:
         print(f"ast-thresholds: error: {escape_control(e)}", file=sys.stderr)
         return exit_codes.for_error(e)
-    print(json.dumps(tuning.to_dict(), allow_nan=False) if args.json else _table(tuning))
     if args.write:
         count = len(tuning.tuned)
         print(f"ast-thresholds: wrote {count} threshold(s) into {args.model}", file=sys.stderr)
-    return exit_codes.OK
+    try:
+        print(json.dumps(tuning.to_dict(), allow_nan=False) if args.json else _table(tuning))
+    except OSError as e:  # the reader went away (`| head`), or a full disk
+        return stdout.write_failed(PROG, e)
+    return stdout.finish(PROG, exit_codes.OK)
 
 
 if __name__ == "__main__":

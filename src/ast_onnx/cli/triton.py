@@ -2,7 +2,8 @@
 
 Only parses arguments and calls :mod:`ast_onnx.triton.server`.
 
-    ast-triton serve REPO [--http-port N] [--grpc-port N] [--metrics-port N] [-- ARGS...]
+    ast-triton serve REPO [--http-port N] [--grpc-port N] [--metrics-port N]
+                          [--max-request-mb MB] [--max-restarts N] [-- ARGS...]
     ast-triton check      # is the local server usable from this environment?
 
 Arguments after ``--`` go to ``tritonserver`` unchanged (e.g. ``--log-verbose=1``).
@@ -30,8 +31,25 @@ def _port(text: str) -> int:
     return port
 
 
+def _positive_mb(text: str) -> float:
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = -1.0
+    if not 0 < mb <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"expected megabytes in (0, 1048576], got {text!r}")
+    return mb
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from ast_onnx.triton.server import DEFAULT_PORTS, HOST
+    from ast_onnx.triton.front import DEFAULT_MAX_REQUEST_BYTES
+    from ast_onnx.triton.server import DEFAULT_PORTS, HOST, MAX_RESTARTS, RESTART_WINDOW_S
 
     p = argparse.ArgumentParser(
         prog="ast-triton",
@@ -50,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument(
             f"--{name}-port", type=_port, default=default, metavar="N", help=f"default {default}"
         )
+    serve.add_argument(
+        "--max-request-mb",
+        type=_positive_mb,
+        default=DEFAULT_MAX_REQUEST_BYTES / (1 << 20),
+        metavar="MB",
+        help="largest HTTP request body, in MiB (default %(default)g); larger ones get 413",
+    )
+    serve.add_argument(
+        "--max-restarts",
+        type=_count,
+        default=MAX_RESTARTS,
+        metavar="N",
+        help=f"restart a crashed server at most N times in {RESTART_WINDOW_S:.0f} s "
+        "(default %(default)s; 0: exit with it)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log the server command")
     sub.add_parser("check", help="say whether the local server can run from this environment")
     return p
@@ -74,7 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         setup_logging(args.verbose)
         ports = (args.http_port, args.grpc_port, args.metrics_port)
-        return server.serve(args.repo, ports=ports, extra_args=extra)
+        return server.serve(
+            args.repo,
+            ports=ports,
+            extra_args=extra,
+            max_request_bytes=int(args.max_request_mb * (1 << 20)),
+            max_restarts=args.max_restarts,
+        )
     except AstOnnxError as e:
         print(f"ast-triton: error: {e}", file=sys.stderr)
         return 1

@@ -100,10 +100,38 @@ def check_output(
             "to resume; name a regular .jsonl or .parquet file"
         )
     for path in dict.fromkeys([output, journal_path(output), meta_path(output)]):
+        if os.path.islink(path):
+            raise OutputError(
+                f"--output {str(path)!r} is a symbolic link (to {os.readlink(path)!r}): a "
+                "results file is appended to and rewritten; name the file itself"
+            )
         check_writable(path, append=resume)
-    if resume and identity is not None and _has_rows(output):
-        _check_identity(output, identity)
+    if resume and _has_rows(output):
+        if identity is not None:
+            _check_identity(output, identity)
+        else:  # malformed rows fail here, before Ray starts, not in the middle of the job
+            _previous_rows(output)
     return output
+
+
+def _previous_rows(output: Path) -> list[dict[str, Any]]:
+    """Every row already in ``output`` (its parquet and journal), checked."""
+    rows: list[dict[str, Any]] = []
+    if output_format(output) == "parquet" and output.exists():
+        rows += _read_parquet(output)
+    journal = journal_path(output)
+    return rows + (_read_journal(journal) if journal.exists() else [])
+
+
+def _row_problem(row: Any) -> str | None:
+    """Why ``row`` is not a result row (None when it is one)."""
+    if not isinstance(row, dict) or "path" not in row or "error" not in row:
+        return "is not an ast-classify result row"
+    if not isinstance(row["path"], str):
+        return f"is not an ast-classify result row (its path is a {type(row['path']).__name__})"
+    if row["error"] is not None and not isinstance(row["error"], str):
+        return f"is not an ast-classify result row (its error is a {type(row['error']).__name__})"
+    return None
 
 
 def _check_identity(output: Path, identity: dict[str, Any]) -> None:
@@ -152,13 +180,13 @@ def _read_journal(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except (json.JSONDecodeError, RecursionError):
             row = None
-        if not isinstance(row, dict) or "path" not in row or "error" not in row:
+        problem = _row_problem(row)
+        if problem is not None:
             if n == len(lines) and not line.endswith("\n"):
                 logger.warning("%s: dropping a half-written last line", path)
                 continue
             raise ResumeError(
-                f"{path} line {n} is not an ast-classify result row; refusing to resume into "
-                f"it ({_REPLACE_HINT})"
+                f"{path} line {n} {problem}; refusing to resume into it ({_REPLACE_HINT})"
             )
         rows.append(row)
     return rows
@@ -177,7 +205,11 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
             f"{path} is not an ast-classify results file (columns {table.column_names}); "
             f"{_REPLACE_HINT}"
         )
-    return table.to_pylist()
+    rows = table.to_pylist()
+    for n, row in enumerate(rows, 1):
+        if (problem := _row_problem(row)) is not None:
+            raise ResumeError(f"{path} row {n} {problem}; {_REPLACE_HINT}")
+    return rows
 
 
 def _dumps(row: dict[str, Any]) -> str:
@@ -209,7 +241,12 @@ class ResultWriter:
         self.output = check_output(output, identity, resume)
         self.format = output_format(self.output)
         self.journal = journal_path(self.output)
-        kept = self._load_previous() if resume else []
+        self._lock = _lock_output(self.output)
+        try:
+            kept = self._load_previous() if resume else []
+        except BaseException:
+            self._unlock()
+            raise
         if not resume:
             self.journal.unlink(missing_ok=True)
             self.output.unlink(missing_ok=True)  # an old parquet must not outlive its sidecar
@@ -220,6 +257,11 @@ class ResultWriter:
         self.done: set[str] = {r["path"] for r in kept}
         self.written = 0
         self._file: TextIO | None = self.journal.open("a", encoding="utf-8")
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing releases the lock
+            self._lock = None
 
     def _load_previous(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -258,6 +300,12 @@ class ResultWriter:
             return
         self._file.close()
         self._file = None
+        try:
+            self._finish()
+        finally:
+            self._unlock()
+
+    def _finish(self) -> None:
         if self.format == "parquet":
             pa = import_pyarrow()
             import pyarrow.parquet as pq
@@ -278,6 +326,43 @@ class ResultWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._unlock()
+
+
+def lock_path(output: str | os.PathLike) -> Path:
+    """The lock file of ``output`` while a job writes it: ``OUTPUT.lock``."""
+    output = Path(output)
+    return output.with_name(output.name + ".lock")
+
+
+def _lock_output(output: Path) -> int | None:
+    """Lock ``output`` for this job (``flock`` on ``OUTPUT.lock``); the descriptor.
+
+    A second job writing the same output at once would interleave and duplicate rows:
+    it is refused at once. The lock goes with the process (also when it is killed); the
+    empty lock file stays. Where ``fcntl`` is missing (Windows), no lock is taken.
+
+    Raises:
+        OutputError: Another job holds the lock, or the lock file cannot be opened.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    path = lock_path(output)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise OutputError(f"cannot open {path} to lock {output}: {e.strerror or e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(
+            f"another job is writing {output} (it holds {path.name}): wait for it to finish, "
+            "or choose another output"
+        ) from None
+    return fd
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:

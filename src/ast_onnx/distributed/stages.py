@@ -4,8 +4,9 @@
    cut it into the runtime's windows (:func:`~ast_onnx.runtime.windows.plan_windows`)
    and compute each window's features with the model's own frontend.
 2. :class:`Scorer` (actor pool): one :class:`~ast_onnx.runtime.Runtime` per actor
-   scores the windows, aggregates them per file the way :meth:`Runtime.classify`
-   does, and returns one result row per file.
+   runs the windows and scores each file's window logits with the scoring step of
+   :meth:`Runtime.classify` (:class:`~ast_onnx.runtime.scoring.WindowScorer`), and
+   returns one result row per file.
 
 Wave-in models (``input_kind == "waveform"``) compute the fbank inside the graph, so
 the CPU stage only decodes and resamples, and the actors run
@@ -34,10 +35,11 @@ import numpy as np
 from ast_onnx.errors import AstOnnxError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor, prepare_audio
 from ast_onnx.metadata import InputKind
-from ast_onnx.runtime.events import EventOptions, make_detector, window_events
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
-from ast_onnx.runtime.results import top_k
-from ast_onnx.runtime.windows import aggregate, plan_windows, split_windows
+from ast_onnx.runtime.results import Classification
+from ast_onnx.runtime.waveform import check_wave_length
+from ast_onnx.runtime.windows import plan_windows, split_windows
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +186,7 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
     for path in (str(p) for p in batch["path"]):
         try:
             wave = read_wave(path, spec.sample_rate, filesystem, spec.runtime.max_audio_seconds)
+            check_wave_length(wave, frontend.options.window_size, spec.sample_rate, path)
             plan = plan_windows(len(wave), spec.window_samples, spec.hop_samples)
             if spec.input_kind == "waveform":
                 data = wave  # the graph computes the features
@@ -239,8 +242,8 @@ class Scorer:
         self.spec = spec
         self.top_k = top_k
         self.runtime = Runtime(spec.path, spec.runtime)
-        rt = self.runtime
-        self._detector = make_detector(events, rt.labels, rt.activation, rt.thresholds)
+        self._events = events
+        self._scorer = self.runtime.scorer(top_k=top_k, events=events, keep_windows=False)
         if (self.runtime.window_samples, self.runtime.hop_samples) != (
             spec.window_samples,
             spec.hop_samples,
@@ -274,17 +277,17 @@ class Scorer:
             except Exception as e:  # a malformed blob is this row's error
                 errors[i] = describe_error(e, paths[i])
         run = self._classify_one if self.spec.input_kind == "waveform" else self._score_one
-        scores = self._run_batch(run, paths, inputs, errors)
+        jobs = {i: (x, samples[i]) for i, x in inputs.items()}
+        results = self._run_batch(run, paths, jobs, errors)
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
             best: list[Any] = []
             events: list[Any] | None = None
             if errors[i] is None:
-                try:
-                    best, events = self._summarize(scores[i], samples[i])
-                except Exception as e:
-                    errors[i] = describe_error(e, path)
+                best = results[i].labels
+                if self._scorer.detector is not None:
+                    events = [e.to_dict() for e in results[i].events]
             ok = errors[i] is None
             rows["path"].append(path)
             rows["duration"].append(samples[i] / rate if ok else None)
@@ -295,15 +298,16 @@ class Scorer:
             rows["events"].append(events if ok else None)
         return pa.Table.from_pydict(rows, schema=result_schema())
 
-    def _summarize(self, windows: np.ndarray, num_samples: int) -> tuple[list, list | None]:
-        """Top-k of a file's aggregated window scores, and its events (None: not asked)."""
-        rt = self.runtime
-        best = top_k(aggregate(windows, rt.aggregate), rt.labels, self.top_k)
-        if self._detector is None:
-            return best, None
+    def _summarize(self, logits: np.ndarray, num_samples: int) -> Classification:
+        """A file's Classification from its window logits (the runtime's scoring step)."""
         plan = plan_windows(num_samples, self.spec.window_samples, self.spec.hop_samples)
-        events = window_events(windows, plan, self.spec.sample_rate, self._detector)
-        return best, [e.to_dict() for e in events]
+        scorer = self._scorer
+        scorer.reset()
+        scorer.add(logits, plan.starts, num_samples)
+        result = scorer.result(num_samples)
+        if isinstance(result, AstOnnxError):
+            raise result
+        return result
 
     def _unpack(self, blob: bytes) -> np.ndarray:
         data = np.frombuffer(blob, np.float32)
@@ -311,28 +315,28 @@ class Scorer:
             return data
         return data.reshape(-1, *self._shape)
 
-    def _classify_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """Wave-in models: :meth:`Runtime.classify` windows and scores them."""
-        results = self.runtime.classify(items, top_k=1)
-        return [np.stack([w.scores for w in r.windows]) for r in results]
+    def _classify_one(self, items: list[tuple[np.ndarray, int]]) -> list[Classification]:
+        """Wave-in models: :meth:`Runtime.classify` windows and scores the waves."""
+        waves = [w for w, _ in items]
+        return self.runtime.classify(waves, top_k=self.top_k, events=self._events or False)
 
-    def _score_one(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """Feature windows of each item -> its window scores (one model run for all)."""
-        flat = self.runtime.scores(np.concatenate(items))
+    def _score_one(self, items: list[tuple[np.ndarray, int]]) -> list[Classification]:
+        """Feature windows of each item -> its Classification (one model run for all)."""
+        flat = self.runtime.logits(np.concatenate([x for x, _ in items]))
         out, offset = [], 0
-        for w in items:
-            out.append(flat[offset : offset + len(w)])
-            offset += len(w)
+        for x, num_samples in items:
+            out.append(self._summarize(flat[offset : offset + len(x)], num_samples))
+            offset += len(x)
         return out
 
     def _run_batch(
         self,
         run: Any,
         paths: list[str],
-        inputs: dict[int, np.ndarray],
+        inputs: dict[int, Any],
         errors: list[str | None],
-    ) -> dict[int, np.ndarray]:
-        """Scores per good row; any failure is narrowed down to the rows that cause it.
+    ) -> dict[int, Classification]:
+        """Results per good row; any failure is narrowed down to the rows that cause it.
 
         The whole batch is tried at once; if that raises (anything: a model run that
         fails, a MemoryError), each row is tried alone and a row that still fails gets

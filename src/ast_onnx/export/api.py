@@ -18,6 +18,7 @@ from ast_onnx.export.checkpoint import (
 from ast_onnx.export.onnx_export import export_onnx
 from ast_onnx.export.options import ExportOptions, resolve_options
 from ast_onnx.export.verify import verify_export
+from ast_onnx.frontend.features import FeatureExtractor, read_norm_stats
 from ast_onnx.metadata import ExportPrecision, ModelMetadata, Precision, check_opset, opset_of
 from ast_onnx.model_files import data_path, save_model
 from ast_onnx.progress import StepTimer
@@ -118,6 +119,12 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
     return path
 
 
+def with_norm_stats(frontend: dict[str, Any], stats: tuple[float, float]) -> dict[str, Any]:
+    """``frontend`` (``FeatureExtractor.to_dict()``) with the dataset's ``(mean, std)``."""
+    mean, std = stats
+    return FeatureExtractor.from_dict({**frontend, "mean": mean, "std": std}).to_dict()
+
+
 def export_model(
     checkpoint: str | Path = DEFAULT_CHECKPOINT,
     output: str | Path | None = None,
@@ -167,6 +174,7 @@ def export_model(
         audio_files(calibrate)  # a missing path or a directory without audio fails now
     check_opset(o.opset)
     check_int8_options(o)
+    norm_stats = None if o.norm_stats is None else read_norm_stats(o.norm_stats)
     timer = StepTimer(show=o.progress)
     # Intermediate models go to a hidden folder beside the output (see ast_onnx.workdir).
     with work_dir(path.parent) as work:
@@ -179,6 +187,8 @@ def export_model(
                 pth=o.pth,
                 work_dir=work,
             )
+        if norm_stats is not None:  # before calibration, verification and the wave-in fbank
+            loaded.frontend = with_norm_stats(loaded.frontend, norm_stats)
         calibration: np.ndarray | None = None
         if final == "int8-static" and calibrate is not None:
             # Before the slow steps, so unusable calibration audio fails fast.

@@ -107,6 +107,11 @@ def resolve_source(source: str | Path) -> tuple[str, Path | str]:
     )
     if looks_like_path:
         raise CheckpointError(f"checkpoint not found: {text!r} (no such file or directory)")
+    if "/" not in text:  # not ORG/NAME: a mistyped folder, not worth the Hub's timeout
+        raise CheckpointError(
+            f"checkpoint not found: {text!r} is no directory or file here, and a Hub id has "
+            f"the form ORG/NAME (e.g. {DEFAULT_CHECKPOINT})"
+        )
     return "hub", text
 
 

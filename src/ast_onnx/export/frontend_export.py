@@ -17,6 +17,7 @@ import numpy as np
 from ast_onnx.atomic import atomic_path
 from ast_onnx.errors import DriftError, ExportError, require
 from ast_onnx.export.wavein import numpy_features, verification_waves
+from ast_onnx.frontend.features import read_norm_stats
 from ast_onnx.frontend.graph import (
     FRONTEND_INPUT,
     FRONTEND_OUTPUT,
@@ -58,6 +59,7 @@ def export_frontend(
     opset: int = 17,
     overwrite: bool = False,
     verify: bool = True,
+    norm_stats: str | Path | tuple[float, float] | None = None,
 ) -> FrontendExportResult:
     """Write the frontend alone: ``waveform`` [batch, samples] -> ``input_values``.
 
@@ -69,6 +71,9 @@ def export_frontend(
         opset: Default-domain opset (>= 17).
         overwrite: Replace an existing ``output``.
         verify: Compare with the numpy frontend on test waves.
+        norm_stats: The dataset's ``(mean, std)``, ``"MEAN,STD"`` or a JSON file with
+            them (see :func:`~ast_onnx.frontend.read_norm_stats`), replacing the
+            frontend's normalization.
 
     Returns:
         The :class:`FrontendExportResult`.
@@ -81,6 +86,7 @@ def export_frontend(
     if frontend is not None and checkpoint is not None:
         raise ExportError("pass frontend= or checkpoint=, not both")
     path = check_output(output, overwrite)
+    stats = None if norm_stats is None else read_norm_stats(norm_stats)
     if checkpoint is not None:
         from ast_onnx.export.checkpoint import load_checkpoint
 
@@ -88,6 +94,8 @@ def export_frontend(
     fe = as_extractor(frontend)
     if max_length is not None and max_length != fe.max_length:
         fe = as_extractor({**fe.to_dict(), "max_length": max_length})
+    if stats is not None:
+        fe = as_extractor({**fe.to_dict(), "mean": stats[0], "std": stats[1]})
     model = build_frontend(fe, opset=opset)
     record: dict[str, Any] = {"skipped": True}
     if verify:

@@ -99,6 +99,14 @@ def _logits_module(model: Any) -> Any:
     return LogitsOnly(model).eval()
 
 
+def max_opset() -> int:
+    """The highest default-domain opset the installed ``torch.onnx.export`` writes."""
+    require("torch", "export", "ONNX export")
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_MAX_OPSET", MIN_OPSET))
+
+
 def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path:
     """Export ``model`` (an ``ASTForAudioClassification``) to ``path`` as one file.
 
@@ -141,6 +149,12 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
     for w in caught:
         logger.debug("torch.onnx.export: %s", w.message)
     proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:  # the exporter falls back to its own opset rather than failing
+        raise ExportError(
+            f"torch.onnx.export wrote opset {written}, not the requested {opset}: choose an "
+            f"opset from {MIN_OPSET} to {max_opset()}"
+        )
     _check_io(proto, int(config.num_labels))
     size = proto.ByteSize()
     if size > MAX_SINGLE_FILE_BYTES:

@@ -38,7 +38,7 @@ from ast_onnx.metadata import LOGITS, SCORES, Activation, ModelMetadata, opset_o
 from ast_onnx.progress import quiet_logs
 from ast_onnx.quality import FRONTEND_MAX_ABS, SCORES_MAX_ABS, violations
 from ast_onnx.runtime.providers import CPU
-from ast_onnx.runtime.results import activate
+from ast_onnx.runtime.scoring import activate
 
 logger = logging.getLogger(__name__)
 

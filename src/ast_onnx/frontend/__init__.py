@@ -30,6 +30,7 @@ from ast_onnx.frontend.features import (
     AUDIOSET_STD,
     FeatureExtractor,
     Features,
+    read_norm_stats,
 )
 
 __all__ = [
@@ -52,5 +53,6 @@ __all__ = [
     "load_audio",
     "prepare_audio",
     "read_audio",
+    "read_norm_stats",
     "resample",
 ]

@@ -241,7 +241,7 @@ _FILE_KINDS = (
 )
 
 
-def _check_regular_file(path: Path) -> None:
+def check_regular_file(path: Path) -> None:
     """Refuse missing paths, directories and anything but a regular file, without opening it.
 
     A FIFO or a device would block ``open`` or never end, so they are refused by type.
@@ -260,6 +260,12 @@ def _check_regular_file(path: Path) -> None:
 
 
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError)
+
+
+def sound_file_name(path: str | os.PathLike[str]) -> str | bytes:
+    """``path`` as libsndfile takes it: bytes on POSIX, so that a name that is not UTF-8
+    (``caf\\xe9.wav`` from a Latin-1 system) opens instead of failing to encode."""
+    return os.fsencode(path) if os.name == "posix" else os.fspath(path)
 
 
 def _cannot_read(name: str, error: Exception) -> AudioFileError:
@@ -311,7 +317,8 @@ def read_audio(source: AudioSource, max_seconds: float | None = None) -> tuple[n
     if isinstance(source, bytes | bytearray):
         source = io.BytesIO(source)
     if isinstance(source, str | os.PathLike):
-        _check_regular_file(Path(source))
+        check_regular_file(Path(source))
+        source = sound_file_name(source)
     try:
         f = sf.SoundFile(source)
     except _READ_ERRORS as e:

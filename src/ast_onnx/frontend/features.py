@@ -16,14 +16,17 @@ i.e. all padding, and a warning is logged.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import InvalidAudioError
+from ast_onnx.errors import InvalidAudioError, InvalidOptionError
 from ast_onnx.frontend.audio import SAMPLE_RATE, check_sample_rate
 from ast_onnx.frontend.fbank import FbankOptions, FbankOptionsError, KaldiFbank, check_waveform
 from ast_onnx.frontend.fbank_options import check_bool, check_real
@@ -36,6 +39,85 @@ AUDIOSET_STD = 4.5689974
 #: Most frames per item (164 s at a 10 ms shift; AST uses 1024). With the fbank's own
 #: bounds, one item's features then take at most 64 MiB (16384 frames x 1024 mel, float32).
 MAX_LENGTH = 16_384
+
+
+#: Largest normalization-statistics file read (a preprocessor_config.json is ~1 KiB).
+MAX_NORM_STATS_BYTES = 1 << 20
+
+
+def read_norm_stats(spec: str | os.PathLike[str] | Sequence[float]) -> tuple[float, float]:
+    """A dataset's normalization ``(mean, std)`` from the user's spelling of it.
+
+    Args:
+        spec: ``"MEAN,STD"`` (e.g. ``"-6.85,5.42"``), a ``(mean, std)`` pair, or a JSON
+            file holding ``"mean"`` and ``"std"``: the ``preprocessor_config.json`` that
+            ``ast-norm-stats`` writes, or a transformers checkpoint's own.
+
+    Returns:
+        ``(mean, std)``: finite floats, ``std > 0``.
+
+    Raises:
+        InvalidOptionError: Text that is neither two numbers nor a readable JSON file
+            with both keys, or values that are not finite (std must be > 0).
+    """
+    pair: tuple[Any, ...]
+    if isinstance(spec, str | os.PathLike):
+        text = os.fspath(spec)
+        if text.lower().endswith(".json") or os.path.isfile(text):
+            pair = _norm_stats_file(text)
+        else:
+            parts = text.split(",")
+            try:
+                pair = tuple(float(x) for x in parts)
+            except ValueError:
+                pair = ()
+            if len(pair) != 2:
+                raise InvalidOptionError(
+                    f"normalization stats {text!r}: expected MEAN,STD (two numbers, e.g. "
+                    "-6.85,5.42) or a JSON file with 'mean' and 'std'"
+                )
+    elif isinstance(spec, Sequence) and len(spec) == 2:
+        pair = tuple(spec)
+    else:
+        raise InvalidOptionError(
+            f"normalization stats must be 'MEAN,STD', a (mean, std) pair or a JSON file, "
+            f"got {spec!r}"
+        )
+    mean, std = pair
+    ok = all(
+        not isinstance(v, bool) and isinstance(v, int | float | np.number) and math.isfinite(v)
+        for v in (mean, std)
+    )
+    if not ok or not std > 0:
+        raise InvalidOptionError(
+            f"normalization stats need a finite mean and a finite std > 0, "
+            f"got mean={mean!r}, std={std!r}"
+        )
+    return float(mean), float(std)
+
+
+def _norm_stats_file(path: str) -> tuple[Any, Any]:
+    """``(mean, std)`` of a JSON file (checked by the caller)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_NORM_STATS_BYTES + 1)
+    except OSError as e:
+        raise InvalidOptionError(f"cannot read normalization stats {path!r}: {e}") from e
+    if len(raw) > MAX_NORM_STATS_BYTES:
+        raise InvalidOptionError(
+            f"normalization stats {path!r} is over {MAX_NORM_STATS_BYTES} bytes: "
+            "expected a small JSON object with 'mean' and 'std'"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidOptionError(f"normalization stats {path!r} is not JSON: {e}") from e
+    if not isinstance(data, dict) or "mean" not in data or "std" not in data:
+        raise InvalidOptionError(
+            f"normalization stats {path!r} must be a JSON object with 'mean' and 'std' "
+            "(as ast-norm-stats writes)"
+        )
+    return data["mean"], data["std"]
 
 
 @dataclass

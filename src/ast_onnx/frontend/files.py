@@ -15,6 +15,23 @@ from pathlib import Path
 
 from ast_onnx.frontend.audio import AUDIO_EXTENSIONS
 
+#: Audio and video containers that libsndfile cannot read: found in a directory, they are
+#: named in one message per directory (with the ffmpeg command that converts them), never
+#: skipped in silence.
+UNREADABLE_EXTENSIONS: tuple[str, ...] = (
+    ".m4a",
+    ".m4b",
+    ".aac",
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".mka",
+    ".webm",
+    ".wma",
+    ".amr",
+    ".3gp",
+)
+
 
 def is_audio_name(name: str, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> bool:
     """Whether a file name ends in one of ``extensions`` (case-insensitive)."""
@@ -43,7 +60,8 @@ def find_audio_files(
 
     Returns:
         ``(files, problems)``: the files in input order (each directory's sorted; named
-        files spelled as given), and one message per directory that holds no audio file.
+        files spelled as given), and one message per directory that holds no audio file
+        or holds files in a format that cannot be read (``.m4a``...: skipped, named).
     """
     files: list[str] = []
     problems: list[str] = []
@@ -51,7 +69,15 @@ def find_audio_files(
         path = Path(item)
         if path.is_dir():
             found = audio_files_in(path, extensions)
-            if not found:
+            skipped = audio_files_in(path, UNREADABLE_EXTENSIONS)
+            if skipped:
+                kinds = ", ".join(sorted({f.suffix.lower() for f in skipped}))
+                problems.append(
+                    f"{item}: skipped {len(skipped)} file(s) in a format that cannot be read "
+                    f"({kinds}; e.g. {str(skipped[0])!r}): convert them to WAV or FLAC first, "
+                    "e.g. ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav"
+                )
+            elif not found:
                 exts = ", ".join(sorted(e.lower() for e in extensions))
                 problems.append(f"{item}: no audio files ({exts}) in directory")
             files.extend(str(f) for f in found)

@@ -34,7 +34,7 @@ def picture_target(out: str | os.PathLike) -> Path:
         OutputError: The folder is missing or not writable.
     """
     path = Path(out).expanduser()
-    if path.is_dir() or _suffix(path) not in PLOT_FORMATS:
+    if os.path.isdir(path) or _suffix(path) not in PLOT_FORMATS:
         raise InvalidOptionError(
             f"--plot {str(out)!r} must name one picture file ending in "
             f"{', '.join('.' + f for f in PLOT_FORMATS)}"
@@ -53,7 +53,7 @@ def plot_targets(out: str | os.PathLike, files: Sequence[str]) -> dict[str, Path
         OutputError: A missing parent, an unwritable folder or file.
     """
     path = Path(out).expanduser()
-    if not path.is_dir() and path.suffix and not str(out).endswith(os.sep):
+    if not os.path.isdir(path) and path.suffix and not str(out).endswith(os.sep):
         if _suffix(path) not in PLOT_FORMATS:
             raise InvalidOptionError(
                 f"--plot {str(out)!r}: unknown picture format {path.suffix!r} (use "
@@ -65,8 +65,8 @@ def plot_targets(out: str | os.PathLike, files: Sequence[str]) -> dict[str, Path
                 "classified: give a folder (e.g. --plot plots/) for one PNG per file"
             )
         return {files[0]: picture_target(path)}
-    if not path.is_dir():
-        if not path.parent.is_dir():
+    if not os.path.isdir(path):
+        if not os.path.isdir(path.parent):
             raise OutputError(f"--plot folder's parent {str(path.parent)!r} does not exist")
         try:
             path.mkdir()

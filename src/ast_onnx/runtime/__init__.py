@@ -13,8 +13,8 @@ from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.providers import PROVIDER_CHAINS, PROVIDER_NAMES
 from ast_onnx.runtime.results import Classification, Prediction, WindowScore
 from ast_onnx.runtime.runtime import Runtime
+from ast_onnx.runtime.scoring import AGGREGATIONS, WindowScorer
 from ast_onnx.runtime.stream import Stream, StreamResult
-from ast_onnx.runtime.windows import AGGREGATIONS
 
 __all__ = [
     "AGGREGATIONS",
@@ -30,4 +30,5 @@ __all__ = [
     "Stream",
     "StreamResult",
     "WindowScore",
+    "WindowScorer",
 ]

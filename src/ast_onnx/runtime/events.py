@@ -43,7 +43,6 @@ import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
 from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD, Activation
-from ast_onnx.runtime.windows import WindowPlan
 
 #: Slack in comparisons of seconds (gap vs max_gap, duration vs min_duration): segment
 #: edges are sums of floats, and a gap of exactly ``max_gap`` must merge.
@@ -380,17 +379,6 @@ def make_detector(
     raise InvalidOptionError(f"events must be True, False or EventOptions, got {events!r}")
 
 
-def window_events(
-    window_scores: np.ndarray, plan: WindowPlan, sample_rate: float, detector: EventDetector | None
-) -> list[Event]:
-    """Events of one input from its window scores and plan; [] without a detector."""
-    if detector is None:
-        return []
-    return detect_events(
-        window_scores, plan.starts, plan.window, plan.num_samples, sample_rate, detector
-    )
-
-
 def detect_events(
     window_scores: np.ndarray,
     starts: Sequence[int],
@@ -399,7 +387,7 @@ def detect_events(
     sample_rate: float,
     detector: EventDetector,
 ) -> list[Event]:
-    """Events of one whole input from its window scores (the offline path).
+    """Events of one whole input from its window scores, pushed segment by segment.
 
     Args:
         window_scores: Activated scores ``[windows, labels]``, in window order.
@@ -424,6 +412,5 @@ __all__ = [
     "detect_events",
     "make_detector",
     "segment_edge",
-    "window_events",
     "window_segments",
 ]

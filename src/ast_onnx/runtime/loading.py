@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ast_onnx.errors import MissingDependencyError, ProviderError
+from ast_onnx.errors import InvalidOptionError, MissingDependencyError, ProviderError
+from ast_onnx.runtime.graph_ops import check_graph_ops
 from ast_onnx.runtime.openvino import (
     OPENVINO,
     OpenVinoSession,
@@ -88,14 +90,26 @@ def open_session(path: str | os.PathLike[str], opts: RuntimeOptions) -> tuple[An
     The session is onnxruntime's, or for ``"openvino"`` an
     :class:`~ast_onnx.runtime.openvino.OpenVinoSession` with the same interface.
 
+    Unless ``opts.allow_any_ops``, the graph's operators are checked first
+    (:func:`~ast_onnx.runtime.graph_ops.check_graph_ops`).
+
     Raises:
-        ModelError: Missing or corrupt model file.
+        ModelError: Missing or corrupt model file, or a graph with operators no
+            ast-onnx export contains.
+        InvalidOptionError: ``run_timeout`` with OpenVINO.
         ProviderError: A requested provider is unavailable or was dropped at creation
             (unless ``opts.fallback``).
         MissingDependencyError: onnxruntime (or for ``"openvino"``, openvino) is not
             installed (unless ``opts.fallback`` for openvino).
     """
+    if not opts.allow_any_ops and Path(path).is_file():
+        check_graph_ops(path)
     if wants_openvino(opts.providers, _gpu_offered):
+        if opts.run_timeout is not None:
+            raise InvalidOptionError(
+                "run_timeout applies to onnxruntime sessions: an OpenVINO call cannot be "
+                "stopped; leave run_timeout=None or pick an onnxruntime provider"
+            )
         session = _open_openvino(path, opts)
         if session is not None:
             return session, OPENVINO

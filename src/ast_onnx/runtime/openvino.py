@@ -24,13 +24,13 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import ModelError, ProviderError, require
+from ast_onnx.errors import ProviderError, require
+from ast_onnx.runtime.session import check_model_file
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +168,7 @@ def open_openvino(
         ProviderError: OpenVINO cannot read or compile the model (the message says which
             export it takes instead).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {str(path)!r}")
+    path = check_model_file(path)
     ov = import_openvino()
     device, config = compile_config(threads, options)
     core = ov.Core()

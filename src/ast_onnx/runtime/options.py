@@ -10,6 +10,7 @@ of onnxruntime's ``FusionOptions``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,28 @@ from ast_onnx.metadata import ACTIVATIONS, Activation
 from ast_onnx.options_base import Replaceable, option_flag
 from ast_onnx.runtime.openvino import OPENVINO
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
-from ast_onnx.runtime.windows import AGGREGATIONS
+from ast_onnx.runtime.scoring import AGGREGATIONS
 
 #: Items per ``session.run`` unless the model or the caller says otherwise.
 DEFAULT_BATCH_SIZE = 8
+#: Most threads per CPU a session may be given (``threads``), and the bound on any
+#: machine: more threads than cores only add memory (100,000 threads held gigabytes
+#: for minutes, or crashed onnxruntime).
+THREADS_PER_CPU = 4
+MIN_THREADS_BOUND = 64
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def max_threads() -> int:
+    """Most ``threads`` a session may be given here: 4 per CPU, and at least 64."""
+    return max(THREADS_PER_CPU * cpu_count(), MIN_THREADS_BOUND)
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -68,7 +87,7 @@ class RuntimeOptions(Replaceable):
             (extra ``[openvino]``, :mod:`ast_onnx.runtime.openvino`) instead of onnxruntime.
         device_id: CUDA device for CUDA/TensorRT.
         threads: Intra-op threads of the session (None: onnxruntime's default, one per
-            physical core).
+            physical core); at most :func:`max_threads` (4 per CPU, at least 64).
         fallback: Accept a requested provider being unavailable or failing to load, with a
             warning, instead of raising :class:`~ast_onnx.errors.ProviderError`.
         labels: Class names (list, or a .txt file with one per line, or a .json list /
@@ -95,6 +114,13 @@ class RuntimeOptions(Replaceable):
         max_audio_seconds: Longest input accepted, checked before decoding or resampling
             (None: :data:`~ast_onnx.frontend.audio.DEFAULT_MAX_SECONDS`, one hour;
             ``math.inf``: no limit).
+        allow_any_ops: Load a graph with operators no ast-onnx export contains (control
+            flow such as ``Loop``, other domains). Off by default: model files are
+            untrusted and such a graph can run without end
+            (:data:`~ast_onnx.runtime.graph_ops.ALLOWED_OPS`).
+        run_timeout: Seconds one model call (``session.run``) may take before it is
+            stopped with :class:`~ast_onnx.errors.ModelTimeoutError` (None: no limit).
+            onnxruntime only; a call is stopped between two operators.
     """
 
     unknown_error: ClassVar[type[Exception]] = InvalidOptionError
@@ -184,12 +210,36 @@ class RuntimeOptions(Replaceable):
         ),
     )
 
+    allow_any_ops: bool = field(
+        default=False,
+        metadata=option_flag(
+            "--allow-any-ops",
+            "load a model whose graph has operators ast-onnx exports never contain "
+            "(control flow such as Loop, other domains): only for model files you trust",
+            action="store_true",
+        ),
+    )
+    run_timeout: float | None = field(
+        default=None,
+        metadata=option_flag(
+            "--run-timeout",
+            "stop a model call that runs longer than this many seconds (that file's error row)",
+            type=float,
+        ),
+    )
+
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, 1)
         check_int("device_id", self.device_id, 0)
         if self.threads is not None:
             check_int("threads", self.threads, 1)
+            if self.threads > max_threads():
+                raise InvalidOptionError(
+                    f"threads must be at most {max_threads()} ({THREADS_PER_CPU} per CPU of "
+                    f"this machine's {cpu_count()}, at least {MIN_THREADS_BOUND}), "
+                    f"got {self.threads}"
+                )
         if self.aggregate not in AGGREGATIONS:
             raise InvalidOptionError(
                 f"aggregate must be one of {AGGREGATIONS}, got {self.aggregate!r}"
@@ -208,3 +258,14 @@ class RuntimeOptions(Replaceable):
             check_int("gpu_mem_limit", self.gpu_mem_limit, 1)
         if self.max_audio_seconds is not None:
             check_max_seconds(self.max_audio_seconds)
+        if not isinstance(self.allow_any_ops, bool):
+            raise InvalidOptionError(f"allow_any_ops must be a bool, got {self.allow_any_ops!r}")
+        if self.run_timeout is not None and not (
+            isinstance(self.run_timeout, (int, float, np.integer, np.floating))
+            and not isinstance(self.run_timeout, bool)
+            and 0 < self.run_timeout < math.inf
+        ):
+            raise InvalidOptionError(
+                f"run_timeout must be a number of seconds > 0 (None: no limit), "
+                f"got {self.run_timeout!r}"
+            )

@@ -1,21 +1,17 @@
-"""Result types of :meth:`ast_onnx.runtime.Runtime.classify` and the score math behind them.
+"""Result types of :meth:`ast_onnx.runtime.Runtime.classify`, and the NaN/Inf check.
 
-Scores are the model's logits passed through its activation: ``sigmoid`` for
-multi-label models (AudioSet: each label is an independent yes/no) and
-``softmax`` for single-label ones (scores sum to 1). Both are computed in
-float64 numpy in a numerically stable form and returned as float32.
+The scores in them come from the one scoring step, :mod:`ast_onnx.runtime.scoring`
+(activation, aggregation, top-k, thresholds, events).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import InvalidOptionError, ModelOutputError
-from ast_onnx.metadata import ACTIVATIONS, Activation
+from ast_onnx.errors import ModelOutputError
 from ast_onnx.runtime.events import Event
 
 
@@ -75,9 +71,12 @@ class Classification:
             longer than the model's window, the aggregate (mean or max) of ``windows``.
         duration: Input duration in seconds (at the model's sample rate).
         windows: Per-window scores with start/end times; one window for inputs
-            that fit the model's window.
+            that fit the model's window. A very long input keeps the windows that fit
+            the timeline budget (:data:`~ast_onnx.runtime.scoring.DEFAULT_TIMELINE_BYTES`).
         path: The file the audio came from, when the input was a path.
         events: Sound events, when asked for (``classify(..., events=True)``).
+        windows_omitted: Windows past the timeline budget: in ``scores`` and ``events``,
+            not in ``windows`` (0 for all but very long inputs of very large models).
     """
 
     labels: list[Prediction]
@@ -86,35 +85,7 @@ class Classification:
     windows: list[WindowScore] = field(default_factory=list, repr=False)
     path: str | None = None
     events: list[Event] = field(default_factory=list)
-
-    @classmethod
-    def from_windows(
-        cls,
-        window_scores: np.ndarray,
-        scores: np.ndarray,
-        bounds: Sequence[tuple[float, float]],
-        labels: Sequence[str],
-        k: int,
-        duration: float,
-        path: str | None = None,
-        thresholds: np.ndarray | None = None,
-    ) -> Classification:
-        """The classification of one input from its windows' scores and their aggregate.
-
-        ``thresholds`` (one per label): report every label at or above its threshold
-        (:func:`above_threshold`) instead of the top ``k``, for the input and each window.
-        """
-
-        def pick(s: np.ndarray) -> list[Prediction]:
-            if thresholds is None:
-                return top_k(s, labels, k)
-            return above_threshold(s, labels, thresholds)
-
-        windows = [
-            WindowScore(start, end, s, pick(s))
-            for (start, end), s in zip(bounds, window_scores, strict=True)
-        ]
-        return cls(pick(scores), scores, duration, windows, path)
+    windows_omitted: int = 0
 
     def to_dict(
         self, windows: bool = False, scores: bool = False, events: bool | None = None
@@ -135,6 +106,8 @@ class Classification:
             out["scores"] = self.scores.tolist()
         if windows:
             out["windows"] = [w.to_dict(scores=scores) for w in self.windows]
+            if self.windows_omitted:
+                out["windows_omitted"] = self.windows_omitted
         if events or (events is None and self.events):
             out["events"] = [e.to_dict() for e in self.events]
         return out
@@ -152,47 +125,15 @@ def nonfinite_error(logits: np.ndarray, item: str, unit: str) -> ModelOutputErro
     bad = np.flatnonzero(~np.isfinite(logits).reshape(len(logits), -1).all(axis=1))
     if bad.size == 0:
         return None
+    return nonfinite_rows_error(item, int(bad.size), len(logits), int(bad[0]), unit)
+
+
+def nonfinite_rows_error(
+    item: str, bad: int, total: int, first: int, unit: str
+) -> ModelOutputError:
+    """The error of :func:`nonfinite_error` from counts: ``bad`` of ``total`` rows, the
+    first at ``first`` (for callers that check rows as they arrive)."""
     return ModelOutputError(
-        f"{item}: the model returned NaN/Inf for {bad.size} of {len(logits)} {unit}(s) "
-        f"(first: {unit} {int(bad[0])}); no scores are reported"
+        f"{item}: the model returned NaN/Inf for {bad} of {total} {unit}(s) "
+        f"(first: {unit} {first}); no scores are reported"
     )
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow: exp is only taken of non-positive values."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(-np.abs(x))
-    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax over ``axis`` with the max subtracted first (no overflow)."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return np.asarray(e / np.sum(e, axis=axis, keepdims=True))
-
-
-def activate(logits: np.ndarray, activation: Activation) -> np.ndarray:
-    """Apply ``"sigmoid"`` or ``"softmax"`` (over the last axis); returns float32."""
-    if activation == "sigmoid":
-        return sigmoid(logits).astype(np.float32)
-    if activation == "softmax":
-        return softmax(logits).astype(np.float32)
-    raise InvalidOptionError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-
-
-def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[Prediction]:
-    """The ``k`` best labels of a score vector, best first (ties: lower index first)."""
-    k = min(k, scores.shape[-1])
-    # A stable sort on the negated scores keeps equal scores in index order.
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [Prediction(labels[i], float(scores[i]), int(i)) for i in order]
-
-
-def above_threshold(
-    scores: np.ndarray, labels: Sequence[str], thresholds: np.ndarray
-) -> list[Prediction]:
-    """Every label whose score is ``>=`` its threshold, best first (ties: lower index)."""
-    order = np.argsort(-scores, kind="stable")
-    keep = order[scores[order] >= thresholds[order]]
-    return [Prediction(labels[i], float(scores[i]), int(i)) for i in keep]

@@ -18,10 +18,12 @@ from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError,
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
-from ast_onnx.runtime.events import EventOptions, make_detector, window_events
+from ast_onnx.runtime.events import EventOptions
+from ast_onnx.runtime.interruptible import run_session
 from ast_onnx.runtime.loading import open_session
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
-from ast_onnx.runtime.results import Classification, activate, nonfinite_error
+from ast_onnx.runtime.results import Classification, nonfinite_error
+from ast_onnx.runtime.scoring import WindowScorer, activate
 from ast_onnx.runtime.session import (
     inspect_io,
     make_frontend,
@@ -31,8 +33,8 @@ from ast_onnx.runtime.session import (
     resolve_labels,
 )
 from ast_onnx.runtime.stream import Stream
-from ast_onnx.runtime.waveform import check_waveform_batch, run_grouped
-from ast_onnx.runtime.windows import aggregate, hop_samples, plan_windows
+from ast_onnx.runtime.waveform import check_wave_length, check_waveform_batch, run_grouped
+from ast_onnx.runtime.windows import hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,12 @@ class Runtime:
             applied over ``options``: ``providers``, ``device_id``, ``threads``,
             ``fallback``, ``labels``, ``activation``, ``batch_size``, ``cache_dir``,
             ``window_hop``, ``aggregate``, ``gpu_mem_limit``, ``provider_options``,
-            ``prepack``, ``max_audio_seconds``.
+            ``prepack``, ``max_audio_seconds``, ``allow_any_ops``, ``run_timeout``.
             E.g. ``Runtime("m.onnx", providers="cpu", batch_size=4)``.
 
     Raises:
-        ModelError: Missing/corrupt file, or a model that does not look like AST.
+        ModelError: Missing/corrupt file, a model that does not look like AST, or a
+            graph with operators no ast-onnx export contains (unless ``allow_any_ops``).
         ProviderError: A requested provider is unavailable or failed to load.
         MissingDependencyError: onnxruntime is not installed.
         InvalidOptionError: An option out of range, or an unknown option name.
@@ -115,7 +118,9 @@ class Runtime:
     # ----- construction helpers -----
 
     def _prepare(self, audio: Audio, sample_rate: int | None = None) -> np.ndarray:
-        return prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)
+        wave = prepare_audio(audio, sample_rate, self.sample_rate, self.max_audio_seconds)
+        name = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+        return check_wave_length(wave, self.frontend.options.window_size, self.sample_rate, name)
 
     # ----- properties -----
 
@@ -192,7 +197,7 @@ class Runtime:
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
-        return _check_finite(run_grouped(self._run, cut, self.batch_size, frame))
+        return _check_finite(run_grouped(self._run, cut, self.batch_size, frame, self.sample_rate))
 
     def scores(self, input_values: np.ndarray) -> npt.NDArray[np.float32]:
         """Activated scores (sigmoid or softmax) float32 [batch, labels]."""
@@ -200,7 +205,8 @@ class Runtime:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         io = self._io
-        out = self._session.run([io.output_name], {io.input_name: x.astype(io.input_dtype)})[0]
+        feeds: dict[str, np.ndarray] = {io.input_name: x.astype(io.input_dtype)}
+        out = run_session(self._session, [io.output_name], feeds, self.options.run_timeout)[0]
         return np.asarray(out, dtype=np.float32)
 
     def _check_input_values(self, input_values: np.ndarray) -> np.ndarray:
@@ -268,6 +274,8 @@ class Runtime:
 
         Raises:
             ModelOutputError: The model returned NaN/Inf for an input.
+            InvalidAudioError: Unusable audio, e.g. shorter than one fbank frame.
+            ModelTimeoutError: A model call ran past ``run_timeout``.
             InvalidOptionError: ``threshold`` outside [0, 1], or True for a model that
                 stores no thresholds.
         """
@@ -365,7 +373,7 @@ class Runtime:
         if top_k is not None:
             check_int("top_k", top_k, 1)
         cut = self.resolve_threshold(threshold)
-        make_detector(events, self.labels, self.activation, self.thresholds)  # check early
+        self.scorer(top_k=top_k, events=events, thresholds=cut)  # check the options early
         yield from classify_in_batches(
             paths,
             self._prepare,
@@ -380,12 +388,37 @@ class Runtime:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.input_kind == "waveform":  # waves of equal length share a run
             frame = self.frontend.options.window_size
-            return run_grouped(self._run, segments, self.batch_size, frame)
+            return run_grouped(self._run, segments, self.batch_size, frame, self.sample_rate)
         feats = (
             self.frontend(segments[i : i + self.batch_size]).input_values
             for i in range(0, len(segments), self.batch_size)
         )
         return np.concatenate([self._run(x) for x in feats])
+
+    def scorer(
+        self,
+        top_k: int | None = 5,
+        events: bool | EventOptions | None = False,
+        thresholds: np.ndarray | None = None,
+        keep_windows: bool = True,
+    ) -> WindowScorer:
+        """The :class:`~ast_onnx.runtime.scoring.WindowScorer` of this model and options.
+
+        What :meth:`classify` scores with; for callers that run the model themselves
+        (``thresholds``: per-label cut, as :meth:`resolve_threshold` returns).
+        """
+        return WindowScorer(
+            self.labels,
+            self.activation,
+            aggregate=self.aggregate,
+            top_k=top_k,
+            thresholds=thresholds,
+            events=events,
+            model_thresholds=self.thresholds,
+            window=self.window_samples,
+            sample_rate=self.sample_rate,
+            keep_windows=keep_windows,
+        )
 
     def _classify_waves(
         self,
@@ -395,35 +428,34 @@ class Runtime:
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,
     ) -> list[Classification | ModelOutputError]:
-        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError."""
+        """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError.
+
+        The windows of all waves are run ``batch_size`` at a time, and each batch's
+        logits go straight into the scorer: no input's windows are held all at once.
+        """
         if k is not None:
             check_int("top_k", k, 1)
-        detector = make_detector(events, self.labels, self.activation, self.thresholds)
+        scorer = self.scorer(top_k=k, events=events, thresholds=cut)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
-        segments = [
-            w[s : s + self.window_samples]
-            for w, plan in zip(waves, plans, strict=True)
-            for s in plan.starts
-        ]
-        all_logits = self._segment_logits(segments)
-        k = len(self.labels) if k is None else k
+        jobs = [(i, s) for i, plan in enumerate(plans) for s in plan.starts]
         results: list[Classification | ModelOutputError] = []
-        offset = 0
-        for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
-            logits = all_logits[offset : offset + len(plan)]
-            offset += len(plan)
-            error = nonfinite_error(logits, path if path is not None else f"input {i}", "window")
-            if error is not None:
-                results.append(error)
-                continue
-            win = activate(logits, self.activation)
-            bounds, seconds = plan.bounds(self.sample_rate), plan.num_samples / self.sample_rate
-            scores = aggregate(win, self.aggregate)
-            item = Classification.from_windows(
-                win, scores, bounds, self.labels, k, seconds, path, cut
-            )
-            item.events = window_events(win, plan, self.sample_rate, detector)
-            results.append(item)
+        scored = 0  # windows of the current item already scored
+        for b in range(0, len(jobs), self.batch_size):
+            batch = jobs[b : b + self.batch_size]
+            logits = self._segment_logits([waves[i][s : s + self.window_samples] for i, s in batch])
+            row = 0
+            while row < len(batch):
+                i = batch[row][0]
+                plan = plans[i]
+                n = min(len(plan) - scored, len(batch) - row)
+                scorer.add(
+                    logits[row : row + n], plan.starts[scored : scored + n], plan.num_samples
+                )
+                row, scored = row + n, scored + n
+                if scored == len(plan):
+                    name = paths[i] if paths[i] is not None else f"input {i}"
+                    results.append(scorer.result(plan.num_samples, paths[i], name))
+                    scored = 0
         return results
 
 

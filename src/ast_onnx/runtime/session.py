@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,29 @@ class ModelIO:
     input_kind: InputKind = "features"
 
 
+def check_model_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path if it names a regular file; else :class:`ModelError` saying what it is.
+
+    A directory, a device or a FIFO is named as such (not "not found"): a FIFO would
+    block the loader and a device would be read as an empty or endless model.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {str(path)!r}") from None
+    except OSError as e:
+        raise ModelError(f"cannot read model file {str(path)!r}: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise ModelError(f"model {str(path)!r} is a directory: name the .onnx file in it")
+    if not stat.S_ISREG(mode):
+        raise ModelError(
+            f"model {str(path)!r} is not a regular file (a device, FIFO or socket): "
+            "name an .onnx file"
+        )
+    return path
+
+
 def create_session(
     ort: Any,
     path: str | os.PathLike[str],
@@ -71,9 +95,7 @@ def create_session(
     (:class:`ProviderError`, or the CPU session with a warning when ``fallback``) from a
     bad model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {str(path)!r}")
+    path = check_model_file(path)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)

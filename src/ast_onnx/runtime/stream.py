@@ -18,8 +18,9 @@ window), fewer than one fbank frame of samples not yet framed, and at most one w
 of feature frames; between calls, nothing else (see :attr:`Stream.buffer_sizes`).
 Windows completed by one chunk are scored in batches of the runtime's ``batch_size``.
 
-Events come from the :class:`~ast_onnx.runtime.events.EventDetector` that offline
-``classify(..., events=True)`` uses, fed the same segments (each window's segment
+Windows are scored by the :class:`~ast_onnx.runtime.scoring.WindowScorer` that offline
+``classify`` uses (activation, labels, events), window by window. Events come from its
+:class:`~ast_onnx.runtime.events.EventDetector`, fed the same segments (each window's segment
 begins at the midpoint between its centre and the previous window's), so the events
 equal offline's; an event is returned with the window whose segment it is off in
 (or later, by ``max_gap``).
@@ -45,8 +46,10 @@ from ast_onnx.frontend.features import FeatureExtractor
 from ast_onnx.frontend.resampling import StreamingResampler
 from ast_onnx.frontend.streaming import StreamingFeatures
 from ast_onnx.metadata import Activation, InputKind
-from ast_onnx.runtime.events import Event, EventOptions, make_detector, segment_edge
-from ast_onnx.runtime.results import WindowScore, activate, top_k
+from ast_onnx.runtime.events import Event, EventOptions
+from ast_onnx.runtime.results import WindowScore
+from ast_onnx.runtime.scoring import WindowScorer
+from ast_onnx.runtime.waveform import check_num_samples
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +159,6 @@ class Stream:
         self._held = 0  # frames of the next window in self._frames
         self._skip = 0  # frames to drop before the next window's first (hop > max_length)
         self._ring = _Ring(self.window_samples)
-        self._detector = make_detector(events, self.labels, activation, thresholds)
         self._next_start = 0  # start sample of the next regular window
         self._last_start: int | None = None  # start sample of the last window scored
         for name, value in (("channels", channels), ("top_k", top_k)):
@@ -165,6 +167,18 @@ class Stream:
             ):
                 raise InvalidOptionError(f"{name} must be a positive int, got {value!r}")
         self._channels = channels
+        self._scorer = WindowScorer(
+            self.labels,
+            activation,
+            top_k=top_k,
+            events=events,
+            model_thresholds=thresholds,
+            window=self.window_samples,
+            sample_rate=self.sample_rate,
+            keep_windows=False,
+            report_windows=True,
+            check_finite=False,
+        )
         self.samples_seen = 0
         self.closed = False
 
@@ -194,7 +208,7 @@ class Stream:
     @property
     def open_events(self) -> list[Event]:
         """Events not closed yet, up to the last segment passed to the detector."""
-        return self._detector.open_events if self._detector is not None else []
+        return self._scorer.open_events
 
     def push(self, chunk: Any, sample_rate: int | None = None) -> StreamResult:
         """Add audio; score the windows it completes.
@@ -246,6 +260,10 @@ class Stream:
         Returns:
             The final window (if the last regular one does not end at the end of the
             input) and the events still open, closed at the end of the input.
+
+        Raises:
+            InvalidAudioError: The whole stream was shorter than one fbank frame, as
+                ``classify`` refuses such audio (the stream is closed all the same).
         """
         result = StreamResult()
         if self.closed:
@@ -256,6 +274,7 @@ class Stream:
         n, window = self.samples_seen, self.window_samples
         if n == 0:
             return result
+        check_num_samples(n, self.frontend.options.window_size, self.sample_rate)
         last = self._last_start
         if last is None or last + window != n:
             start = max(0, n - window)
@@ -263,8 +282,7 @@ class Stream:
             if self.input_kind == "features":
                 tail = self.frontend([tail]).input_values[0]
             self._score([(start, tail)], result)
-        if self._detector is not None:
-            result.events += self._detector.finish(n / self.sample_rate)
+        result.events += self._scorer.finish(n)
         self._frames = self._frames[:0]
         self._held = 0
         return result
@@ -329,21 +347,16 @@ class Stream:
         return window
 
     def _score(self, queue: list[tuple[int, np.ndarray]], result: StreamResult) -> None:
-        """Run the model on queued windows; record them and pass segments to the detector."""
+        """Run the model on queued windows; the scorer gives their windows and events."""
         if not queue:
             return
-        scores = activate(self._run(np.stack([x for _, x in queue])), self.activation)
-        k, sr = min(self.top_k, len(self.labels)), self.sample_rate
-        for (start, _), s in zip(queue, scores, strict=True):
-            end = min(start + self.window_samples, self.samples_seen)
-            result.windows.append(WindowScore(start / sr, end / sr, s, top_k(s, self.labels, k)))
-            if self._detector is not None:
-                prev = self._last_start
-                edge = 0.0 if prev is None else segment_edge(prev, start, self.window_samples, sr)
-                closed, opened = self._detector.push(edge, s)
-                result.events += closed
-                result.opened += opened
-            self._last_start = start
+        logits = self._run(np.stack([x for _, x in queue]))
+        starts = [start for start, _ in queue]
+        windows, closed, opened = self._scorer.add(logits, starts, self.samples_seen)
+        result.windows += windows
+        result.events += closed
+        result.opened += opened
+        self._last_start = starts[-1]
 
 
 def check_hop(hop_samples: int, frontend: FeatureExtractor) -> int:

@@ -15,15 +15,12 @@ long audio are all ``window_samples`` long) and runs the others on their own.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import cast
 
 import numpy as np
 
 from ast_onnx.errors import InvalidAudioError
-
-logger = logging.getLogger(__name__)
 
 
 def check_waveform_batch(waveform: object, window_size: int, sample_rate: int) -> np.ndarray:
@@ -68,6 +65,36 @@ def check_waveform_batch(waveform: object, window_size: int, sample_rate: int) -
     return np.ascontiguousarray(x)
 
 
+def check_num_samples(n: int, window_size: int, sample_rate: int, name: str | None = None) -> None:
+    """Refuse an input of ``n`` samples shorter than one fbank frame (InvalidAudioError).
+
+    The Runtime's minimum input, for both input kinds and for streams: a wave shorter
+    than one frame (400 samples, 25 ms at 16 kHz) gives no fbank frame, so the model
+    would score padding alone.
+
+    Args:
+        n: Samples of the input, at the model's rate.
+        window_size: Samples of one fbank frame.
+        sample_rate: The model's rate, for the message.
+        name: The input's name (its path), put first in the message.
+    """
+    if n < window_size:
+        where = f"{name}: " if name is not None else ""
+        raise InvalidAudioError(
+            f"{where}audio has {n} samples ({n / sample_rate * 1e3:.3g} ms) at {sample_rate} "
+            f"Hz, fewer than one fbank frame ({window_size} samples, "
+            f"{window_size / sample_rate * 1e3:.3g} ms), the shortest input a model scores"
+        )
+
+
+def check_wave_length(
+    wave: np.ndarray, window_size: int, sample_rate: int, name: str | None = None
+) -> np.ndarray:
+    """``wave`` if it holds at least one fbank frame (see :func:`check_num_samples`)."""
+    check_num_samples(int(wave.shape[0]), window_size, sample_rate, name)
+    return wave
+
+
 def length_groups(lengths: Sequence[int]) -> list[list[int]]:
     """Indices grouped by equal length, groups in order of first appearance."""
     groups: dict[int, list[int]] = {}
@@ -81,6 +108,7 @@ def run_grouped(
     waves: Sequence[np.ndarray],
     batch_size: int,
     window_size: int = 0,
+    sample_rate: int = 16000,
 ) -> np.ndarray:
     """Outputs of ``run`` for each wave, batching only waves of equal length.
 
@@ -88,8 +116,9 @@ def run_grouped(
         run: Runs the model on float32 ``[n, samples]`` and returns ``[n, ...]``.
         waves: 1-D float waves, already checked (finite, mono, model rate).
         batch_size: Most waves per call.
-        window_size: Samples of one frame; shorter waves are logged (all padding), as
-            the numpy frontend does.
+        window_size: Samples of one frame; a shorter wave raises
+            :class:`InvalidAudioError` (:func:`check_wave_length`).
+        sample_rate: The model's rate, for that message.
 
     Returns:
         The outputs stacked in the order of ``waves``.
@@ -97,13 +126,7 @@ def run_grouped(
     if not waves:
         raise InvalidAudioError("no waves to run")
     for w in waves:
-        if w.shape[0] < window_size:
-            logger.warning(
-                "a wave of %d samples is shorter than one frame (%d samples): "
-                "0 real frames, all padding",
-                w.shape[0],
-                window_size,
-            )
+        check_wave_length(w, window_size, sample_rate)
     out: list[np.ndarray | None] = [None] * len(waves)
     for group in length_groups([w.shape[0] for w in waves]):
         for start in range(0, len(group), batch_size):

@@ -1,4 +1,4 @@
-"""Splitting long audio into overlapping model windows, and aggregating their scores.
+"""Splitting long audio into overlapping model windows (scored by :mod:`.scoring`).
 
 AST sees a fixed number of frames (1024 = 10.24 s at 16 kHz for the AudioSet
 models). Longer input is not cut: it is covered by windows of exactly
@@ -15,8 +15,6 @@ import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
 from ast_onnx.frontend import FeatureExtractor
-
-AGGREGATIONS: tuple[str, ...] = ("mean", "max")
 
 
 @dataclass(frozen=True)
@@ -91,19 +89,3 @@ def plan_windows(num_samples: int, window: int, hop: int) -> WindowPlan:
 def split_windows(wave: np.ndarray, plan: WindowPlan) -> list[np.ndarray]:
     """Views of ``wave`` for each window of ``plan`` (the last one may be short)."""
     return [wave[s : s + plan.window] for s in plan.starts]
-
-
-def aggregate(scores: np.ndarray, method: str = "mean") -> np.ndarray:
-    """Combine per-window scores [windows, labels] into one vector [labels].
-
-    Args:
-        scores: Activated scores of each window.
-        method: ``"mean"`` (average over the whole input: for softmax models the result
-            still sums to 1) or ``"max"`` (a label scores as high as its best window: suits
-            spotting short events in long recordings with sigmoid models).
-    """
-    if method == "mean":
-        return np.asarray(scores.mean(axis=0, dtype=np.float64), dtype=np.float32)
-    if method == "max":
-        return np.asarray(scores.max(axis=0), dtype=np.float32)
-    raise InvalidOptionError(f"aggregate must be one of {AGGREGATIONS}, got {method!r}")

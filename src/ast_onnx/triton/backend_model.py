@@ -11,9 +11,9 @@ tensors, ``input_values`` in and ``logits`` out: the model step of an ensemble s
 without Triton's onnxruntime backend, :mod:`ast_onnx.triton.ensemble`).
 
 Every request is checked on its own before anything runs: a bad one (no samples, NaN/Inf,
-a clip longer than ``max_audio_seconds``, a sample rate out of range, features of the
-wrong shape) gets an error response naming what was wrong, and the other requests of
-the batch are answered.
+a clip longer than ``max_audio_seconds``, more audio than ``max_request_seconds``, a
+sample rate out of range, features of the wrong shape) gets an error response naming
+what was wrong, and the other requests of the batch are answered.
 
 Where an instance runs (:func:`instance_options`): a ``KIND_GPU`` instance on its
 device (``model_instance_device_id``) with the CUDA provider unless the options name
@@ -37,6 +37,7 @@ from ast_onnx.triton.python_entry import (
     INPUT_FEATURES,
     LABELS,
     PARAM_INPUT_KIND,
+    PARAM_MAX_REQUEST_SECONDS,
     PARAM_MAX_SECONDS,
     PARAM_RUNTIME,
     SAMPLE_RATE,
@@ -101,8 +102,12 @@ def classify_requests(
     requests: list[tuple[np.ndarray | None, np.ndarray | None]],
     top_k: int,
     max_seconds: float,
+    max_request_seconds: float | None = None,
 ) -> list[Answer | Exception]:
     """Answer each ``(waveform, sample_rate)`` request: an :class:`Answer` or its error.
+
+    ``max_seconds`` bounds each clip, ``max_request_seconds`` the audio of one request
+    (:func:`.triton_requests.read_request`).
 
     The checked clips of all requests go through one ``Runtime.classify`` (the batch the
     dynamic batcher formed); if that run fails, each request is run on its own.
@@ -111,7 +116,10 @@ def classify_requests(
     good: list[tuple[int, list]] = []
     for i, (waveform, rate) in enumerate(requests):
         try:
-            good.append((i, read_request(waveform, rate, runtime.sample_rate, max_seconds)))
+            waves = read_request(
+                waveform, rate, runtime.sample_rate, max_seconds, max_request_seconds
+            )
+            good.append((i, waves))
         except AstOnnxError as e:
             results[i] = e
     done = run_isolated(lambda waves: runtime.classify(waves, top_k=top_k), good)
@@ -210,6 +218,8 @@ class TritonPythonModel:
         else:
             self.top_k = next(int(o["dims"][-1]) for o in config["output"] if o["name"] == LABELS)
             self.max_seconds = float(params[PARAM_MAX_SECONDS])
+            total = params.get(PARAM_MAX_REQUEST_SECONDS)  # absent in older entries
+            self.max_request_seconds = None if total is None else float(total)
         logger.info("serving %s on %s", self.runtime.path, self.runtime.provider)
 
     def _input(self, request, name: str) -> np.ndarray | None:
@@ -229,7 +239,10 @@ class TritonPythonModel:
             ]
         waves = [(self._input(r, WAVEFORM), self._input(r, SAMPLE_RATE)) for r in requests]
         responses = []
-        for result in classify_requests(self.runtime, waves, self.top_k, self.max_seconds):
+        classified = classify_requests(
+            self.runtime, waves, self.top_k, self.max_seconds, self.max_request_seconds
+        )
+        for result in classified:
             if isinstance(result, Answer):
                 tensors = [pb.Tensor(SCORES, result.scores), pb.Tensor(LABELS, result.labels)]
                 responses.append(pb.InferenceResponse(output_tensors=tensors))

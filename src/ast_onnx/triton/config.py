@@ -238,6 +238,13 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _check_seconds(name: str, seconds: Any) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ExportError(f"{name} must be a number > 0, got {seconds!r}")
+    if not math.isfinite(seconds):
+        raise ExportError(f"{name} must be finite, got {seconds!r}")
+
+
 @dataclass(frozen=True)
 class TritonConfig(Replaceable):
     """How Triton serves the model: batching, instances, accelerator. Checked when built.
@@ -270,6 +277,9 @@ class TritonConfig(Replaceable):
         top_k: Labels in the python backend's ``labels`` output (at most the model's).
         max_audio_seconds: Longest clip the python backend accepts per item; longer ones
             get an error response (bounds each request's time and memory).
+        max_request_seconds: Most audio, over all its clips, one request may hold in the
+            python backend and the ensemble (default: ``max_audio_seconds``); more gets an
+            error response. One request holds a model instance for its whole run.
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
@@ -315,6 +325,7 @@ class TritonConfig(Replaceable):
     frontend_instances: int = 1
     top_k: int = 5
     max_audio_seconds: float = 600.0
+    max_request_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -332,11 +343,9 @@ class TritonConfig(Replaceable):
         _check_int("frontend_instances", self.frontend_instances, 1)
         self._check_gpus()
         _check_int("top_k", self.top_k, 1)
-        seconds = self.max_audio_seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-            raise ExportError(f"max_audio_seconds must be a number > 0, got {seconds!r}")
-        if not math.isfinite(seconds):
-            raise ExportError(f"max_audio_seconds must be finite, got {seconds!r}")
+        _check_seconds("max_audio_seconds", self.max_audio_seconds)
+        if self.max_request_seconds is not None:
+            _check_seconds("max_request_seconds", self.max_request_seconds)
         if not self.serves_onnx and (self.use_tensorrt or self.trt_cache_dir is not None):
             raise ExportError(
                 "the python backend runs onnxruntime inside the model: ask for TensorRT with "
@@ -378,6 +387,13 @@ class TritonConfig(Replaceable):
         if self.backend == "ensemble":
             return self.model_backend == "onnxruntime"
         return self.backend == "onnxruntime"
+
+    @property
+    def request_seconds(self) -> float:
+        """The per-request audio bound in effect (``max_request_seconds``)."""
+        if self.max_request_seconds is None:
+            return float(self.max_audio_seconds)
+        return float(self.max_request_seconds)
 
     @property
     def use_tensorrt(self) -> bool:

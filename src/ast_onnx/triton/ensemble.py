@@ -63,6 +63,7 @@ from ast_onnx.triton.python_entry import (
     LABELS,
     MODEL_PY,
     MODEL_PY_TEXT,
+    PARAM_MAX_REQUEST_SECONDS,
     PARAM_MAX_SECONDS,
     SAMPLE_RATE,
     SCORES,
@@ -73,6 +74,7 @@ from ast_onnx.triton.python_entry import (
 )
 from ast_onnx.triton.repo_files import (
     EntryFile,
+    Spans,
     entry_files,
     labels_file,
     metadata_file,
@@ -186,6 +188,7 @@ def frontend_config(
         PARAM_FRONTEND: _json(fe.to_dict()),
         PARAM_HOP: str(hop),
         PARAM_MAX_SECONDS: repr(float(cfg.max_audio_seconds)),
+        PARAM_MAX_REQUEST_SECONDS: repr(float(cfg.request_seconds)),
         PARAM_MAX_WINDOWS: str(cfg.max_batch_size),
     }
     return _optional_rate(_steps_config(name, _audio_inputs(), outputs, cfg, params))
@@ -266,7 +269,7 @@ def _json(value: Any) -> str:
 def ensemble_entries(
     name: str,
     src: Path,
-    data: list[Path],
+    data: dict[Path, Spans],
     model_io: tuple[list[TensorInfo], list[TensorInfo], TensorInfo],
     meta: ModelMetadata | None,
     names: list[str],

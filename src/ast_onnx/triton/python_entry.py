@@ -4,7 +4,8 @@ What :func:`~ast_onnx.triton.repository.write_triton_repo` writes with ``backend
 
     REPO/NAME/config.pbtxt      backend "python", the interface below, dynamic batching,
                                 instance group, parameters runtime_options (JSON of a
-                                RuntimeOptions) and max_audio_seconds
+                                RuntimeOptions), max_audio_seconds
+                                and max_request_seconds
     REPO/NAME/labels.txt        one label per line: the labels the model serves
     REPO/NAME/ast_onnx.json     the model's ast-onnx metadata (when it has some)
     REPO/NAME/1/model.py        imports :class:`ast_onnx.triton.backend_model.TritonPythonModel`
@@ -48,6 +49,7 @@ LABELS = "labels"
 #: Config parameters the model reads.
 PARAM_RUNTIME = "runtime_options"
 PARAM_MAX_SECONDS = "max_audio_seconds"
+PARAM_MAX_REQUEST_SECONDS = "max_request_seconds"
 PARAM_INPUT_KIND = "input_kind"
 #: ``input_kind`` of the ensemble's python model step: the model file's own tensors.
 INPUT_FEATURES = "features"
@@ -132,6 +134,7 @@ def python_config(
     params = {
         PARAM_RUNTIME: options_to_json(runtime),
         PARAM_MAX_SECONDS: repr(float(cfg.max_audio_seconds)),
+        PARAM_MAX_REQUEST_SECONDS: repr(float(cfg.request_seconds)),
     }
     check_instance_providers(cfg, runtime)
     k = min(cfg.top_k, num_labels)

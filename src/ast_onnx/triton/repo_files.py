@@ -17,12 +17,13 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from ast_onnx.errors import ExportError
+from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.metadata import ModelMetadata
+from ast_onnx.model_files import checked_external_data, external_data_ranges
 from ast_onnx.triton.config import LABELS_FILE
 
 logger = logging.getLogger(__name__)
@@ -49,13 +50,90 @@ def metadata_file(meta: ModelMetadata) -> EntryFile:
     return text_file(METADATA_FILE, doc)
 
 
-def model_files(src: Path, data: Sequence[Path], version: int) -> list[EntryFile]:
-    """The model copied to ``<version>/model.onnx``, its external data beside it."""
+#: A data file's referenced bytes: sorted, merged ``(start, end)`` spans.
+Spans = list[tuple[int, int]]
+#: Bytes copied at a time.
+_BLOCK = 1 << 20
+
+
+def referenced_data(onnx: Any, src: Path) -> dict[Path, Spans]:
+    """The external-data files of model ``src`` and the bytes its tensors read in each.
+
+    The files are checked as :func:`~ast_onnx.model_files.checked_external_data`
+    checks them. A data file may hold far more than the model reads (a sparse file whose
+    4 GiB are mostly holes, or stale weights): the Triton writer copies only these spans.
+
+    Raises:
+        ModelError: As ``checked_external_data``; or a tensor whose offset or length is
+            not a non-negative integer, or reads past the end of its file.
+    """
+    files = checked_external_data(onnx, src)
+    try:
+        ranges = external_data_ranges(onnx, src)
+    except Exception as e:  # onnx's own checks of offset and length (ValueError)
+        raise ModelError(f"{str(src)!r}: bad external data reference: {e}") from e
+    out: dict[Path, Spans] = {}
+    for file in files:
+        size = file.stat().st_size
+        spans = []
+        for offset, length in ranges[file]:
+            start = offset or 0
+            end = size if length is None else start + length
+            if end > size:
+                raise ModelError(
+                    f"{str(src)!r} reads bytes [{start}, {end}) of {str(file)!r}, which holds "
+                    f"{size} bytes"
+                )
+            if end > start:
+                spans.append((start, end))
+        merged: Spans = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        out[file] = merged
+    return out
+
+
+def copy_spans(src: Path, dst: Path, spans: Spans) -> None:
+    """Copy only ``spans`` of ``src`` to the same offsets of ``dst``, which ends at the last.
+
+    Bytes outside the spans are never read or written: they are holes in ``dst`` (zeros
+    when read) on file systems with sparse files, so a 4 GiB sparse file of which the
+    model reads 6 KiB is copied as 6 KiB.
+    """
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for start, end in spans:
+            fin.seek(start)
+            fout.seek(start)
+            left = end - start
+            while left > 0:
+                block = fin.read(min(left, _BLOCK))
+                if not block:
+                    raise OSError(f"{src} ended while copying it")
+                fout.write(block)
+                left -= len(block)
+        fout.truncate(spans[-1][1] if spans else 0)
+
+
+def model_files(
+    src: Path, data: Sequence[Path] | Mapping[Path, Spans], version: int
+) -> list[EntryFile]:
+    """The model copied to ``<version>/model.onnx``, its external data beside it.
+
+    With ``data`` a mapping (:func:`referenced_data`), only the bytes the model reads are
+    copied from each data file; a plain list copies the files whole.
+    """
     v = str(version)
     files: list[EntryFile] = [(f"{v}/model.onnx", lambda p: shutil.copyfile(src, p))]
     for file in data:  # the .onnx names them relative to itself: keep that layout
         rel = file.relative_to(src.parent).as_posix()
-        files.append((f"{v}/{rel}", partial(shutil.copyfile, file)))
+        if isinstance(data, Mapping):
+            write = lambda p, file=file: copy_spans(file, p, data[file])  # noqa: E731
+        else:
+            write = lambda p, file=file: shutil.copyfile(file, p)  # noqa: E731
+        files.append((f"{v}/{rel}", write))
     return files
 
 

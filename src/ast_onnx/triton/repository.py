@@ -30,8 +30,10 @@ The config is built through Triton's ModelConfig schema (tritonclient's
 from the model are checked first (:mod:`ast_onnx.triton.config`).
 
 A model file may come from anyone: its external data files must be regular files inside
-its folder, not symbolic links (as onnx and onnxruntime require), and its metadata is
-read with the bounds of :mod:`ast_onnx.metadata`. The entry is staged in a hidden
+its folder, not symbolic links (as onnx and onnxruntime require); only the bytes its
+tensors read are copied from them (a sparse 4 GiB file the model reads 6 KiB of is
+copied as 6 KiB); its metadata is read with the bounds of :mod:`ast_onnx.metadata`. The
+entry is staged in a hidden
 directory inside the repository and renamed into place (:mod:`.repo_files`), so a
 failure (a full disk, say) leaves the repository as it was and raises one
 :class:`~ast_onnx.errors.ExportError`.
@@ -50,7 +52,6 @@ from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import default_labels
 from ast_onnx.metadata import ModelMetadata, has_metadata
-from ast_onnx.model_files import checked_external_data
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.triton.config import (
     LABELS_FILE,
@@ -65,7 +66,7 @@ from ast_onnx.triton.config import (
 )
 from ast_onnx.triton.ensemble import ensemble_entries
 from ast_onnx.triton.python_entry import MODEL_PY, MODEL_PY_TEXT, python_config
-from ast_onnx.triton.repo_files import entry_files, text_file, write_entries
+from ast_onnx.triton.repo_files import entry_files, referenced_data, text_file, write_entries
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def write_triton_repo(
     cfg = (config or TritonConfig()).replace(**overrides)
     inputs, outputs, meta = read_model_io(src)
     onnx = require("onnx", "triton", "writing a Triton model repository")
-    data = checked_external_data(onnx, src)
+    data = referenced_data(onnx, src)
     logits = next(
         (o for o in outputs if meta and o.name == meta.output_name), outputs[0] if outputs else None
     )

@@ -18,7 +18,12 @@ from ast_onnx.errors import AstOnnxError, InvalidAudioError
 from ast_onnx.frontend import prepare_audio
 from ast_onnx.frontend.fbank_options import MAX_SAMPLE_FREQUENCY, MIN_SAMPLE_FREQUENCY
 from ast_onnx.runtime.results import Prediction
-from ast_onnx.triton.python_entry import PARAM_MAX_SECONDS, SAMPLE_RATE, WAVEFORM
+from ast_onnx.triton.python_entry import (
+    PARAM_MAX_REQUEST_SECONDS,
+    PARAM_MAX_SECONDS,
+    SAMPLE_RATE,
+    WAVEFORM,
+)
 
 
 @dataclass
@@ -60,13 +65,20 @@ def read_request(
     sample_rate: np.ndarray | None,
     model_rate: int,
     max_seconds: float,
+    max_request_seconds: float | None = None,
 ) -> list[np.ndarray]:
     """The request's clips as float32 mono waves at ``model_rate``, every one checked.
 
+    Args:
+        max_seconds: Longest clip accepted.
+        max_request_seconds: Most audio, in seconds over all clips, one request may hold
+            (None: ``max_seconds``). It bounds how long one request holds an instance.
+
     Raises:
         InvalidAudioError: Not float32 [batch, samples], no item or no samples, NaN/Inf,
-            a clip longer than ``max_seconds``, or bad sample rates. Checked before any
-            resampling, so a hostile rate cannot make a huge array.
+            a clip longer than ``max_seconds``, more audio than ``max_request_seconds``,
+            or bad sample rates. Checked before any resampling, so a hostile rate cannot
+            make a huge array.
     """
     if not isinstance(waveform, np.ndarray) or waveform.ndim != 2 or waveform.dtype != np.float32:
         got = "nothing" if waveform is None else f"{waveform.dtype} {list(np.shape(waveform))}"
@@ -74,18 +86,28 @@ def read_request(
     batch, samples = waveform.shape
     if batch == 0 or samples == 0:
         raise InvalidAudioError(f"{WAVEFORM} is empty (shape {list(waveform.shape)})")
-    waves = []
-    for i, rate in enumerate(_rates(sample_rate, batch, model_rate)):
-        where = f"item {i}: " if batch > 1 else ""
+    rates = _rates(sample_rate, batch, model_rate)
+    for i, rate in enumerate(rates):
         if samples / rate > max_seconds:
+            where = f"item {i}: " if batch > 1 else ""
             raise InvalidAudioError(
                 f"{where}{samples / rate:.1f} s of audio ({samples} samples at {rate} Hz) is "
                 f"longer than this model accepts ({PARAM_MAX_SECONDS} = {max_seconds:g} s)"
             )
+    limit = max_seconds if max_request_seconds is None else max_request_seconds
+    total = sum(samples / rate for rate in rates)
+    if total > limit:
+        raise InvalidAudioError(
+            f"the request holds {total:.1f} s of audio ({batch} clip(s) of {samples} "
+            f"samples), more than this model accepts per request "
+            f"({PARAM_MAX_REQUEST_SECONDS} = {limit:g} s): send fewer clips per request"
+        )
+    waves = []
+    for i, rate in enumerate(rates):
         try:
             waves.append(prepare_audio(waveform[i], rate, model_rate))
         except AstOnnxError as e:
-            raise type(e)(f"{where}{e}") from e
+            raise type(e)(f"item {i}: {e}" if batch > 1 else str(e)) from e
     return waves
 
 

@@ -18,6 +18,11 @@ What the python backend's stub needs, and what :func:`server_environment` gives 
   (numpy < 2, onnxruntime, ast_onnx). ``PYTHONPATH`` is not read by the stub.
 
 :func:`serve` runs the server in the foreground and stops it cleanly on SIGINT/SIGTERM.
+Its HTTP port is served by a validating front (:mod:`.front`): the server's own HTTP
+endpoint listens on an internal loopback port, since this ``tritonserver`` trusts the
+shapes HTTP requests declare. A server that crashes is started again, at most
+:data:`MAX_RESTARTS` times within :data:`RESTART_WINDOW_S` seconds, each time with a
+log line saying how it ended.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ast_onnx.errors import MissingDependencyError, ModelError
+from ast_onnx.errors import InvalidOptionError, MissingDependencyError, ModelError
+from ast_onnx.triton.front import DEFAULT_MAX_REQUEST_BYTES, FrontServer, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,11 @@ DEFAULT_PORTS = (8000, 8001, 8002)
 EXIT_TIMEOUT_S = 10
 #: Seconds after SIGTERM before the server's process group is killed.
 STOP_TIMEOUT_S = EXIT_TIMEOUT_S + 20.0
+#: Restarts of a crashed server allowed within :data:`RESTART_WINDOW_S` seconds.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
+#: tritonserver options that would move its HTTP endpoint away from the front.
+_FRONT_OWNS = frozenset(["--http-port", "--http-address", "--allow-http"])
 #: Where the servers listen (local use only; publish ports through the NGC image instead).
 HOST = "127.0.0.1"
 
@@ -200,12 +211,21 @@ def serve(
     ports: Sequence[int] = DEFAULT_PORTS,
     extra_args: Sequence[str] = (),
     stop_timeout: float = STOP_TIMEOUT_S,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_restarts: int = MAX_RESTARTS,
 ) -> int:
     """Run tritonserver on ``repo`` in the foreground until it exits or a signal stops it.
 
+    The HTTP port (``ports[0]``) is served by the validating front (:mod:`.front`),
+    which refuses bodies over ``max_request_bytes`` and infer requests whose declared
+    shapes do not match their data, and forwards the rest to the server's HTTP endpoint
+    on an internal loopback port. gRPC and metrics are the server's own.
+
     SIGINT and SIGTERM are passed on as SIGTERM (Triton then unloads its models and stops
     the backend stubs); after ``stop_timeout`` seconds the server's whole process group is
-    killed, so no stub is left behind.
+    killed, so no stub is left behind. A server that exits on its own with a non-zero
+    status (a crash) is started again, at most ``max_restarts`` times within
+    :data:`RESTART_WINDOW_S` seconds; 0 turns restarts off.
 
     Returns:
         The server's exit status; 130 after SIGINT, 0 after SIGTERM.
@@ -213,48 +233,115 @@ def serve(
     Raises:
         MissingDependencyError: The local server is not installed (:func:`find_triton`).
         ModelError: ``repo`` is not a model repository.
+        InvalidOptionError: ``max_request_bytes`` or ``max_restarts`` out of range.
     """
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise InvalidOptionError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+    taken = [a for a in extra_args if a.split("=")[0] in _FRONT_OWNS]
+    if taken:
+        raise InvalidOptionError(
+            f"{taken[0]!r}: the HTTP port is the validating front's; set it with "
+            "ast-triton serve --http-port N (tritonserver's own HTTP port is internal)"
+        )
     repo_path = check_repository(repo)
     install = find_triton()
-    with tempfile.TemporaryDirectory(prefix="ast-triton-") as work:
-        backends = prepare_backends(install, work)
-        cmd = server_command(install, repo_path, backends, ports, extra_args)
-        logger.info("starting %s", " ".join(cmd))
-        child = subprocess.Popen(cmd, env=server_environment(install), start_new_session=True)
-        return _supervise(child, stop_timeout)
+    http, grpc, metrics = ports
+    inner = free_port(HOST)
+    try:
+        front = FrontServer((HOST, http), (HOST, inner), max_request_bytes)
+    except ValueError as e:
+        raise InvalidOptionError(str(e)) from e
+    except OSError as e:
+        raise InvalidOptionError(f"cannot listen on {HOST}:{http}: {e.strerror or e}") from e
+    front.start()
+    logger.info(
+        "HTTP on %s:%d (validating front, bodies up to %d bytes) -> tritonserver on %s:%d",
+        HOST, http, max_request_bytes, HOST, inner,
+    )  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory(prefix="ast-triton-") as work:
+            backends = prepare_backends(install, work)
+            cmd = server_command(install, repo_path, backends, (inner, grpc, metrics), extra_args)
+            env = server_environment(install)
+
+            def start() -> subprocess.Popen:
+                logger.info("starting %s", " ".join(cmd))
+                return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+            return _supervise(start(), stop_timeout, restart=start, max_restarts=max_restarts)
+    finally:
+        front.stop()
 
 
-def _supervise(child: subprocess.Popen, stop_timeout: float) -> int:
+def _how(code: int) -> str:
+    """How a process ended, for the log: ``status 1`` or ``signal 6 (SIGABRT)``."""
+    if code >= 0:
+        return f"status {code}"
+    try:
+        return f"signal {-code} ({signal.Signals(-code).name})"
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _supervise(
+    child: subprocess.Popen,
+    stop_timeout: float,
+    restart: Callable[[], subprocess.Popen] | None = None,
+    max_restarts: int = MAX_RESTARTS,
+    window: float = RESTART_WINDOW_S,
+) -> int:
     """Wait for ``child``; on SIGINT/SIGTERM stop it and return 130 / 0.
 
     A second signal, or ``stop_timeout`` seconds after the first, kills the process group.
+    With ``restart``, a child that ends on its own with a non-zero status is replaced by
+    ``restart()`` (its process group killed first), at most ``max_restarts`` times within
+    ``window`` seconds; past that its status is returned.
     """
     received: list[int] = []
+    current = [child]
+    restarts: list[float] = []
 
     def on_signal(signum, _frame):
         received.append(signum)
         if len(received) == 1:
-            child.send_signal(signal.SIGTERM)
+            current[0].send_signal(signal.SIGTERM)
         else:
-            _kill_group(child)
+            _kill_group(current[0])
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     deadline = None
     try:
         while True:
             try:
-                code = child.wait(timeout=0.2)
-                break
+                code = current[0].wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 if received and deadline is None:
                     deadline = time.monotonic() + stop_timeout
                 if deadline is not None and time.monotonic() > deadline:
                     logger.warning("tritonserver did not stop in %.0f s: killing it", stop_timeout)
-                    _kill_group(child)
+                    _kill_group(current[0])
+                continue
+            if received or code == 0 or restart is None:
+                break
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < window]
+            if len(restarts) >= max_restarts:
+                logger.error(
+                    "tritonserver ended with %s; it was restarted %d time(s) in the last "
+                    "%.0f s: giving up", _how(code), len(restarts), window,
+                )  # fmt: skip
+                break
+            restarts.append(now)
+            logger.error(
+                "tritonserver ended with %s: restarting it (%d of at most %d in %.0f s)",
+                _how(code), len(restarts), max_restarts, window,
+            )  # fmt: skip
+            _kill_group(current[0])  # its stubs
+            current[0] = restart()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _kill_group(child)  # stubs the server left behind, if any
+        _kill_group(current[0])  # stubs the server left behind, if any
     if received:
         return 130 if received[0] == signal.SIGINT else 0
     return code

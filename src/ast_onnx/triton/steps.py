@@ -12,7 +12,8 @@ The ensemble (:mod:`ast_onnx.triton.ensemble`) runs, per request::
                          top-k -> scores [b, labels] + labels BYTES [b, k]
 
 so a clip's scores are those ``Runtime.classify`` gives it: the same windows, the same
-features, the same activation and aggregation (the functions of :mod:`ast_onnx.runtime`).
+features, and the same scoring step (:class:`~ast_onnx.runtime.scoring.WindowScorer`:
+activation, aggregation, top-k).
 A request's windows travel together on the model step's batch axis, so the model step
 must take them in one request: the frontend refuses a request needing more windows than
 the entry's ``max_batch_size`` (a clear error, not a truncation).
@@ -36,8 +37,8 @@ from ast_onnx.errors import AstOnnxError, InvalidAudioError, ModelOutputError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import load_labels
 from ast_onnx.metadata import Activation
-from ast_onnx.runtime.results import activate, nonfinite_error, top_k
-from ast_onnx.runtime.windows import aggregate, plan_windows
+from ast_onnx.runtime.scoring import WindowScorer
+from ast_onnx.runtime.windows import plan_windows
 from ast_onnx.triton.config import LABELS_FILE
 from ast_onnx.triton.python_entry import LABELS, SAMPLE_RATE, SCORES, WAVEFORM
 from ast_onnx.triton.requests import (
@@ -72,6 +73,8 @@ class FrontendStep:
         frontend: The model's frontend (its metadata's parameters).
         hop: Samples between window starts (``RuntimeOptions.window_hop``).
         max_seconds: Longest clip accepted (``max_audio_seconds``).
+        max_request_seconds: Most audio per request (``max_request_seconds``; None:
+            ``max_seconds``).
         max_windows: Most windows per request (the model step's ``max_batch_size``);
             0: no limit.
         dtype: The model input's numpy type.
@@ -82,6 +85,7 @@ class FrontendStep:
     max_seconds: float
     max_windows: int = 0
     dtype: type = np.float32
+    max_request_seconds: float | None = None
 
     def __call__(
         self, waveform: np.ndarray | None, sample_rate: np.ndarray | None
@@ -93,7 +97,9 @@ class FrontendStep:
                 or more windows than :attr:`max_windows`.
         """
         fe = self.frontend
-        waves = read_request(waveform, sample_rate, fe.sample_rate, self.max_seconds)
+        waves = read_request(
+            waveform, sample_rate, fe.sample_rate, self.max_seconds, self.max_request_seconds
+        )
         plans = [plan_windows(len(w), fe.window_samples, self.hop) for w in waves]
         counts = [len(p) for p in plans]
         if self.max_windows and sum(counts) > self.max_windows:
@@ -121,6 +127,9 @@ class FrontendStep:
             max_seconds=float(params["max_audio_seconds"]),
             max_windows=int(params[PARAM_MAX_WINDOWS]),
             dtype=FEATURE_TYPES[out["data_type"]],
+            max_request_seconds=(
+                float(params["max_request_seconds"]) if "max_request_seconds" in params else None
+            ),
         )
 
 
@@ -176,15 +185,21 @@ class PostprocessStep:
                 fails: no partial scores), or inputs the steps would not make.
         """
         logits, items = _check_post_inputs(logits, items, len(self.labels))
+        scorer = WindowScorer(
+            self.labels,
+            self.activation,
+            aggregate=self.aggregate,
+            top_k=self.top_k,
+            keep_windows=False,
+        )
         scores, top = [], []
         for clip in range(int(items[-1]) + 1):
-            rows = logits[items == clip]
-            error = nonfinite_error(rows, f"clip {clip}", "window")
-            if error is not None:
-                raise error
-            s = aggregate(activate(rows, self.activation), self.aggregate)
-            scores.append(s)
-            top.append(top_k(s, self.labels, self.top_k))
+            scorer.add(logits[items == clip])
+            result = scorer.result(name=f"clip {clip}")
+            if isinstance(result, AstOnnxError):
+                raise result
+            scores.append(result.scores)
+            top.append(result.labels)
         return answer(scores, top)
 
     @classmethod

@@ -1,7 +1,9 @@
-"""Per-class decision thresholds: tuned on a labelled set, stored in the model (ast-thresholds).
+"""Fitting a model to a user's own data (runtime and frontend only, no torch).
 
-Built on the runtime only (no torch): :mod:`.evalset` reads the labelled directory,
-:mod:`.thresholds` tunes, :mod:`.model_thresholds` rewrites the model's metadata (onnx).
+Per-class decision thresholds, tuned on a labelled set and stored in the model
+(ast-thresholds): :mod:`.evalset` reads the labelled directory, :mod:`.thresholds` tunes,
+:mod:`.model_thresholds` rewrites the model's metadata (onnx). A dataset's normalization
+statistics (ast-norm-stats): :mod:`.norm_stats`, from the frontend alone.
 """
 
 from ast_onnx.tuning.model_thresholds import write_thresholds

@@ -99,8 +99,7 @@ def tune_thresholds(
         )
     if not np.isfinite(s).all():
         raise InvalidOptionError("scores must be finite")
-    if target_precision is not None and not 0 < target_precision <= 1:
-        raise InvalidOptionError(f"target precision must be in (0, 1], got {target_precision!r}")
+    check_target_precision(target_precision)
     out = np.full((4, s.shape[1]), np.nan)
     for c in range(s.shape[1]):
         out[:, c] = _tune_one(s[:, c], y[:, c], target_precision)
@@ -173,23 +172,52 @@ def tune_model(
         **runtime_options: :class:`~ast_onnx.runtime.options.RuntimeOptions` fields.
     """
     from ast_onnx.runtime import Runtime
-    from ast_onnx.tuning.evalset import load_eval_set
+    from ast_onnx.tuning.evalset import eval_rows
 
+    check_target_precision(target_precision)  # before the set is classified
+    rows = eval_rows(eval_dir)  # a malformed labels file fails before the model loads
     runtime = Runtime(model_path, **runtime_options)
-    eval_set = load_eval_set(eval_dir, runtime.sample_rate)
-    results = runtime.classify(eval_set.waves, top_k=1)
-    scores = np.stack([r.scores for r in results])
-    tuning = tune_thresholds(
-        scores, eval_targets(eval_set.labels, runtime.labels), runtime.labels, target_precision
-    )
+    targets = eval_targets([labels for _, labels in rows], runtime.labels)
+    # One clip at a time (decode, score, drop): memory does not grow with the rows.
+    scores = np.stack([runtime.classify(path, top_k=1).scores for path, _ in rows])
+    tuning = tune_thresholds(scores, targets, runtime.labels, target_precision)
     if write:
-        from ast_onnx.tuning.model_thresholds import write_thresholds
+        _write_tuned(model_path, tuning)
+    return tuning
 
-        meta = runtime.metadata
+
+def check_target_precision(target_precision: float | None) -> None:
+    """Refuse a target precision outside (0, 1] (NaN included).
+
+    Raises:
+        InvalidOptionError: It is out of range.
+    """
+    if target_precision is not None and not 0 < target_precision <= 1:
+        raise InvalidOptionError(f"target precision must be in (0, 1], got {target_precision!r}")
+
+
+def _write_tuned(model_path: str | os.PathLike[str], tuning: ThresholdTuning) -> None:
+    """Merge the tuned thresholds into those the model holds *now*, under a lock.
+
+    Two tunings writing to one model at once each keep the other's classes: the model's
+    thresholds are read again inside the lock, just before the rewrite.
+    """
+    from ast_onnx.atomic import exclusive_lock
+    from ast_onnx.errors import ModelError, require
+    from ast_onnx.metadata import ModelMetadata, has_metadata
+    from ast_onnx.tuning.model_thresholds import write_thresholds
+
+    onnx = require("onnx", "export", "Writing thresholds into a model")
+    with exclusive_lock(model_path):
+        try:
+            proto = onnx.load(str(model_path), load_external_data=False)
+        except Exception as e:  # parse errors, a file replaced by something else
+            raise ModelError(f"cannot read ONNX model {str(model_path)!r}: {e}") from e
+        props = {p.key: p.value for p in proto.metadata_props}
+        meta = ModelMetadata.from_props(props) if has_metadata(props) else None
         kept = dict(meta.thresholds) if meta is not None else {}
         default = meta.default_threshold if meta is not None else None
         write_thresholds(model_path, {**kept, **tuning.tuned}, default)
-    return tuning
 
 
 __all__ = ["ThresholdTuning", "eval_targets", "tune_model", "tune_thresholds"]
