@@ -31,6 +31,8 @@ CASES: dict[str, tuple[list[str], object]] = {
     "int8_format": (["--int8-format", "qdq"], "qdq"),
     "int8_calibration": (["--int8-calibration", "entropy"], "entropy"),
     "int8_max_fp32": (["--int8-max-fp32", "3"], 3),
+    "outputs": (["--outputs", "logits,embedding"], "logits,embedding"),
+    "hidden_layer": (["--hidden-layer", "-1"], -1),
     "norm_stats": (["--norm-stats=-6.85,5.42"], "-6.85,5.42"),
 }
 

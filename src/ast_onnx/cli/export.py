@@ -84,10 +84,11 @@ def _summary(result) -> str:
     if v.get("skipped"):
         drift = "not verified"
     else:
-        drift = (
-            f"max abs {v['max_abs']:.2g}, top-1 {v['top1']:.0%}, top-5 {v['top5']:.0%} "
-            f"vs PyTorch fp32"
+        top = f", top-1 {v['top1']:.0%}, top-5 {v['top5']:.0%}" if "top1" in v else ""
+        vectors = "".join(
+            f"; {name} min cos {d['min_cos']:.5f}" for name, d in v.get("outputs", {}).items()
         )
+        drift = f"max abs {v['max_abs']:.2g}{top}{vectors} vs PyTorch fp32"
     fused = ", ".join(f"{k} {n}" for k, n in result.fused_ops.items()) or "none"
     wave = ""
     if result.metadata.input_kind == "waveform":
@@ -107,12 +108,23 @@ def _summary(result) -> str:
         f"{wave}"
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
+        f"  outputs    {', '.join(result.metadata.output_names)}{_sizes(result.metadata)}\n"
         f"{_norm_line(result.metadata.frontend)}"
         f"  fused ops  {fused}\n"
         f"{_int8_line(result.metadata.quantization)}"
         f"  drift      {drift}\n"
         f"  time       {result.seconds:.1f} s"
     )
+
+
+def _sizes(metadata) -> str:
+    """`` (embedding 768, hidden layer 12)`` for a model with those outputs."""
+    parts = []
+    if metadata.embedding_size is not None:
+        parts.append(f"embedding {metadata.embedding_size}")
+    if metadata.hidden_layer is not None:
+        parts.append(f"hidden layer {metadata.hidden_layer}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _norm_line(frontend: dict) -> str:
@@ -200,6 +212,8 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
+    if args.triton_repo and (_opt(args, "outputs") or _opt(args, "hidden_layer") is not None):
+        parser.error("--triton-repo serves logits only: it takes no --outputs/--hidden-layer")
     int8_max_fp32, opset = _opt(args, "int8_max_fp32"), _opt(args, "opset")
     if int8_max_fp32 < 0:
         parser.error(f"--int8-max-fp32 must be >= 0, got {int8_max_fp32}")

@@ -71,6 +71,13 @@ class ExportOptions(Replaceable):
             ``"entropy"``.
         int8_max_fp32: Static int8 failing its drift gate: leave up to this many of
             the most sensitive nodes in float32 until it passes (0: fail at once).
+        outputs: Graph outputs: names from ``logits``, ``embedding`` (the pooled output,
+            [batch, hidden]) and ``hidden_states`` (one layer's, [batch, tokens, hidden]),
+            as a list or a comma-separated string. None: ``logits`` for a classifier
+            checkpoint, ``embedding`` for a bare ``ASTModel`` one.
+        hidden_layer: With ``hidden_states``: which layer, as an index of transformers'
+            ``hidden_states`` (0: the patch embeddings, N: layer N's output before the
+            final LayerNorm; negative counts from the end).
         norm_stats: The dataset's normalization mean and std, replacing the
             checkpoint's (those of its preprocessor_config.json, else AudioSet's):
             ``"MEAN,STD"``, a ``(mean, std)`` pair, or a JSON file with ``mean`` and
@@ -139,7 +146,8 @@ class ExportOptions(Replaceable):
         default=None,
         metadata=option_flag(
             "--max-drift",
-            "drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5)",
+            "drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5; "
+            "vec_rel, cos for embedding and hidden_states)",
             metavar="NAME=VALUE,...",
             convert=_max_drift,
         ),
@@ -196,6 +204,26 @@ class ExportOptions(Replaceable):
             "--int8-max-fp32",
             "static int8 failing --max-drift: keep up to N of the most sensitive nodes in "
             f"float32 until it passes (0: fail at once; default {DEFAULT_MAX_FP32_NODES})",
+            type=int,
+            metavar="N",
+        ),
+    )
+    outputs: str | Sequence[str] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--outputs",
+            "graph outputs from logits, embedding (pooled, [batch, hidden]) and "
+            "hidden_states (needs --hidden-layer); default: logits, or embedding for a bare "
+            "ASTModel checkpoint",
+            metavar="NAME,...",
+        ),
+    )
+    hidden_layer: int | None = field(
+        default=None,
+        metadata=option_flag(
+            "--hidden-layer",
+            "also output hidden_states of layer N [batch, tokens, hidden] (0: the patch "
+            "embeddings, N: layer N's output; negative counts from the end)",
             type=int,
             metavar="N",
         ),
