@@ -10,7 +10,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -466,13 +466,43 @@ class Runtime:
         size = out.shape[-1]
         return size if isinstance(size, int) else None
 
+    @overload
+    def embed(
+        self,
+        audio: Audio | Sequence[Audio],
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        windows: Literal[False] = False,
+    ) -> npt.NDArray[np.float32]: ...
+
+    # A str is one path, not a sequence of them: the first overload takes it.
+    @overload
+    def embed(  # type: ignore[overload-overlap]
+        self,
+        audio: Audio,
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        *,
+        windows: Literal[True],
+    ) -> Embedding: ...
+
+    @overload
+    def embed(
+        self,
+        audio: Sequence[Audio],
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        *,
+        windows: Literal[True],
+    ) -> list[Embedding]: ...
+
     def embed(
         self,
         audio: Audio | Sequence[Audio],
         sample_rate: int | None = None,
         normalize: bool = False,
         windows: bool = False,
-    ) -> np.ndarray | Embedding | list[Embedding]:
+    ) -> npt.NDArray[np.float32] | Embedding | list[Embedding]:
         """The embedding of one input or of a list of inputs (:mod:`.embeddings`).
 
         Args:
