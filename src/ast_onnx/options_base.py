@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T", bound="Replaceable")
@@ -133,6 +133,7 @@ class Replaceable:
         cls,
         parser: ArgumentContainer,
         groups: Mapping[str, ArgumentContainer] | None = None,
+        skip: Collection[str] = (),
     ) -> None:
         """Declare the flag of each field that has one on ``parser``.
 
@@ -141,9 +142,13 @@ class Replaceable:
             groups: Containers the caller made, by group title or exclusive-set name
                 (e.g. a mutually exclusive group shared with a flag of its own); the
                 others are made on first use.
+            skip: Fields whose flag the caller declares itself (:meth:`from_args` then
+                leaves them out).
         """
         made: dict[str, ArgumentContainer] = dict(groups or {})
         for f in cls.flag_fields():
+            if f.name in skip:
+                continue
             meta = f.metadata
             if "nested" in meta:
                 meta["nested"].add_arguments(parser, made)
@@ -167,11 +172,13 @@ class Replaceable:
 
     @classmethod
     def flag_values(cls, args: argparse.Namespace) -> dict[str, Any]:
-        """Field name -> value, for each field that has a flag, as ``args`` holds it."""
+        """Field name -> value, for each field whose flag ``args`` holds."""
         values = {}
         for f in cls.flag_fields():
             if "nested" in f.metadata:
                 values[f.name] = f.metadata["nested"].from_args(args)
+                continue
+            if not hasattr(args, cls.dest(f.name)):  # skipped in add_arguments
                 continue
             value = getattr(args, cls.dest(f.name))
             convert = f.metadata["convert"]
