@@ -212,8 +212,15 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
-    if args.triton_repo and (_opt(args, "outputs") or _opt(args, "hidden_layer") is not None):
-        parser.error("--triton-repo serves logits only: it takes no --outputs/--hidden-layer")
+    outputs, hidden_layer = _opt(args, "outputs"), _opt(args, "hidden_layer")
+    served = {n.strip() for n in (outputs or "logits").split(",") if n.strip()}
+    if args.triton_repo and (
+        hidden_layer is not None or "logits" not in served or not served <= {"logits", "embedding"}
+    ):
+        parser.error(
+            "--triton-repo serves logits, and the embedding beside them: its --outputs is "
+            "logits or logits,embedding (no hidden_states/--hidden-layer)"
+        )
     int8_max_fp32, opset = _opt(args, "int8_max_fp32"), _opt(args, "opset")
     if int8_max_fp32 < 0:
         parser.error(f"--int8-max-fp32 must be >= 0, got {int8_max_fp32}")
