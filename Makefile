@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: bench-events mutation test-ray-faults triton-env test-triton bench-triton bench-stream demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
+.PHONY: demo-onnx serve-demo wheel-check bench-cold-start bench-events mutation test-ray-faults triton-env test-triton bench-triton bench-stream demo test test-slow test-gpu lint format bench bench-quick clean install-dev install-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,30 @@ demo: install-demo
 	mkdir -p $(OUT)
 	$(BIN)/ast-export --checkpoint demo --overwrite $(OUT)/demo.onnx
 	$(BIN)/ast-classify $(OUT)/demo.onnx $$($(BIN)/python -m ast_onnx.data.samples) --top-k 3
+
+# The demo model bundled in the wheel (src/ast_onnx/data/demo.onnx): the demo checkpoint
+# exported to fp32 ONNX. Rerun after retraining the checkpoint; tests/test_demo_onnx.py
+# fails while the two disagree.
+demo-onnx: install-demo
+	$(BIN)/ast-export --checkpoint demo --overwrite -q src/ast_onnx/data/demo.onnx
+
+# A local Triton server on the demo model (python backend, CPU), in the foreground on
+# 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002; Ctrl-C stops it). Works after `make demo`.
+serve-demo: install-demo triton-env
+	mkdir -p $(OUT)
+	$(BIN)/ast-export --checkpoint demo --overwrite $(OUT)/demo.onnx \
+		--triton-repo $(OUT)/triton --triton-backend python --triton-cpu
+	$(TRITON_VENV)/bin/ast-triton serve $(OUT)/triton
+
+# The wheel as a `pip install "ast-onnx[cpu]"` user gets it: built, installed into a fresh
+# venv (no torch), the bundled samples classified by the bundled demo model (~1 min).
+wheel-check: install-dev
+	PYTHON=$(BIN)/python tools/wheel_check.sh
+
+# Cold start of `ast-classify demo CLIP` vs transformers' pipeline, fresh processes,
+# alternating, medians and their ratio (benchmarks/RESULTS.md).
+bench-cold-start: install-dev
+	$(BIN)/python benchmarks/bench_cold_start.py
 
 # A stamp so that several targets in one `make` call install once (redone when
 # pyproject.toml changes).

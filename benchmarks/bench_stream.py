@@ -79,7 +79,7 @@ def measure(runtime, hop: float, wave: np.ndarray) -> dict[str, float]:
     threads = runtime.options.threads
     offline = type(runtime)(runtime.path, providers="cpu", threads=threads, window_hop=hop)
     t0 = time.perf_counter()
-    offline.classify(wave, events=EventOptions(threshold=0.5))
+    offline.classify(wave, offline.sample_rate, events=EventOptions(threshold=0.5))
     offline_time = time.perf_counter() - t0
     return {
         "rtf": total / (wave.shape[0] / SR),

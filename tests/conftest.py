@@ -201,3 +201,17 @@ def small_multilabel_onnx(small_multilabel_checkpoint, tmp_path_factory) -> Path
     return export_small(
         small_multilabel_checkpoint, tmp_path_factory.mktemp("onnx") / "small-ml.onnx"
     )
+
+
+def save_small_bare_checkpoint(path: Path, seed: int = 0, **config_kwargs) -> Path:
+    """Save a tiny bare ASTModel (no classifier head), every parameter random."""
+    import torch
+    from transformers import ASTFeatureExtractor, ASTModel
+
+    torch.manual_seed(seed)
+    config = small_ast_config(**config_kwargs)
+    model = ASTModel(config).eval()
+    randomize_parameters(model, seed)
+    model.save_pretrained(path)
+    ASTFeatureExtractor(max_length=config.max_length).save_pretrained(path)
+    return path

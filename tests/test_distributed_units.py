@@ -613,6 +613,15 @@ def test_event_rules_naming_unknown_labels_fail_before_ray_starts(toy, ray_start
     assert ray_starts == []
 
 
+def test_model_spec_resolves_the_demo_name(tmp_path, monkeypatch):
+    """``ast-classify --ray demo``: the bundled model, not a file 'demo' in the cwd."""
+    from ast_onnx.data import demo_model_path
+
+    monkeypatch.chdir(tmp_path)
+    spec = model_spec("demo", RayOptions())
+    assert spec.path == str(demo_model_path())
+
+
 # ----- hostile results files: crafted rows, links, two writers -----
 
 

@@ -207,3 +207,147 @@ def test_classify_events_per_item_and_in_to_dict(runtime):
     assert runtime.classify(wave).to_dict(events=True)["events"] == []
     with pytest.raises(InvalidOptionError, match="events"):
         runtime.classify(wave, events="all")
+
+
+# ----- the median filter and the default rules -----
+
+
+def run_hop(scores, options=None, hop=0.25, window=1.0, labels=LABELS):
+    """Events of equal segments of ``hop`` seconds, the detector told the hop and window."""
+    det = EventDetector(labels, "sigmoid", options, hop=hop, window=window)
+    events, rows = [], np.asarray(scores, dtype=np.float64)
+    for i, row in enumerate(rows):
+        events += det.push(i * hop, row)[0]
+    return events + det.finish(rows.shape[0] * hop)
+
+
+@pytest.mark.parametrize(
+    ("span", "hop", "window", "kernel"),
+    [
+        (None, 0.5, 1.0, 1),  # the default hop of half a window: no filter
+        (None, 0.25, 1.0, 3),
+        (None, 0.1, 1.0, 5),
+        (None, 5.12, 10.24, 1),  # AudioSet AST at its default hop
+        (None, 1.0, 10.24, 5),
+        (0.0, 0.1, 1.0, 1),
+        (1.0, 0.25, 1.0, 5),
+        (None, None, 1.0, 1),  # hop unknown: no filter
+    ],
+)
+def test_median_filter_windows(span, hop, window, kernel):
+    assert EventOptions(median_filter=span).kernel(hop, window) == kernel
+    assert (
+        EventDetector(LABELS, "sigmoid", EventOptions(median_filter=span), None, hop, window).kernel
+        == kernel
+    )
+
+
+def test_one_window_blip_is_no_event_by_default():
+    """A class on in one window at a quarter-window hop: a blip, filtered out; three
+    windows in a row: an event with the same edges as without the filter."""
+    blip = [[0.1, 0, 0]] * 4 + [[0.9, 0, 0]] + [[0.1, 0, 0]] * 4
+    assert spans(run_hop(blip)) == []
+    assert spans(run_hop(blip, EventOptions(median_filter=0))) == [("a", 1.0, 1.25)]
+    word = [[0.1, 0, 0]] * 4 + [[0.9, 0, 0]] * 3 + [[0.1, 0, 0]] * 4
+    assert spans(run_hop(word)) == [("a", 1.0, 1.75)]
+    # At the default hop (half a window) one window is a whole event.
+    assert spans(run_hop(blip, hop=0.5)) == [("a", 2.0, 2.5)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_filter_is_scipys(seed, size):
+    """The filtered detector gives the events of the plain one on scipy's median filter
+    (edges: the first and last window repeated, scipy's mode 'nearest')."""
+    from scipy.ndimage import median_filter
+
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, (40, 3)) ** 0.5
+    hop = 0.1
+    span = (size - 1) * hop + hop / 2  # 2 * floor(span / (2 * hop)) + 1 == size
+    got = run_hop(scores, EventOptions(threshold=0.6, median_filter=span), hop=hop)
+    want = run_hop(
+        median_filter(scores, size=(size, 1), mode="nearest"),
+        EventOptions(threshold=0.6, median_filter=0),
+        hop=hop,
+    )
+    assert got and [e.to_dict() for e in got] == [e.to_dict() for e in want]
+
+
+def test_median_filter_on_inputs_shorter_than_it():
+    """One or two windows: the edges repeat, so their own scores decide."""
+    opts = EventOptions(median_filter=0.5)  # 5 windows at hop 0.1
+    assert spans(run_hop([[0.9, 0, 0]], opts, hop=0.1)) == [("a", 0.0, 0.1)]
+    assert spans(run_hop([[0.9, 0, 0], [0.1, 0, 0]], opts, hop=0.1)) == [("a", 0.0, 0.1)]
+    # The detector is reusable: a second input does not see the first one's windows.
+    det = EventDetector(LABELS, "sigmoid", opts, hop=0.1, window=1.0)
+    for rows in ([[0.9, 0, 0]] * 3, [[0.1, 0, 0]] * 3):
+        events = [e for i, row in enumerate(rows) for e in det.push(i * 0.1, np.array(row))[0]]
+        events += det.finish(0.3)
+    assert events == []
+
+
+def test_background_labels_are_ignored_by_default():
+    labels = ["yes", "_silence_", "_unknown_"]
+    rows = [[0.9, 0, 0]] * 2 + [[0, 0.9, 0]] * 2 + [[0, 0, 0.9]] * 2
+    assert [e.label for e in run_hop(rows, hop=0.5, labels=labels)] == ["yes"]
+    every = run_hop(rows, EventOptions(ignore=()), hop=0.5, labels=labels)
+    assert [e.label for e in every] == labels
+    # Labels the model does not have are not required: LABELS has none of them.
+    assert EventOptions().resolve(LABELS)[2].tolist() == [False, False, False]
+
+
+def test_event_flags_are_one_definition():
+    """ast-classify and ast-stream declare the same event flags, parsed the same way."""
+    from ast_onnx.cli.classify import build_parser as classify_parser
+    from ast_onnx.cli.stream import build_parser as stream_parser
+
+    def flags(parser):
+        return {
+            opt for a in parser._actions if a.dest.startswith("events_") for opt in a.option_strings
+        }
+
+    assert flags(stream_parser()) == flags(classify_parser()) | {"--threshold"}
+    argv = [
+        "--ignore", "a,b", "--ignore", "c", "--min-duration", "0.3", "--max-gap", "0.2",
+        "--off-threshold", "0.3", "--class-threshold", "x=0.8,0.5", "--median-filter", "0",
+    ]  # fmt: skip
+    want = EventOptions(
+        threshold=0.6,
+        off_threshold=0.3,
+        thresholds={"x": (0.8, 0.5)},
+        min_duration=0.3,
+        max_gap=0.2,
+        ignore=["a", "b", "c"],
+        median_filter=0.0,
+    )
+    stream_args = stream_parser().parse_args(["m.onnx", "-", "--threshold", "0.6", *argv])
+    assert EventOptions.from_args(stream_args) == want
+    classify_args = classify_parser().parse_args(["m.onnx", "x.wav", "--events", *argv])
+    assert EventOptions.from_args(classify_args, threshold=0.6) == want
+    assert EventOptions.from_args(stream_parser().parse_args(["m.onnx", "-"])) == EventOptions()
+    bad = stream_parser().parse_args(["m.onnx", "-", "--class-threshold", "x"])
+    with pytest.raises(InvalidOptionError, match="LABEL=ON"):
+        EventOptions.from_args(bad)
+
+
+def test_median_filter_must_be_seconds():
+    for bad in (-1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(InvalidOptionError, match="median_filter"):
+            EventOptions(median_filter=bad)
+
+
+def test_scorer_forgets_filtered_windows_between_inputs():
+    """A window waiting for the median filter when an input ends unfinished (no length
+    given) must not leak into the next input of the same scorer."""
+    from ast_onnx.runtime.scoring import WindowScorer
+
+    scorer = WindowScorer(
+        LABELS, "sigmoid", events=EventOptions(), window=1000, sample_rate=1000, hop=250
+    )
+    assert scorer.detector.kernel == 3
+    high, low = np.array([[5.0, -5, -5]]), np.array([[-5.0, -5, -5]])
+    scorer.add(high, starts=[0])
+    scorer.result()  # no num_samples: nothing closed, the scorer resets
+    scorer.add(np.repeat(low, 4, axis=0), starts=[0, 250, 500, 750])
+    assert scorer.result(num_samples=1750).events == []

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hostile_files import looping_model
 from runtime_toy import forge_metadata, metadata_of, toy_model
 
 from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError
@@ -351,3 +352,18 @@ def test_every_refusal_is_one_of_ours(toy, tmp_path):
         with pytest.raises(AstOnnxError):
             call()
     assert entries(tmp_path / "r") == []
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "python", "ensemble"])
+def test_a_graph_no_export_contains_is_refused_when_the_entry_is_written(tmp_path, backend):
+    """Triton's onnxruntime backend runs the file without the Runtime's operator check."""
+    model = looping_model(tmp_path / "loop.onnx")
+    with pytest.raises(ModelError, match="Loop"):
+        write_triton_repo(model, tmp_path / "repo", "m", backend=backend)
+    assert not (tmp_path / "repo" / "m").exists()
+
+
+def test_allow_any_ops_writes_an_entry_for_a_trusted_graph(tmp_path):
+    model = looping_model(tmp_path / "loop.onnx", trips=3)
+    repo = write_triton_repo(model, tmp_path / "repo", "m", allow_any_ops=True)
+    assert repo.model_path.read_bytes() == model.read_bytes()

@@ -25,6 +25,7 @@ from ast_onnx.errors import (
     ModelTimeoutError,
     ProcessingError,
     ProviderError,
+    SampleRateWarning,
 )
 from ast_onnx.metadata import ModelMetadata
 
@@ -53,6 +54,7 @@ __all__ = [
     "ProcessingError",
     "ProviderError",
     "Runtime",
+    "SampleRateWarning",
     "__version__",
 ]
 

@@ -122,6 +122,15 @@ def item_error(error: Exception, item: str) -> AstOnnxError:
     return wrapped
 
 
+class SampleRateWarning(UserWarning):
+    """Samples were given without their sample rate and taken to be at the model's rate.
+
+    ``Runtime.classify(array)`` without ``sample_rate`` cannot tell 48 kHz samples from
+    16 kHz ones; passing ``sample_rate=`` (the samples' real rate) resamples them and
+    silences this. ``warnings.simplefilter("error", SampleRateWarning)`` makes it an error.
+    """
+
+
 def require(module: str, extra: str, feature: str, hint: str = ""):
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra.
 

@@ -22,7 +22,10 @@ e.g. tuned by ``ast-thresholds --write``). Version-1 files load unchanged (no
 thresholds); a version-1 document's keys of those names are not read as thresholds
 (they stay in ``extra``, as any unknown key of that version did). 3 added
 ``quantization`` (how an int8 model was made: calibration, the nodes left in float32 by
-the accuracy-aware selection and what each cost); older files load with it empty.
+the accuracy-aware selection and what each cost); older files load with it empty. 4 added
+``outputs`` (the graph outputs when a model has more than ``logits``: ``embedding``,
+``hidden_states``), ``embedding_size`` and ``hidden_layer``; a model without logits
+(exported from a bare ``ASTModel``) has no labels.
 
 A file is written with the oldest version that holds what it uses
 (:meth:`ModelMetadata.written_version`), not always the newest: an fp32 export without
@@ -40,9 +43,16 @@ from typing import Any, Literal
 from ast_onnx.errors import ExportError, MetadataError
 
 METADATA_KEY = "ast_onnx"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Fields added by each schema version after the first (read only from files that have it).
-_ADDED_IN = {"thresholds": 2, "default_threshold": 2, "quantization": 3}
+_ADDED_IN = {
+    "thresholds": 2,
+    "default_threshold": 2,
+    "quantization": 3,
+    "outputs": 4,
+    "embedding_size": 4,
+    "hidden_layer": 4,
+}
 #: Decision threshold of a class when neither the caller nor the model names one.
 DEFAULT_THRESHOLD = 0.5
 
@@ -51,11 +61,16 @@ Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
 InputKind = Literal["features", "waveform"]
 
 #: Canonical graph I/O names: the feature input, the wave input of wave-in models, the
-#: raw output and the activated output that wave-in models add.
+#: raw output, the activated output that wave-in models add, the pooled embedding
+#: [batch, hidden] and one layer's hidden states [batch, tokens, hidden].
 INPUT_VALUES = "input_values"
 WAVEFORM = "waveform"
 LOGITS = "logits"
 SCORES = "scores"
+EMBEDDING = "embedding"
+HIDDEN_STATES = "hidden_states"
+#: The outputs an export may write, in graph order.
+MODEL_OUTPUTS: tuple[str, ...] = (LOGITS, EMBEDDING, HIDDEN_STATES)
 #: Lowest default-domain ONNX opset ast-onnx writes (LayerNormalization is standard from 17).
 MIN_OPSET = 17
 
@@ -100,6 +115,11 @@ class ModelMetadata:
             :data:`DEFAULT_THRESHOLD` (schema 2).
         quantization: How an int8 model was quantized (schema 3): e.g. ``format``,
             ``calibration``, ``fp32_nodes`` and the ``selection`` record; empty otherwise.
+        outputs: The graph outputs in order when they are more than ``[output_name]``
+            (schema 4), e.g. ``["logits", "embedding"]``; empty: ``[output_name]`` only.
+        embedding_size: Length of the ``embedding`` vector (schema 4), None without one.
+        hidden_layer: Which layer ``hidden_states`` holds, as an index of transformers'
+            ``hidden_states`` tuple (0: the embeddings, N: layer N's output), schema 4.
         extra: Free-form additions (kept on round trip).
     """
 
@@ -118,11 +138,16 @@ class ModelMetadata:
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float | None = None
     quantization: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    embedding_size: int | None = None
+    hidden_layer: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        _check_labels(self.labels)
+        self._check_outputs()
+        if self.has_logits or self.labels:
+            _check_labels(self.labels)
         self.labels = list(self.labels)
         for name, allowed in (
             ("activation", ACTIVATIONS),
@@ -164,6 +189,45 @@ class ModelMetadata:
                 f"schema_version must be an integer >= 1, got {_short(self.schema_version)}"
             )
         self._check_thresholds()
+
+    def _check_outputs(self) -> None:
+        """``outputs``: distinct names of :data:`MODEL_OUTPUTS`, with their sizes."""
+        outputs = self.outputs
+        if not isinstance(outputs, list | tuple) or any(
+            not isinstance(o, str) or o not in MODEL_OUTPUTS for o in outputs
+        ):
+            raise MetadataError(
+                f"outputs must be a list of names from {MODEL_OUTPUTS}, got {_short(outputs)}"
+            )
+        if len(set(outputs)) != len(outputs):
+            raise MetadataError(f"outputs must not repeat a name, got {_short(outputs)}")
+        self.outputs = list(outputs)
+        if self.outputs and self.schema_version < _ADDED_IN["outputs"]:
+            raise MetadataError(
+                f"outputs need schema_version >= {_ADDED_IN['outputs']}, got {self.schema_version}"
+            )
+        if self.outputs and self.output_name not in self.outputs:
+            raise MetadataError(
+                f"output_name {_short(self.output_name)} is not one of outputs {self.outputs}"
+            )
+        for name, needs in (("embedding_size", EMBEDDING), ("hidden_layer", HIDDEN_STATES)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not _is_int(value, 0 if name == "hidden_layer" else 1) or value > 1 << 20:
+                raise MetadataError(f"{name} must be a small integer or null, got {_short(value)}")
+            if needs not in self.outputs:
+                raise MetadataError(f"{name} is set but outputs {self.outputs} lack {needs!r}")
+
+    @property
+    def output_names(self) -> list[str]:
+        """The model's graph outputs: ``outputs``, else ``[output_name]``."""
+        return list(self.outputs) or [self.output_name]
+
+    @property
+    def has_logits(self) -> bool:
+        """Whether the model outputs logits (a bare ``ASTModel`` export does not)."""
+        return LOGITS in self.output_names or self.output_name not in MODEL_OUTPUTS
 
     def _check_thresholds(self) -> None:
         """Thresholds: numbers in [0, 1], keyed by labels the model has (so bounded)."""
@@ -221,7 +285,7 @@ class ModelMetadata:
         used = [
             since
             for name, since in _ADDED_IN.items()
-            if since <= self.schema_version and getattr(self, name) not in ({}, None)
+            if since <= self.schema_version and getattr(self, name) not in ({}, None, [])
         ]
         return max([1, *used])
 

@@ -24,9 +24,19 @@ LIMITS: dict[str, tuple[str, str]] = {
     "top1": ("fraction of items whose top-1 class agrees", "min"),
     "top5": ("mean overlap of the top-5 class sets", "min"),
     "drop": ("task-metric drop against the reference", "max"),
+    "vec_rel": (
+        "largest absolute embedding / hidden-state difference divided by the largest "
+        "absolute reference value",
+        "max",
+    ),
+    "cos": ("smallest cosine similarity of an embedding / hidden-state vector", "min"),
 }
 #: The limits that apply to logits alone (export verification has no task metric).
 LOGIT_LIMITS: tuple[str, ...] = ("abs", "rel", "top1", "top5")
+#: The limits of vector outputs (``embedding``, ``hidden_states``).
+VECTOR_LIMITS: tuple[str, ...] = ("vec_rel", "cos")
+#: Every limit an export's verification checks.
+EXPORT_LIMITS: tuple[str, ...] = LOGIT_LIMITS + VECTOR_LIMITS
 
 #: Default drift gates per model precision. From measurements (benchmarks/RESULTS.md,
 #: "Export (AST-base)"): fp32 drifts ~3e-6 on AST-base and ~2e-7 on tiny models, fp16
@@ -35,12 +45,13 @@ LOGIT_LIMITS: tuple[str, ...] = ("abs", "rel", "top1", "top5")
 #: (static; its random-feature inputs lie outside the calibrated ranges and are clipped,
 #: audio inputs drift ~0.04). Top-1 gates allow a few flips between near-tied classes
 #: (random-weight AST-base: 10 of 12 agree under int8). Every precision has an ``abs``
-#: gate (the wave-in check reuses it).
+#: gate (the wave-in check reuses it). Embeddings and hidden states are gated by
+#: ``vec_rel`` and ``cos`` (benchmarks/RESULTS.md, "Embeddings").
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "fp32": {"abs": 1e-3, "top1": 1.0},
-    "fp16": {"abs": 5e-2, "top1": 0.9},
-    "int8-dynamic": {"abs": 1.0, "rel": 0.25, "top1": 0.75},
-    "int8-static": {"abs": 2.0, "rel": 0.5, "top1": 0.75},
+    "fp32": {"abs": 1e-3, "top1": 1.0, "vec_rel": 1e-3, "cos": 0.9999},
+    "fp16": {"abs": 5e-2, "top1": 0.9, "vec_rel": 5e-2, "cos": 0.999},
+    "int8-dynamic": {"abs": 1.0, "rel": 0.25, "top1": 0.75, "vec_rel": 0.5, "cos": 0.95},
+    "int8-static": {"abs": 2.0, "rel": 0.5, "top1": 0.75, "vec_rel": 1.0, "cos": 0.9},
 }
 #: The in-graph fbank (always fp32) against the numpy frontend: max abs on input_values.
 FRONTEND_MAX_ABS = 1e-3
@@ -99,6 +110,49 @@ def logit_drift(logits: np.ndarray, reference: np.ndarray) -> Drift:
         top1_agreement=top1,
         top5_agreement=float(np.mean(overlap)),
         num_inputs=int(logits.shape[0]),
+    )
+
+
+@dataclass
+class VectorDrift:
+    """How far vectors (embeddings, hidden states) are from the reference's."""
+
+    max_abs: float
+    max_rel: float
+    min_cos: float
+    mean_cos: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def limit_values(self) -> dict[str, float]:
+        """The values :func:`violations` checks, by limit name."""
+        return {"vec_rel": self.max_rel, "cos": self.min_cos}
+
+
+def vector_drift(vectors: np.ndarray, reference: np.ndarray) -> VectorDrift:
+    """Compare ``vectors`` to ``reference`` (equal shapes, vectors along the last axis).
+
+    max_rel is max |a - b| divided by the largest |reference value|; the cosine
+    similarity is taken per vector (last axis). Non-finite values give inf / -1.
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    a = np.asarray(vectors, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"vectors {a.shape} and reference {b.shape} must be equal shapes")
+    if not np.isfinite(a).all():
+        return VectorDrift(math.inf, math.inf, -1.0, -1.0)
+    diff = float(np.abs(a - b).max())
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    cos = np.sum(a * b, axis=-1) / np.maximum(norms, 1e-30)
+    return VectorDrift(
+        max_abs=diff,
+        max_rel=diff / max(float(np.abs(b).max()), 1e-12),
+        min_cos=float(cos.min()),
+        mean_cos=float(cos.mean()),
     )
 
 
@@ -168,12 +222,12 @@ def parse_limits(
 
 
 def resolve_thresholds(precision: str, overrides: Mapping[str, float] | None) -> dict[str, float]:
-    """The default gates of ``precision`` updated with ``overrides`` (logit limits only)."""
+    """The default gates of ``precision`` updated with ``overrides`` (export limits only)."""
     thresholds = dict(DEFAULT_THRESHOLDS[precision])
     for key, value in (overrides or {}).items():
-        if key not in LOGIT_LIMITS:
+        if key not in EXPORT_LIMITS:
             raise GateSpecError(
-                f"unknown drift threshold {key!r}: expected one of {sorted(LOGIT_LIMITS)}"
+                f"unknown drift threshold {key!r}: expected one of {sorted(EXPORT_LIMITS)}"
             )
         thresholds[key] = float(value)
     return thresholds

@@ -208,7 +208,7 @@ def _start(options: BenchOptions, say: ProgressFn, first_model: Path) -> _Run:
         options=options,
         say=say,
         eval_set=eval_set,
-        features=first.features(eval_set.waves),
+        features=first.features(eval_set.waves, first.sample_rate),
         labels=first.labels,
         activation=first.activation,
         clip=generated_waves(1, window, sample_rate, seed=123).waves[0],
@@ -253,14 +253,15 @@ def _bench_model(run: _Run, model: BenchModel, provider: str) -> None:
         )
     except (ProviderError, MissingDependencyError) as e:  # openvino: not installed, refused
         run.report.settings["skipped"].append(f"{model.name}/{provider}: {e}")
-        logger.warning("skipping %s on %s: %s", model.name, provider, e)
+        # INFO: the tables printed at the end list it ("skipped ..."), once.
+        logger.info("skipping %s on %s: %s", model.name, provider, e)
         return
     if not model.precision:
         model.precision = runtime.metadata.precision if runtime.metadata else "unknown"
     run.say(f"{model.name} ({model.precision}) on {runtime.provider}")
     wave_in = runtime.input_kind == "waveform"  # the fbank is inside the model
     if wave_in:
-        logits = runtime.window_logits(run.eval_set.waves)
+        logits = runtime.window_logits(run.eval_set.waves, runtime.sample_rate)
     else:
         logits = _batched(runtime.logits, run.features, max(options.batch_sizes))
     if run.reference is None:
@@ -278,7 +279,7 @@ def _bench_model(run: _Run, model: BenchModel, provider: str) -> None:
             provider,
             batch,
             runtime.logits,
-            None if wave_in else lambda waves=waves, rt=runtime: rt.features(waves),
+            None if wave_in else lambda waves=waves, rt=runtime: rt.features(waves, rt.sample_rate),
             run.clip_seconds,
             file_mb,
             options,

@@ -66,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", dest="eval_dir", help="labelled eval directory (audio + labels.csv)")
     p.add_argument("--report", help="write the Markdown report here")
     p.add_argument("--json", dest="json_path", help="write the JSON report here")
-    p.add_argument("--quick", action="store_true", help=f"CI mode: {QUICK}")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"CI mode: batch sizes {','.join(map(str, QUICK['batch_sizes']))}, "
+        f"{QUICK['warmup']} warm-up and {QUICK['iterations']} timed runs per row, "
+        f"{QUICK['drift_inputs']} drift inputs",
+    )
     p.add_argument(
         "--max-drift",
         help="fail (exit 3) past these limits, e.g. 'top1=0.99,abs=0.05' "

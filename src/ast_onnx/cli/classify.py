@@ -22,6 +22,7 @@ from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control, json_text
 from ast_onnx.errors import AstOnnxError, item_error
 from ast_onnx.frontend.files import find_audio_files
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 
 PROG = "ast-classify"
@@ -37,8 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Directories are searched recursively for audio files.",
         epilog=exit_codes.EPILOG,
     )
-    p.add_argument("model", metavar="MODEL.onnx")
-    p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or directories")
+    p.add_argument(
+        "model", metavar="MODEL.onnx", help="the ONNX model, or 'demo' (the bundled one)"
+    )
+    p.add_argument("audio", nargs="*", metavar="AUDIO", help="audio files or directories")
+    p.add_argument(
+        "--samples",
+        action="store_true",
+        help="also classify the sample WAVs bundled with ast-onnx (yes_0.wav, ...)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="labels per file (default 5)")
     RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
     p.add_argument("--json", action="store_true", help="JSON lines: one object per file")
@@ -55,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T|model",
         help="list every label scoring >= T (in [0, 1]) instead of the top-k, or >= the "
         "model's own thresholds ('model'); with --events, also the events' on threshold",
+    )
+    # The event rules' flags, the same as ast-stream's (its --threshold is the one above).
+    EventOptions.add_arguments(
+        p.add_argument_group("events (with --events)", "how window scores become events"),
+        threshold=False,
     )
     p.add_argument(
         "--plot",
@@ -130,7 +143,14 @@ def _format(path: str, result, args: argparse.Namespace) -> tuple[str | None, st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.samples:
+        from ast_onnx.data import sample_paths
+
+        args.audio += [str(path) for path in sample_paths()]
+    if not args.audio:
+        parser.error("give AUDIO files or directories, or --samples")
     setup_logging(args.verbose)
     try:
         check_model_argument(args.model)
@@ -147,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.threshold is not None:
                 print(
                     "ast-classify: error: --threshold is not available with --ray/--output yet",
+                    file=sys.stderr,
+                )
+                return exit_codes.USAGE
+            if EventOptions.from_args(args) != EventOptions():  # Ray: the default rules
+                print(
+                    "ast-classify: error: the event options (--ignore, --min-duration...) are "
+                    "not available with --ray/--output yet (--events takes the default rules)",
                     file=sys.stderr,
                 )
                 return exit_codes.USAGE
@@ -179,15 +206,15 @@ def _classify(args: argparse.Namespace) -> int:
         return exit_codes.for_error(e)
 
     show = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
-    events = _event_options(args)
     try:  # options the model cannot take (threshold=model without thresholds) are usage errors
+        events = _event_options(args)
         runtime.resolve_threshold(args.threshold)
+        stream = runtime.classify_files(  # an embeddings-only model is refused here
+            files, top_k=args.top_k, events=events, threshold=args.threshold
+        )
     except AstOnnxError as e:
         print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
         return exit_codes.for_error(e)
-    stream = runtime.classify_files(
-        files, top_k=args.top_k, events=events, threshold=args.threshold
-    )
     results, bar = _progress(stream, len(files), show)
     write = bar.write if bar else print
     failed = len(failures)
@@ -234,14 +261,23 @@ def _plot(runtime, path: str, result, target, events) -> str | None:
     return None
 
 
-def _event_options(args: argparse.Namespace):
-    """What ``classify_files(events=...)`` gets: False, or rules with ``--threshold``'s."""
-    if not args.events:
-        return False
-    from ast_onnx.runtime.events import EventOptions
+def _event_options(args: argparse.Namespace) -> EventOptions | bool:
+    """What ``classify_files(events=...)`` gets: False, or the rules of the event flags.
 
+    Raises:
+        InvalidOptionError: Event flags without ``--events``, or a bad value.
+    """
     number = args.threshold if isinstance(args.threshold, float) else None
-    return EventOptions(threshold=number)  # None: the model's thresholds, else 0.5
+    rules = EventOptions.from_args(args, threshold=number)  # None: the model's thresholds
+    if not args.events:
+        if rules != EventOptions(threshold=number):
+            from ast_onnx.errors import InvalidOptionError
+
+            raise InvalidOptionError(
+                "the event options (--ignore, --min-duration...) need --events"
+            )
+        return False
+    return rules
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one exit-status table of every ast-onnx command (ast-classify, ast-export, ast-bench).
+"""The one exit-status table of every ast-onnx command (ast-classify, ast-embed, ast-export, ...).
 
 ======  ==========================================================================
 status  meaning

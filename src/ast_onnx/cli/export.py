@@ -108,9 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.add_argument(
+        "--outputs",
+        metavar="NAME,...",
+        help="graph outputs from logits, embedding (pooled, [batch, hidden]) and "
+        "hidden_states (needs --hidden-layer); default: logits, or embedding for a bare "
+        "ASTModel checkpoint",
+    )
+    p.add_argument(
+        "--hidden-layer",
+        type=int,
+        metavar="N",
+        help="also output hidden_states of layer N [batch, tokens, hidden] (0: the patch "
+        "embeddings, N: layer N's output; negative counts from the end)",
+    )
+    p.add_argument(
         "--max-drift",
         metavar="NAME=VALUE,...",
-        help="drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5)",
+        help="drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5; "
+        "vec_rel, cos for embedding and hidden_states)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch comparison")
     p.add_argument(
@@ -163,10 +178,11 @@ def _summary(result) -> str:
     if v.get("skipped"):
         drift = "not verified"
     else:
-        drift = (
-            f"max abs {v['max_abs']:.2g}, top-1 {v['top1']:.0%}, top-5 {v['top5']:.0%} "
-            f"vs PyTorch fp32"
+        top = f", top-1 {v['top1']:.0%}, top-5 {v['top5']:.0%}" if "top1" in v else ""
+        vectors = "".join(
+            f"; {name} min cos {d['min_cos']:.5f}" for name, d in v.get("outputs", {}).items()
         )
+        drift = f"max abs {v['max_abs']:.2g}{top}{vectors} vs PyTorch fp32"
     fused = ", ".join(f"{k} {n}" for k, n in result.fused_ops.items()) or "none"
     wave = ""
     if result.metadata.input_kind == "waveform":
@@ -186,12 +202,23 @@ def _summary(result) -> str:
         f"{wave}"
         f"  size       {result.size_bytes / 1e6:.1f} MB\n"
         f"  labels     {result.metadata.num_labels} ({result.metadata.activation})\n"
+        f"  outputs    {', '.join(result.metadata.output_names)}{_sizes(result.metadata)}\n"
         f"{_norm_line(result.metadata.frontend)}"
         f"  fused ops  {fused}\n"
         f"{_int8_line(result.metadata.quantization)}"
         f"  drift      {drift}\n"
         f"  time       {result.seconds:.1f} s"
     )
+
+
+def _sizes(metadata) -> str:
+    """`` (embedding 768, hidden layer 12)`` for a model with those outputs."""
+    parts = []
+    if metadata.embedding_size is not None:
+        parts.append(f"embedding {metadata.embedding_size}")
+    if metadata.hidden_layer is not None:
+        parts.append(f"hidden layer {metadata.hidden_layer}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _norm_line(frontend: dict) -> str:
@@ -270,6 +297,8 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
+    if args.triton_repo and (args.outputs or args.hidden_layer is not None):
+        parser.error("--triton-repo serves logits only: it takes no --outputs/--hidden-layer")
     if args.int8_max_fp32 < 0:
         parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
     if args.opset < MIN_OPSET:
@@ -352,6 +381,8 @@ def _export(args: argparse.Namespace) -> int:
         int8_format=args.int8_format,
         int8_calibration=args.int8_calibration,
         int8_max_fp32=args.int8_max_fp32,
+        outputs=args.outputs,
+        hidden_layer=args.hidden_layer,
         norm_stats=args.norm_stats,
     )
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT

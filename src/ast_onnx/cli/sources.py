@@ -16,6 +16,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -69,6 +70,136 @@ def pcm_chunks(
             )
 
     return chunks()
+
+
+#: WAV ``(format tag, bits per sample)`` -> the raw PCM format it holds.
+WAV_PCM: dict[tuple[int, int], str] = {(1, 16): "s16le", (1, 32): "s32le", (3, 32): "f32le"}
+#: Leading bytes of encoded audio that cannot be read as it streams in.
+ENCODED_MAGIC: dict[bytes, str] = {
+    b"fLaC": "FLAC",
+    b"OggS": "Ogg",
+    b"ID3": "MP3",
+    b"FORM": "AIFF",
+    b".snd": "AU",
+}
+_WAV_EXTENSIBLE = 0xFFFE
+_HEADER_LIMIT = 1 << 20  # bytes of WAV chunks before "data" that are skipped at most
+_CONVERT = "ffmpeg -i INPUT -f s16le -ac 1 -ar 16000 - | ast-stream MODEL -"
+
+
+@dataclass(frozen=True)
+class WavHeader:
+    """What a WAV header on a pipe says about the samples after it."""
+
+    sample_rate: int
+    channels: int
+    fmt: str  # one of PCM_FORMATS
+    data_bytes: int | None  # None: unknown (a streaming writer's placeholder)
+
+
+class _Prefixed:
+    """A binary stream with bytes already read put back in front of it."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix, self._stream = prefix, stream
+
+    def read1(self, n: int = -1) -> bytes:
+        read = getattr(self._stream, "read1", self._stream.read)
+        if not self._prefix:
+            return read(n)
+        cut = len(self._prefix) if n < 0 else n
+        out, self._prefix = self._prefix[:cut], self._prefix[cut:]
+        if n < 0 or len(out) < n:  # a first read as long as it would have been
+            out += read(-1 if n < 0 else n - len(out))
+        return out
+
+    read = read1
+
+
+class _Limited:
+    """At most ``limit`` bytes of a binary stream (a WAV's data chunk)."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self._stream, self._left = stream, limit
+
+    def read1(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if n < 0 else min(n, self._left)
+        data = getattr(self._stream, "read1", self._stream.read)(n)
+        self._left -= len(data)
+        return data
+
+    read = read1
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    out = b""
+    while len(out) < n and (data := stream.read(n - len(out))):
+        out += data
+    return out
+
+
+def open_pipe(stream: BinaryIO) -> tuple[WavHeader | None, BinaryIO]:
+    """Look at the start of a pipe: a WAV header is read, encoded audio refused.
+
+    Returns:
+        ``(header, samples)``: the WAV header (None for raw PCM) and the stream of the
+        samples (for raw PCM, with the bytes looked at put back).
+
+    Raises:
+        AudioFileError: Encoded audio (FLAC, Ogg, MP3...), a WAV whose sample format
+            cannot be streamed (e.g. 24-bit), or a malformed WAV header.
+    """
+    head = _read_exact(stream, 12)
+    for magic, name in ENCODED_MAGIC.items():
+        if head.startswith(magic):
+            raise AudioFileError(
+                f"stdin holds {name} audio, not raw PCM: pass the file's path instead of "
+                f"'-', or decode it into the pipe: {_CONVERT}"
+            )
+    if not (head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"):
+        return None, _Prefixed(head, stream)  # type: ignore[return-value]
+    fmt: tuple[int, int, int, int] | None = None  # tag, channels, rate, bits
+    skipped = 0
+    while True:
+        chunk = _read_exact(stream, 8)
+        if len(chunk) < 8:
+            raise AudioFileError("stdin: the WAV header ended before its data chunk")
+        cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if cid == b"data":
+            break
+        if cid == b"fmt ":
+            body = _read_exact(stream, size + size % 2)
+            if size < 16 or len(body) < size:
+                raise AudioFileError("stdin: the WAV 'fmt ' chunk is truncated")
+            tag = int.from_bytes(body[0:2], "little")
+            if tag == _WAV_EXTENSIBLE and size >= 26:
+                tag = int.from_bytes(body[24:26], "little")
+            fmt = (
+                tag,
+                int.from_bytes(body[2:4], "little"),
+                int.from_bytes(body[4:8], "little"),
+                int.from_bytes(body[14:16], "little"),
+            )
+            continue
+        skipped += size + size % 2
+        if skipped > _HEADER_LIMIT:
+            raise AudioFileError(f"stdin: over {_HEADER_LIMIT} bytes of WAV chunks before data")
+        _read_exact(stream, size + size % 2)
+    if fmt is None:
+        raise AudioFileError("stdin: the WAV header has no 'fmt ' chunk before its data")
+    tag, channels, rate, bits = fmt
+    if (tag, bits) not in WAV_PCM or channels < 1 or rate < 1:
+        raise AudioFileError(
+            f"stdin: a WAV of {bits}-bit {'float' if tag == 3 else 'PCM'} samples "
+            f"(format tag {tag}) cannot be streamed; 16/32-bit PCM and 32-bit float can. "
+            f"Pass the file's path instead of '-', or convert it: {_CONVERT}"
+        )
+    data_bytes = None if size in (0, 0xFFFFFFFF) or head[:4] == b"RF64" else size
+    header = WavHeader(rate, channels, WAV_PCM[(tag, bits)], data_bytes)
+    samples = stream if data_bytes is None else _Limited(stream, data_bytes)
+    return header, samples  # type: ignore[return-value]
 
 
 def file_chunks(
@@ -166,4 +297,12 @@ def microphone_chunks(
     return chunks()
 
 
-__all__ = ["PCM_FORMATS", "file_chunks", "microphone_chunks", "paced", "pcm_chunks"]
+__all__ = [
+    "PCM_FORMATS",
+    "WavHeader",
+    "file_chunks",
+    "microphone_chunks",
+    "open_pipe",
+    "paced",
+    "pcm_chunks",
+]

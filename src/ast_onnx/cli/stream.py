@@ -3,6 +3,7 @@
     ffmpeg -i rtsp://camera/stream -f s16le -ac 1 -ar 16000 - | ast-stream model.onnx -
     ast-stream model.onnx recording.wav --realtime --open-events
     ast-stream model.onnx --mic --duration 60
+    cat clip.wav | ast-stream demo -     # a WAV on stdin is read by its header
 
 Output (stdout, one JSON object per line, flushed at once):
 
@@ -35,6 +36,7 @@ from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.lag import DEFAULT_MAX_LAG, FellBehindError, LagMonitor
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
+from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 
 PROG = "ast-stream"
@@ -50,12 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tag live audio with an AST model; print events as JSON lines.",
         epilog=exit_codes.EPILOG,
     )
-    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument(
+        "model", metavar="MODEL.onnx", help="the ONNX model, or 'demo' (the bundled one)"
+    )
     p.add_argument(
         "source",
         nargs="?",
         metavar="SOURCE",
-        help="'-' for raw PCM on stdin, or an audio file; omit with --mic",
+        help="'-' for raw PCM (or a WAV stream) on stdin, or an audio file; omit with --mic",
     )
     src = p.add_argument_group("source")
     src.add_argument("--mic", action="store_true", help="record from the microphone ([mic])")
@@ -100,35 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when processing trails a live source (--mic, --realtime) by more than "
         f"SECONDS (default {DEFAULT_MAX_LAG:g}; 0: no limit); lag is warned about as it grows",
     )
-    ev = p.add_argument_group("events")
-    ev.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="on threshold of every class (default: the model's thresholds, else 0.5)",
-    )
-    ev.add_argument(
-        "--off-threshold",
-        type=float,
-        default=None,
-        help="off threshold, <= each class's on threshold (default: the same)",
-    )
-    ev.add_argument(
-        "--class-threshold",
-        action="append",
-        default=[],
-        metavar="LABEL=ON[,OFF]",
-        help="per-class threshold(s); repeatable",
-    )
-    ev.add_argument("--min-duration", type=float, default=0.0, help="shortest event, seconds")
-    ev.add_argument("--max-gap", type=float, default=0.0, help="merge gaps up to SECONDS")
-    ev.add_argument(
-        "--ignore",
-        action="append",
-        default=[],
-        metavar="LABEL[,LABEL]",
-        help="labels that never give events; repeatable",
-    )
+    # The event rules' flags (--threshold, --ignore, --min-duration, --median-filter...),
+    # the same as ast-classify --events'.
+    EventOptions.add_arguments(p.add_argument_group("events"))
     out = p.add_argument_group("output")
     out.add_argument("--open-events", action="store_true", help="also print events as they open")
     out.add_argument("--windows", action="store_true", help="also print every window's top-k")
@@ -180,32 +158,6 @@ def check_options(args: argparse.Namespace) -> None:
         raise InvalidOptionError(f"--max-lag must be >= 0 seconds, got {args.max_lag}")
 
 
-def event_options(args: argparse.Namespace) -> Any:
-    """:class:`~ast_onnx.runtime.events.EventOptions` from the event flags."""
-    from ast_onnx.errors import InvalidOptionError
-    from ast_onnx.runtime.events import EventOptions
-
-    thresholds: dict[str, Any] = {}
-    for spec in args.class_threshold:
-        label, sep, values = spec.rpartition("=")
-        try:
-            numbers = [float(v) for v in values.split(",")]
-        except ValueError:
-            numbers = []
-        if not sep or not label or len(numbers) not in (1, 2):
-            raise InvalidOptionError(f"--class-threshold must be LABEL=ON[,OFF], got {spec!r}")
-        thresholds[label] = numbers[0] if len(numbers) == 1 else tuple(numbers)
-    ignore = [name for item in args.ignore for name in item.split(",") if name]
-    return EventOptions(
-        threshold=args.threshold,
-        off_threshold=args.off_threshold,
-        thresholds=thresholds,
-        min_duration=args.min_duration,
-        max_gap=args.max_gap,
-        ignore=ignore,
-    )
-
-
 def open_source(
     args: argparse.Namespace, model_rate: int, max_seconds: float | None = None
 ) -> tuple[int, Iterator[Any]]:
@@ -227,9 +179,36 @@ def open_source(
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         return rate, sources.microphone_chunks(rate, args.channels, block, device)
     if args.source == "-":
-        return rate, sources.pcm_chunks(sys.stdin.buffer, args.format, args.channels, block)
+        header, pipe = sources.open_pipe(sys.stdin.buffer)
+        if header is not None:  # a WAV: its header says what the samples are
+            _take_header(args, header)
+            rate = header.sample_rate
+            block = max(1, round(args.chunk * rate))
+        return rate, sources.pcm_chunks(pipe, args.format, args.channels, block)
     rate, chunks = sources.file_chunks(args.source, args.chunk, max_seconds)
     return rate, sources.paced(chunks, rate) if args.realtime else chunks
+
+
+def _take_header(args: argparse.Namespace, header: Any) -> None:
+    """Set ``--format``/``--channels`` from a WAV header on stdin; refuse flags it contradicts.
+
+    ``--rate``, and ``--format``/``--channels`` away from their defaults, must agree with
+    the header (they describe raw PCM; a WAV describes itself).
+    """
+    from ast_onnx.errors import InvalidOptionError
+
+    given = {
+        "--rate": (args.rate, header.sample_rate, None),
+        "--format": (args.format, header.fmt, "s16le"),
+        "--channels": (args.channels, header.channels, 1),
+    }
+    for flag, (value, wav, default) in given.items():
+        if value not in (default, wav):
+            raise InvalidOptionError(
+                f"stdin is a WAV of {header.channels} channel(s) of {header.fmt} at "
+                f"{header.sample_rate} Hz, but {flag} {value} was given: drop {flag}"
+            )
+    args.format, args.channels = header.fmt, header.channels
 
 
 def live_monitor(args: argparse.Namespace, rate: int) -> LagMonitor | None:
@@ -298,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         runtime = Runtime(args.model, RuntimeOptions.from_args(args))
         rate, chunks = open_source(args, runtime.sample_rate, runtime.max_audio_seconds)
         channels = None if args.source not in (None, "-") else args.channels  # a file: its own
-        rules = event_options(args)
+        rules = EventOptions.from_args(args)
         stream = runtime.stream(
             sample_rate=rate,
             events=rules,

@@ -7,6 +7,9 @@ Torch-free helpers that locate the files shipped inside the package (found with
   ``model.safetensors``, ``preprocessor_config.json``) trained by ``tools/train_demo.py``
   on 12 Speech-Commands-style classes synthesized with espeak-ng; the checkpoint name
   ``"demo"`` resolves here.
+- ``demo.onnx``: that checkpoint exported to ONNX (fp32, with its metadata) by
+  ``make demo-onnx``; the model name ``"demo"`` of the Runtime and the CLIs resolves here,
+  so a serving install (``[cpu]``, no torch) has a model to run.
 - ``samples/``: a few 1 s, 16 kHz WAVs named ``<label>_<n>.wav``.
 - ``eval/``: labelled held-out-voice test clips (FLAC) plus ``labels.csv`` for measuring
   the accuracy drift of exported models.
@@ -18,11 +21,13 @@ import csv
 from importlib.resources import files
 from pathlib import Path
 
-from ast_onnx.errors import CheckpointError
+from ast_onnx.errors import CheckpointError, ModelError
 
 __all__ = [
     "DEMO_CHECKPOINT",
+    "DEMO_MODEL",
     "demo_checkpoint_dir",
+    "demo_model_path",
     "eval_set",
     "sample_label",
     "sample_paths",
@@ -30,6 +35,8 @@ __all__ = [
 
 #: The checkpoint name that export and the CLI resolve to :func:`demo_checkpoint_dir`.
 DEMO_CHECKPOINT = "demo"
+#: The model name that the Runtime and the CLIs resolve to :func:`demo_model_path`.
+DEMO_MODEL = "demo"
 
 
 def _data_dir(name: str) -> Path:
@@ -55,6 +62,22 @@ def demo_checkpoint_dir() -> Path:
         raise CheckpointError(
             f"the bundled demo checkpoint is missing ({path} has no config.json): reinstall "
             "ast-onnx, or build it with the scripts in tools/"
+        )
+    return path
+
+
+def demo_model_path() -> Path:
+    """The bundled demo model: the demo checkpoint exported to ONNX (fp32).
+
+    Returns:
+        Path to ``ast_onnx/data/demo.onnx`` (regenerated from the checkpoint by
+        ``make demo-onnx``; a test checks that the two agree).
+    """
+    path = Path(str(files(__name__).joinpath("demo.onnx")))
+    if not path.is_file():
+        raise ModelError(
+            f"the bundled demo model is missing ({path}): reinstall ast-onnx, or build it "
+            "from the checkout with `make demo-onnx`"
         )
     return path
 

@@ -168,8 +168,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
 def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
     """Open the model once on the driver (CPU) to check it and read its frontend and windows."""
     from ast_onnx.runtime import Runtime
+    from ast_onnx.runtime.loading import resolve_model_path
 
-    path = os.path.abspath(os.fspath(model))
+    path = os.path.abspath(os.fspath(resolve_model_path(model)))  # "demo": the bundled one
     # Never runs the model: CPU, one thread, no prepacking, the cheapest load.
     probe = Runtime(
         path, options.runtime, providers="cpu", threads=1, prepack=False, batch_size=None

@@ -311,7 +311,12 @@ class Scorer:
     def _classify_one(self, items: list[tuple[np.ndarray, int]]) -> list[Classification]:
         """Wave-in models: :meth:`Runtime.classify` windows and scores the waves."""
         waves = [w for w, _ in items]
-        return self.runtime.classify(waves, top_k=self.top_k, events=self._events or False)
+        return self.runtime.classify(
+            waves,
+            sample_rate=self.runtime.sample_rate,  # decoded at the model's rate
+            top_k=self.top_k,
+            events=self._events or False,
+        )
 
     def _score_one(self, items: list[tuple[np.ndarray, int]]) -> list[Classification]:
         """Feature windows of each item -> its Classification (one model run for all)."""

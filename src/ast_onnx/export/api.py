@@ -15,11 +15,11 @@ from ast_onnx.export.checkpoint import (
     LoadedCheckpoint,
     load_checkpoint,
 )
-from ast_onnx.export.onnx_export import export_onnx
+from ast_onnx.export.onnx_export import export_onnx, resolve_outputs
 from ast_onnx.export.options import ExportOptions, resolve_options
-from ast_onnx.export.verify import verify_export
+from ast_onnx.export.verify import DEFAULT_HEADS, Heads, verify_export
 from ast_onnx.frontend.features import FeatureExtractor, read_norm_stats
-from ast_onnx.metadata import ModelMetadata, check_opset, opset_of
+from ast_onnx.metadata import EMBEDDING, LOGITS, ModelMetadata, check_opset, opset_of
 from ast_onnx.model_files import data_path, save_model
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
@@ -112,7 +112,10 @@ def check_output(output: str | Path, overwrite: bool, external_data: bool = Fals
         except OutputError as e:
             raise ExportError(str(e)) from e
         if target.exists() and not overwrite:
-            raise ExportError(f"output {str(target)!r} exists; pass overwrite=True (--overwrite)")
+            raise ExportError(
+                f"output {str(target)!r} exists: replace it with --overwrite "
+                "(from Python: overwrite=True), or name another file"
+            )
     return path
 
 
@@ -191,7 +194,15 @@ def export_model(
 
             with timer.step("calibrate", "Reading calibration audio"):
                 calibration = calibration_features(o.calibrate, loaded.frontend)
-        built, fused = _build(loaded, work, final, o.opset, o.optimize, timer)
+        outputs, layer = resolve_outputs(
+            o.outputs, loaded.has_head, o.hidden_layer, int(loaded.config.num_hidden_layers)
+        )
+        if o.with_frontend and outputs != (LOGITS,):
+            raise ExportError(
+                f"a wave-in model (with_frontend) outputs logits and scores only, not {outputs}"
+            )
+        heads = Heads(outputs, layer)
+        built, fused = _build(loaded, work, final, o.opset, o.optimize, timer, heads)
         record: dict[str, Any] = {"skipped": True}
         quantization: dict[str, Any] = {}
         if final == "int8-static":
@@ -199,18 +210,22 @@ def export_model(
 
             with timer.step("quantize", f"Quantizing to int8 (static, {len(calibration)} items)"):
                 built, record, quantization = quantize_static_gated(
-                    loaded, built, work, calibration, gates, o
+                    loaded, built, work, calibration, gates, o, heads
                 )
         elif o.verify:
             with timer.step("verify", "Verifying against PyTorch"):
-                record = verify_export(loaded.model, built, loaded.frontend, final, gates)
+                record = verify_export(
+                    loaded.model, built, loaded.frontend, final, gates, heads=heads
+                )
         if o.with_frontend:
             from ast_onnx.export.wavein import add_frontend
 
             with timer.step("frontend", "Prepending the fp32 in-graph fbank"):
                 built = add_frontend(built, work, loaded, gates if o.verify else None, record)
         with timer.step("write", f"Writing {path}"):
-            metadata, files = _write(built, path, loaded, final, record, fused, o, quantization)
+            metadata, files = _write(
+                built, path, loaded, final, record, fused, o, quantization, heads
+            )
     seconds = time.perf_counter() - start
     return ExportResult(
         path=path,
@@ -232,6 +247,7 @@ def _build(
     opset: int,
     optimize: bool,
     timer: StepTimer,
+    heads: Heads = DEFAULT_HEADS,
 ) -> tuple[Path, dict[str, int]]:
     """Export, optimize and convert precision in ``work``; return the model path."""
     from ast_onnx.export.fp16 import convert_fp16
@@ -241,7 +257,9 @@ def _build(
     config = loaded.config
     current = work / "exported.onnx"
     with timer.step("export", f"Exporting to ONNX (opset {opset})"):
-        export_onnx(loaded.model, current, opset=opset)
+        export_onnx(
+            loaded.model, current, opset=opset, outputs=heads.outputs, hidden_layer=heads.layer
+        )
     fused: dict[str, int] = {}
     if optimize:
         with timer.step("optimize", "Fusing attention, layer norm and GELU"):
@@ -277,6 +295,7 @@ def _write(
     fused: dict[str, int],
     options: ExportOptions,
     quantization: dict[str, Any],
+    heads: Heads = DEFAULT_HEADS,
 ) -> tuple[ModelMetadata, list[Path]]:
     """Add metadata to ``built`` and write it to ``path`` atomically; return the files."""
     import ast_onnx
@@ -284,6 +303,7 @@ def _write(
     onnx = require("onnx", "export", "ONNX export")
     torch = require("torch", "export", "ONNX export")
     model = onnx.load(str(built))
+    plain = heads.outputs == (LOGITS,)
     metadata = ModelMetadata(
         labels=loaded.labels,
         activation=loaded.activation,  # type: ignore[arg-type]
@@ -295,6 +315,10 @@ def _write(
         opset=opset_of(model),
         verification=record,
         quantization=quantization,
+        output_name=heads.outputs[0],
+        outputs=[] if plain else list(heads.outputs),
+        embedding_size=int(loaded.config.hidden_size) if EMBEDDING in heads.outputs else None,
+        hidden_layer=heads.layer,
         extra={"fused_ops": fused, "exporter": f"torch {torch.__version__} (dynamo)"},
     )
     if options.with_frontend:

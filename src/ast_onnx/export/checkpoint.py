@@ -1,4 +1,9 @@
-"""Load an AST checkpoint into transformers' ``ASTForAudioClassification`` (eval, fp32).
+"""Load an AST checkpoint into transformers' ``ASTForAudioClassification`` (eval, fp32),
+or into the bare ``ASTModel`` (no classifier head) for a checkpoint saved without one.
+
+A checkpoint is bare when its ``config.json`` names ``ASTModel`` in ``architectures``, or,
+without ``architectures``, when its safetensors weights hold no ``classifier.`` tensor
+(:func:`is_bare_checkpoint`). A bare model exports embeddings only (no logits, no labels).
 
 Accepted sources (see :func:`resolve_source`):
 
@@ -51,8 +56,9 @@ class LoadedCheckpoint:
     """A checkpoint ready to export.
 
     Attributes:
-        model: ``ASTForAudioClassification`` in eval mode, fp32, eager attention.
-        labels: Class names, index-aligned with the logits.
+        model: ``ASTForAudioClassification`` (or ``ASTModel`` for a bare checkpoint) in
+            eval mode, fp32, eager attention.
+        labels: Class names, index-aligned with the logits (empty for a bare model).
         activation: ``"sigmoid"`` or ``"softmax"`` (rule in :mod:`ast_onnx.labels`).
         frontend: ``FeatureExtractor.to_dict()`` matching the checkpoint.
         source: What was loaded (as given by the user).
@@ -68,6 +74,11 @@ class LoadedCheckpoint:
     @property
     def config(self) -> Any:
         return self.model.config
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the model has a classifier head (logits); False for a bare ``ASTModel``."""
+        return hasattr(self.model, "classifier")
 
     @property
     def max_length(self) -> int:
@@ -170,13 +181,20 @@ def load_checkpoint(
     config = model.config
     if max_length is not None:
         _set_max_length(config, max_length)
+    frontend = _frontend_dict(config, preprocessor)
+    if not hasattr(model, "classifier"):  # a bare ASTModel: embeddings, no labels
+        if labels is not None or activation is not None:
+            raise CheckpointError(
+                f"checkpoint {source!r} is a bare ASTModel (no classifier head): it has no "
+                "labels or activation to set; export its embedding instead"
+            )
+        return LoadedCheckpoint(model, [], "sigmoid", frontend, str(source))
     num_labels = int(config.num_labels)
     if labels is None:
         label_list = labels_from_id2label(config.id2label, num_labels)
     else:
         label_list = load_labels(labels, num_labels)
     act = resolve_activation(getattr(config, "problem_type", None), num_labels, activation)
-    frontend = _frontend_dict(config, preprocessor)
     return LoadedCheckpoint(model, label_list, act, frontend, str(source))
 
 
@@ -212,15 +230,43 @@ def _load_original(path: Path, options: PthOptions, work_dir: str | Path | None 
         return load_pretrained(tmp, str(path))
 
 
+def is_bare_checkpoint(config: dict[str, Any], where: str | Path, hub: bool = False) -> bool:
+    """Whether a checkpoint holds a bare ``ASTModel`` (no classifier head).
+
+    ``config.json``'s ``architectures`` decides when it names an AST class; otherwise a
+    local safetensors file is bare when none of its tensors is the classifier's (only
+    the tensor names are read). Anything else is taken as a classifier checkpoint.
+    """
+    architectures = config.get("architectures") or []
+    if isinstance(architectures, list):
+        if "ASTForAudioClassification" in architectures:
+            return False
+        if "ASTModel" in architectures:
+            return True
+    weights = Path(where) / "model.safetensors"
+    if hub or not weights.is_file():
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="numpy") as f:
+            keys = list(f.keys())
+    except Exception:  # unreadable weights fail later, with the loader's message
+        return False
+    return bool(keys) and not any(k.startswith("classifier.") for k in keys)
+
+
 def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
     """``ASTForAudioClassification.from_pretrained`` with every weight checked.
+
+    A bare checkpoint (:func:`is_bare_checkpoint`) loads as ``ASTModel``.
 
     Args:
         where: Local directory or Hub id.
         source: The name to use in error messages.
         hub: ``where`` is a Hub id (offline failures get a hint to pass a local checkpoint).
     """
-    from transformers import ASTForAudioClassification, AutoConfig
+    from transformers import ASTForAudioClassification, ASTModel, AutoConfig
 
     if not hub:
         path = Path(where)
@@ -231,15 +277,21 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
                 f"checkpoint directory {source!r} has no weights (expected one of "
                 f"{', '.join(_WEIGHT_FILES)})"
             )
-    check_config(_config_json(where, source, hub), source)
+    raw = _config_json(where, source, hub)
+    check_config(raw, source)
+    model_class = ASTModel if is_bare_checkpoint(raw, where, hub) else ASTForAudioClassification
     try:
         config = AutoConfig.from_pretrained(where, trust_remote_code=False)
     except OSError as e:
         raise CheckpointError(f"cannot read the config of checkpoint {source!r}: {e}") from e
     except ValueError as e:
         raise CheckpointError(f"checkpoint {source!r} has an unusable config.json: {e}") from e
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our CLIs
     try:
-        model, info = ASTForAudioClassification.from_pretrained(
+        model, info = model_class.from_pretrained(
             where,
             config=config,
             attn_implementation="eager",
@@ -250,6 +302,9 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
         raise CheckpointError(
             f"cannot load the weights of checkpoint {source!r}: {type(e).__name__}: {e}"
         ) from e
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     missing = list(info.get("missing_keys") or [])
     mismatched = list(info.get("mismatched_keys") or [])
     if missing or mismatched:

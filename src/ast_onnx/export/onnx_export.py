@@ -23,9 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import ExportError, require
+from ast_onnx.metadata import (
+    EMBEDDING,
+    HIDDEN_STATES,
+    LOGITS,
+    MIN_OPSET,
+    MODEL_OUTPUTS,
+    check_opset,
+)
 from ast_onnx.metadata import INPUT_VALUES as INPUT_NAME
 from ast_onnx.metadata import LOGITS as OUTPUT_NAME
-from ast_onnx.metadata import MIN_OPSET, check_opset
 from ast_onnx.progress import quiet_logs
 
 logger = logging.getLogger(__name__)
@@ -84,19 +91,98 @@ def export_attention(model: Any) -> Iterator[bool]:
         model.set_attn_implementation(before)
 
 
-def _logits_module(model: Any) -> Any:
-    """Wrap ``model`` in an ``nn.Module`` whose forward returns only the logits tensor."""
+def model_outputs(
+    model: Any, input_values: Any, outputs: tuple[str, ...], hidden_layer: int | None
+):
+    """The requested outputs of ``model`` (classifier or bare ``ASTModel``), one forward pass.
+
+    ``logits`` is the classifier applied to the pooled output, ``embedding`` the pooled
+    output itself (mean of the cls and distillation tokens after the final LayerNorm,
+    transformers' ``pooler_output``), ``hidden_states`` transformers'
+    ``hidden_states[hidden_layer]``.
+    """
+    base = getattr(model, "audio_spectrogram_transformer", model)
+    hidden = HIDDEN_STATES in outputs
+    out = base(input_values=input_values, output_hidden_states=hidden)
+    pooled = out.pooler_output
+    values = {EMBEDDING: pooled}
+    if LOGITS in outputs:
+        values[LOGITS] = model.classifier(pooled)
+    if hidden:
+        values[HIDDEN_STATES] = out.hidden_states[hidden_layer]
+    return tuple(values[name] for name in outputs)
+
+
+def resolve_outputs(
+    outputs: str | tuple[str, ...] | list[str] | None,
+    has_head: bool,
+    hidden_layer: int | None,
+    num_layers: int,
+) -> tuple[tuple[str, ...], int | None]:
+    """The graph outputs in graph order and the hidden layer index (0..num_layers).
+
+    Args:
+        outputs: Names from :data:`~ast_onnx.metadata.MODEL_OUTPUTS`, a comma-separated
+            string of them, or None: ``logits`` for a classifier, ``embedding`` for a
+            bare ``ASTModel`` (plus ``hidden_states`` when ``hidden_layer`` is given).
+        has_head: The model has a classifier (logits).
+        hidden_layer: transformers' ``hidden_states`` index; negative counts from the end.
+        num_layers: Encoder layers of the model.
+
+    Raises:
+        ExportError: An unknown or repeated name, logits of a bare model, a hidden layer
+            out of range, or ``hidden_states`` without ``hidden_layer`` (and vice versa).
+    """
+    if outputs is None:
+        names = [LOGITS if has_head else EMBEDDING]
+        if hidden_layer is not None:
+            names.append(HIDDEN_STATES)
+    else:
+        items = outputs.split(",") if isinstance(outputs, str) else list(outputs)
+        names = [str(n).strip() for n in items if str(n).strip()]
+    bad = [n for n in names if n not in MODEL_OUTPUTS]
+    if bad or not names or len(set(names)) != len(names):
+        raise ExportError(
+            f"outputs must be distinct names from {list(MODEL_OUTPUTS)}, got {outputs!r}"
+        )
+    if LOGITS in names and not has_head:
+        raise ExportError(
+            "the checkpoint is a bare ASTModel (no classifier head): it has no logits; "
+            "export outputs=embedding (--outputs embedding)"
+        )
+    if (HIDDEN_STATES in names) != (hidden_layer is not None):
+        raise ExportError(
+            "hidden_states and hidden_layer go together: pass hidden_layer=N "
+            "(--hidden-layer N) to export one layer's hidden states"
+        )
+    layer = None
+    if hidden_layer is not None:
+        if isinstance(hidden_layer, bool) or not isinstance(hidden_layer, int):
+            raise ExportError(f"hidden_layer must be an integer, got {hidden_layer!r}")
+        layer = hidden_layer + num_layers + 1 if hidden_layer < 0 else hidden_layer
+        if not 0 <= layer <= num_layers:
+            raise ExportError(
+                f"hidden_layer must be in [{-num_layers - 1}, {num_layers}] for a model of "
+                f"{num_layers} layers (0: the patch embeddings, N: layer N's output), "
+                f"got {hidden_layer}"
+            )
+    return tuple(n for n in MODEL_OUTPUTS if n in names), layer
+
+
+def _outputs_module(model: Any, outputs: tuple[str, ...], hidden_layer: int | None) -> Any:
+    """Wrap ``model`` in an ``nn.Module`` whose forward returns the ``outputs`` tensors."""
     import torch
 
-    class LogitsOnly(torch.nn.Module):
+    class Outputs(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_values=input_values).logits
+        def forward(self, input_values: torch.Tensor) -> Any:
+            values = model_outputs(self.inner, input_values, outputs, hidden_layer)
+            return values[0] if len(values) == 1 else values
 
-    return LogitsOnly(model).eval()
+    return Outputs(model).eval()
 
 
 def max_opset() -> int:
@@ -107,13 +193,22 @@ def max_opset() -> int:
     return int(getattr(_constants, "ONNX_MAX_OPSET", MIN_OPSET))
 
 
-def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path:
-    """Export ``model`` (an ``ASTForAudioClassification``) to ``path`` as one file.
+def export_onnx(
+    model: Any,
+    path: str | Path,
+    *,
+    opset: int = MIN_OPSET,
+    outputs: tuple[str, ...] = (OUTPUT_NAME,),
+    hidden_layer: int | None = None,
+) -> Path:
+    """Export ``model`` (``ASTForAudioClassification`` or ``ASTModel``) to ``path`` as one file.
 
     Args:
         model: The model in eval mode, fp32.
         path: Destination ``.onnx`` file (weights stored inside it).
         opset: ONNX opset of the default domain (>= 17, for LayerNormalization).
+        outputs: Graph outputs, resolved by :func:`resolve_outputs` (graph order).
+        hidden_layer: The ``hidden_states`` index when ``outputs`` holds it.
 
     Returns:
         The written path.
@@ -134,10 +229,10 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
         warnings.simplefilter("always")
         try:
             program = torch.onnx.export(
-                _logits_module(model),
+                _outputs_module(model, tuple(outputs), hidden_layer),
                 (example,),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=list(outputs),
                 opset_version=opset,
                 dynamo=True,
                 dynamic_shapes={INPUT_NAME: {0: batch}},
@@ -155,7 +250,7 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
             f"torch.onnx.export wrote opset {written}, not the requested {opset}: choose an "
             f"opset from {MIN_OPSET} to {max_opset()}"
         )
-    _check_io(proto, int(config.num_labels))
+    _check_io(proto, int(config.num_labels), tuple(outputs))
     size = proto.ByteSize()
     if size > MAX_SINGLE_FILE_BYTES:
         raise ExportError(
@@ -167,11 +262,15 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = MIN_OPSET) -> Path
     return path
 
 
-def _check_io(proto: Any, num_labels: int) -> None:
+def _check_io(proto: Any, num_labels: int, expected: tuple[str, ...] = (OUTPUT_NAME,)) -> None:
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+    if inputs != [INPUT_NAME] or outputs != list(expected):
         raise ExportError(f"unexpected graph I/O: inputs {inputs}, outputs {outputs}")
-    dims = proto.graph.output[0].type.tensor_type.shape.dim
-    if len(dims) != 2 or (dims[1].HasField("dim_value") and dims[1].dim_value != num_labels):
-        raise ExportError(f"output {OUTPUT_NAME!r} does not have shape [batch, {num_labels}]")
+    ranks = {LOGITS: 2, EMBEDDING: 2, HIDDEN_STATES: 3}
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if len(dims) != ranks[out.name]:
+            raise ExportError(f"output {out.name!r} has rank {len(dims)}, not {ranks[out.name]}")
+        if out.name == LOGITS and dims[1].HasField("dim_value") and dims[1].dim_value != num_labels:
+            raise ExportError(f"output {LOGITS!r} does not have shape [batch, {num_labels}]")

@@ -55,6 +55,13 @@ class ExportOptions(Replaceable):
             ``"entropy"``.
         int8_max_fp32: Static int8 failing its drift gate: leave up to this many of
             the most sensitive nodes in float32 until it passes (0: fail at once).
+        outputs: Graph outputs: names from ``logits``, ``embedding`` (the pooled output,
+            [batch, hidden]) and ``hidden_states`` (one layer's, [batch, tokens, hidden]),
+            as a list or a comma-separated string. None: ``logits`` for a classifier
+            checkpoint, ``embedding`` for a bare ``ASTModel`` one.
+        hidden_layer: With ``hidden_states``: which layer, as an index of transformers'
+            ``hidden_states`` (0: the patch embeddings, N: layer N's output before the
+            final LayerNorm; negative counts from the end).
         norm_stats: The dataset's normalization mean and std, replacing the
             checkpoint's (those of its preprocessor_config.json, else AudioSet's):
             ``"MEAN,STD"``, a ``(mean, std)`` pair, or a JSON file with ``mean`` and
@@ -82,6 +89,8 @@ class ExportOptions(Replaceable):
     int8_format: str = INT8_STATIC_FORMATS[0]
     int8_calibration: str = CALIBRATION_METHODS[0]
     int8_max_fp32: int = DEFAULT_MAX_FP32_NODES
+    outputs: str | Sequence[str] | None = None
+    hidden_layer: int | None = None
     norm_stats: str | Path | tuple[float, float] | None = None
 
 

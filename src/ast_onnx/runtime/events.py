@@ -14,6 +14,13 @@ same segments, and the detector (fed segment by segment) the same events.
 
 Rules, per class (:class:`EventOptions`):
 
+- First each class's score curve over the segments is median-filtered (as DCASE
+  baselines do): a window that disagrees with its neighbours (a *blip*, e.g. one window
+  at a word boundary) cannot start or stop an event alone. The filter spans
+  ``median_filter`` seconds of windows, by default half the model's window: at the
+  default hop of half a window that is one window (no filtering); at a quarter-window
+  hop, 3 windows. It delays each segment by half the span (a stream reports events that
+  much later), and repeats the first and last segment at the input's edges.
 - A class turns *on* in a segment whose score is ``>= on`` threshold and stays on while
   the score is ``>= off`` threshold (hysteresis; ``off <= on``, by default equal).
 - For single-label (softmax) models, events are exclusive by default: a class can only
@@ -23,8 +30,9 @@ Rules, per class (:class:`EventOptions`):
   Two events of a class separated by a gap ``<= max_gap`` seconds merge (the class must
   reach the on threshold again to resume); with exclusive events, not across a gap in
   which another class was on. Events shorter than ``min_duration`` are dropped (after
-  merging). Labels in ``ignore`` never give events.
-- ``peak_score`` is the class's highest score over the event's on segments,
+  merging). Labels in ``ignore`` never give events; by default the background classes
+  of Speech Commands models (:data:`BACKGROUND_LABELS`), which are not sound events.
+- ``peak_score`` is the class's highest (filtered) score over the event's on segments,
   ``mean_score`` its duration-weighted mean over them (merged gaps excluded).
 - Events are returned when they close, in closing order (events closing together in
   label order): when the first segment the class is off in begins if ``max_gap`` is 0
@@ -34,6 +42,8 @@ Rules, per class (:class:`EventOptions`):
 
 from __future__ import annotations
 
+import argparse
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -49,6 +59,10 @@ from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD
 TIME_EPS = 1e-9
 
 _REAL = (int, float, np.integer, np.floating)
+
+#: Labels that ``EventOptions.ignore`` leaves out by default, where the model has them:
+#: the background classes of the Speech Commands task (noise, and "another word").
+BACKGROUND_LABELS: tuple[str, ...] = ("_silence_", "_unknown_")
 
 
 @dataclass(frozen=True)
@@ -107,13 +121,16 @@ class EventOptions:
         thresholds: Per-class overrides: label -> on threshold, or ``(on, off)``.
         min_duration: Shortest event kept, in seconds.
         max_gap: Longest gap, in seconds, across which two events of a class merge.
-        ignore: Labels that never give events (e.g. ``"_silence_"``, ``"_unknown_"``).
+        ignore: Labels that never give events; None: those of :data:`BACKGROUND_LABELS`
+            the model has (``()``: none).
         exclusive: Only the top class of a segment can be on; None: True for softmax
             models, False for sigmoid ones.
+        median_filter: Seconds of windows whose median score each segment takes before
+            the rules (:meth:`kernel`); None: half the model's window; 0: no filter.
 
     Raises:
         InvalidOptionError: A threshold outside [0, 1], off above on, a negative
-            duration or gap.
+            duration, gap or filter span.
     """
 
     threshold: float | None = None
@@ -121,8 +138,9 @@ class EventOptions:
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)
     min_duration: float = 0.0
     max_gap: float = 0.0
-    ignore: Sequence[str] = ()
+    ignore: Sequence[str] | None = None
     exclusive: bool | None = None
+    median_filter: float | None = None
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -132,9 +150,11 @@ class EventOptions:
             _check_pair("off_threshold", 1.0, self.off_threshold)
         for label, value in self.thresholds.items():
             _check_pair(f"thresholds[{label!r}]", *_on_off(value))
-        for name in ("min_duration", "max_gap"):
+        for name in ("min_duration", "max_gap", "median_filter"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, _REAL) or not value >= 0:
+            if value is None and name == "median_filter":
+                continue
+            if isinstance(value, bool) or not isinstance(value, _REAL) or not 0 <= value < np.inf:
                 raise InvalidOptionError(f"{name} must be >= 0 seconds, got {value!r}")
         if isinstance(self.ignore, str):
             raise InvalidOptionError(f"ignore must be a list of labels, got {self.ignore!r}")
@@ -157,7 +177,7 @@ class EventOptions:
         """
         index = {name: i for i, name in enumerate(labels)}
         unknown = sorted(set(self.thresholds) - set(index))
-        unknown += sorted(set(self.ignore) - set(index))
+        unknown += sorted(set(self.ignore or ()) - set(index))
         if unknown:
             raise InvalidOptionError(
                 f"event options name label(s) {unknown} that the model does not have "
@@ -174,9 +194,131 @@ class EventOptions:
                 f"off threshold {off[i]} exceeds the on threshold {on[i]} of {labels[i]!r} "
                 f"(and of {above.size - 1} other label(s))"
             )
+        ignore = self.ignore
+        if ignore is None:
+            ignore = [name for name in BACKGROUND_LABELS if name in index]
         ignored = np.zeros(len(labels), dtype=bool)
-        ignored[[index[name] for name in self.ignore]] = True
+        ignored[[index[name] for name in ignore]] = True
         return on, off, ignored
+
+    def kernel(self, hop: float | None, window: float | None) -> int:
+        """Windows the median filter takes: odd, at most ``median_filter / hop`` + 1.
+
+        Args:
+            hop: Seconds between windows; None: unknown (no filter).
+            window: The model's window in seconds (the default span is half of it).
+
+        Returns:
+            ``2 * floor(span / (2 * hop)) + 1``: 1 (no filter) at the default hop of half
+            a window, 3 at a quarter window, 5 at a tenth.
+        """
+        span = self.median_filter
+        if span is None:
+            span = 0.0 if window is None else window / 2
+        if hop is None or not hop > 0 or span <= 0:
+            return 1
+        return 2 * int(np.floor(span / (2 * hop) + TIME_EPS)) + 1
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser | Any, threshold: bool = True) -> None:
+        """Declare the event flags on ``parser`` (or an argument group).
+
+        Args:
+            parser: Where to add them.
+            threshold: Also declare ``--threshold`` (a CLI with its own ``--threshold``
+                passes False and gives the value to :meth:`from_args`).
+        """
+        if threshold:
+            parser.add_argument(
+                "--threshold",
+                dest="events_threshold",
+                type=float,
+                default=None,
+                help="on threshold of every class (default: the model's thresholds, else 0.5)",
+            )
+        parser.add_argument(
+            "--off-threshold",
+            dest="events_off_threshold",
+            type=float,
+            default=None,
+            help="off threshold, <= each class's on threshold (default: the same)",
+        )
+        parser.add_argument(
+            "--class-threshold",
+            dest="events_class_threshold",
+            action="append",
+            default=[],
+            metavar="LABEL=ON[,OFF]",
+            help="per-class threshold(s); repeatable",
+        )
+        parser.add_argument(
+            "--min-duration",
+            dest="events_min_duration",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="shortest event (default 0)",
+        )
+        parser.add_argument(
+            "--max-gap",
+            dest="events_max_gap",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="merge events of a class across gaps up to SECONDS (default 0)",
+        )
+        parser.add_argument(
+            "--ignore",
+            dest="events_ignore",
+            action="append",
+            default=None,
+            metavar="LABEL[,LABEL]",
+            help="labels that never give events; repeatable (default: "
+            f"{', '.join(BACKGROUND_LABELS)} where the model has them; '' for none)",
+        )
+        parser.add_argument(
+            "--median-filter",
+            dest="events_median_filter",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="median-filter each class's window scores over SECONDS, so that one "
+            "window cannot make an event (default: half the model's window; 0: off)",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, threshold: float | None = None) -> EventOptions:
+        """The options the flags of :meth:`add_arguments` were given.
+
+        Args:
+            args: Parsed arguments.
+            threshold: The on threshold when ``--threshold`` was not declared here.
+
+        Raises:
+            InvalidOptionError: A malformed ``--class-threshold`` or a value out of range.
+        """
+        thresholds: dict[str, Threshold] = {}
+        for spec in args.events_class_threshold:
+            label, sep, values = spec.rpartition("=")
+            try:
+                numbers = [float(v) for v in values.split(",")]
+            except ValueError:
+                numbers = []
+            if not sep or not label or len(numbers) not in (1, 2):
+                raise InvalidOptionError(f"--class-threshold must be LABEL=ON[,OFF], got {spec!r}")
+            thresholds[label] = numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
+        ignore = None
+        if args.events_ignore is not None:
+            ignore = [name for item in args.events_ignore for name in item.split(",") if name]
+        return cls(
+            threshold=getattr(args, "events_threshold", threshold),
+            off_threshold=args.events_off_threshold,
+            thresholds=thresholds,
+            min_duration=args.events_min_duration,
+            max_gap=args.events_max_gap,
+            ignore=ignore,
+            median_filter=args.events_median_filter,
+        )
 
 
 def _base_thresholds(
@@ -234,11 +376,17 @@ class EventDetector:
     as the first segment it is off in begins (with ``max_gap == 0``, or in exclusive mode
     when another class is on): a stream reports it with the window that ends it.
 
+    With a median filter (:meth:`EventOptions.kernel` > 1 windows) a segment is judged
+    once the windows after it that the filter needs have been pushed (or at
+    :meth:`finish`), so events close and open that many segments later.
+
     Args:
         labels: The model's class names.
         activation: ``"sigmoid"`` or ``"softmax"`` (sets the default of ``exclusive``).
         options: The rules; None: :class:`EventOptions` defaults.
         defaults: The model's threshold of each label (see :meth:`EventOptions.resolve`).
+        hop: Seconds between the windows; None: no median filter.
+        window: The model's window in seconds (sets the filter's default span).
 
     Examples:
         >>> det = EventDetector(["a", "b"], "sigmoid")
@@ -254,6 +402,8 @@ class EventDetector:
         activation: str,
         options: EventOptions | None = None,
         defaults: Sequence[float] | None = None,
+        hop: float | None = None,
+        window: float | None = None,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise InvalidOptionError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -272,11 +422,21 @@ class EventDetector:
         self._on_seconds = np.zeros(n)
         self._start: float | None = None  # start of the current segment
         self._scores = np.zeros(n)
+        #: Windows of the median filter (odd; 1: none).
+        self.kernel = self.options.kernel(hop, window)
+        self._half = self.kernel // 2
+        self._recent: deque[np.ndarray] = deque(maxlen=self.kernel)  # raw scores
+        self._waiting: deque[float] = deque()  # starts of segments not judged yet
 
     @property
     def open_events(self) -> list[Event]:
         """Events not closed yet, as far as the finished segments tell."""
         return [self._event(int(i)) for i in np.flatnonzero(self._open)]
+
+    @property
+    def pending(self) -> bool:
+        """Whether an input is under way: events open, or segments waiting for the filter."""
+        return bool(self._open.any() or self._waiting)
 
     def push(self, start: float, scores: np.ndarray) -> tuple[list[Event], list[Event]]:
         """Begin the segment at ``start`` seconds (the previous one ends there).
@@ -291,6 +451,21 @@ class EventDetector:
             raise InvalidOptionError(
                 f"segment scores must have shape ({len(self.labels)},), got {s.shape}"
             )
+        if self._half == 0:
+            return self._judge(start, s)
+        if not self._recent:  # the input's first segment stands in for those before it
+            self._recent.extend([s] * self._half)
+        self._recent.append(s)
+        self._waiting.append(start)
+        if len(self._waiting) <= self._half:
+            return [], []
+        return self._judge(self._waiting.popleft(), self._median())
+
+    def _median(self) -> np.ndarray:
+        return np.median(np.stack(self._recent), axis=0)
+
+    def _judge(self, start: float, s: np.ndarray) -> tuple[list[Event], list[Event]]:
+        """Apply the rules to the (filtered) scores ``s`` of the segment at ``start``."""
         self._end_segment(start)
         # Gaps that grew beyond max_gap by the end of the previous segment.
         closed = self._close(self._open & ~self._active & self._gap_over(start))
@@ -319,8 +494,15 @@ class EventDetector:
 
         The detector can then be reused for another input.
         """
+        closed: list[Event] = []
+        while self._waiting:  # the input's last segment stands in for those after it
+            self._recent.append(self._recent[-1])
+            while len(self._recent) < self.kernel:
+                self._recent.append(self._recent[-1])
+            closed += self._judge(self._waiting.popleft(), self._median())[0]
+        self._recent.clear()
         self._end_segment(end)
-        closed = self._close(self._open.copy())
+        closed += self._close(self._open.copy())
         self._active[:] = False
         self._start = None
         return closed
@@ -362,10 +544,13 @@ def make_detector(
     labels: Sequence[str],
     activation: str,
     defaults: Sequence[float] | None = None,
+    hop: float | None = None,
+    window: float | None = None,
 ) -> EventDetector | None:
     """A detector for ``events`` (True: default rules; False or None: no detection).
 
-    ``defaults``: the model's threshold of each label (:meth:`EventOptions.resolve`).
+    ``defaults``: the model's threshold of each label (:meth:`EventOptions.resolve`);
+    ``hop`` and ``window``: seconds between windows and of one (the median filter).
 
     Raises:
         InvalidOptionError: ``events`` is something else, or names unknown labels.
@@ -373,9 +558,9 @@ def make_detector(
     if events is None or events is False:
         return None
     if events is True:
-        return EventDetector(labels, activation, None, defaults)
+        return EventDetector(labels, activation, None, defaults, hop, window)
     if isinstance(events, EventOptions):
-        return EventDetector(labels, activation, events, defaults)
+        return EventDetector(labels, activation, events, defaults, hop, window)
     raise InvalidOptionError(f"events must be True, False or EventOptions, got {events!r}")
 
 
@@ -405,6 +590,7 @@ def detect_events(
 
 
 __all__ = [
+    "BACKGROUND_LABELS",
     "TIME_EPS",
     "Event",
     "EventDetector",

@@ -79,6 +79,17 @@ def _open_openvino(path: str | os.PathLike, opts: RuntimeOptions):
         return None
 
 
+def resolve_model_path(path: str | os.PathLike) -> str | os.PathLike:
+    """The file a model name means: ``"demo"`` is the bundled demo model, else ``path``.
+
+    Only the exact name ``"demo"`` is resolved (as ``ast-export --checkpoint demo`` does);
+    a file of that name is reached as ``./demo``.
+    """
+    from ast_onnx.data import DEMO_MODEL, demo_model_path
+
+    return demo_model_path() if isinstance(path, str) and path == DEMO_MODEL else path
+
+
 def open_session(path: str | os.PathLike, opts: RuntimeOptions) -> tuple[Any, str]:
     """``(session, provider)``: the session and the short name it runs on.
 
@@ -97,6 +108,7 @@ def open_session(path: str | os.PathLike, opts: RuntimeOptions) -> tuple[Any, st
         MissingDependencyError: onnxruntime (or for ``"openvino"``, openvino) is not
             installed (unless ``opts.fallback`` for openvino).
     """
+    path = resolve_model_path(path)
     if not opts.allow_any_ops and Path(path).is_file():
         check_graph_ops(path)
     if wants_openvino(opts.providers, _gpu_offered):

@@ -77,6 +77,8 @@ class Classification:
         events: Sound events, when asked for (``classify(..., events=True)``).
         windows_omitted: Windows past the timeline budget: in ``scores`` and ``events``,
             not in ``windows`` (0 for all but very long inputs of very large models).
+        embedding: The clip's embedding vector float32 [hidden] (the mean of its window
+            vectors), when asked for (``classify(..., embedding=True)``).
     """
 
     labels: list[Prediction]
@@ -86,6 +88,7 @@ class Classification:
     path: str | None = None
     events: list[Event] = field(default_factory=list)
     windows_omitted: int = 0
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(
         self, windows: bool = False, scores: bool = False, events: bool | None = None
@@ -110,6 +113,8 @@ class Classification:
                 out["windows_omitted"] = self.windows_omitted
         if events or (events is None and self.events):
             out["events"] = [e.to_dict() for e in self.events]
+        if self.embedding is not None:
+            out["embedding"] = self.embedding.tolist()
         return out
 
 

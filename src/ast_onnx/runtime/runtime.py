@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import AstOnnxError, InvalidAudioError, InvalidOptionError, ModelOutputError
+from ast_onnx.errors import (
+    AstOnnxError,
+    InvalidAudioError,
+    InvalidOptionError,
+    ModelError,
+    ModelOutputError,
+    SampleRateWarning,
+)
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
+from ast_onnx.runtime.embeddings import Embedding, embed_waves, item_path, require_embedding
 from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.interruptible import run_session
-from ast_onnx.runtime.loading import open_session
+from ast_onnx.runtime.loading import open_session, resolve_model_path
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.results import Classification, nonfinite_error
 from ast_onnx.runtime.scoring import WindowScorer, activate
@@ -51,11 +60,28 @@ def _is_single(audio: Any) -> bool:
     return not isinstance(audio, (list, tuple))
 
 
+def _is_samples(audio: Any) -> bool:
+    """Whether ``audio`` is samples (an array or a list of numbers), not a file."""
+    return not (isinstance(audio, str | os.PathLike | bytes | bytearray) or hasattr(audio, "read"))
+
+
+def warn_without_rate(items: Sequence[Any], sample_rate: int | None, model_rate: int) -> None:
+    """A :class:`~ast_onnx.errors.SampleRateWarning` for samples given without their rate."""
+    if sample_rate is None and any(_is_samples(a) for a in items):
+        warnings.warn(
+            f"samples were given without sample_rate and are taken to be at the model's "
+            f"{model_rate} Hz; pass sample_rate= (their real rate, resampled if it differs)",
+            SampleRateWarning,
+            stacklevel=3,
+        )
+
+
 class Runtime:
     """Classify audio with an AST model exported to ONNX.
 
     Args:
-        path: The ``.onnx`` file.
+        path: The ``.onnx`` file, or ``"demo"``: the bundled demo keyword spotter
+            (:func:`ast_onnx.data.demo_model_path`).
         options: A :class:`~ast_onnx.runtime.options.RuntimeOptions` (defaults if None).
         **overrides: Any :class:`~ast_onnx.runtime.options.RuntimeOptions` field by name,
             applied over ``options``: ``providers``, ``device_id``, ``threads``,
@@ -81,6 +107,7 @@ class Runtime:
         opts = (options or RuntimeOptions()).replace(**overrides)
         self.options = opts
         self.max_audio_seconds = check_max_seconds(opts.max_audio_seconds)
+        path = resolve_model_path(path)
         self.path = str(path)
         self.aggregate = opts.aggregate
         session, self.provider = open_session(path, opts)
@@ -105,6 +132,8 @@ class Runtime:
                 "caller's" if opts.labels is not None else "generic",
                 self.activation,
             )
+        #: Name of the model's pooled ``embedding`` output, or None (see :meth:`embed`).
+        self.embedding_name: str | None = self._io.embedding_name
         #: The model's decision threshold of each label (metadata schema 2), or None.
         self.thresholds: np.ndarray | None = model_thresholds(self.metadata, len(self.labels))
         self.window_samples = int(self.frontend.window_samples)
@@ -152,6 +181,7 @@ class Runtime:
         windows it instead.
         """
         items = [audio] if _is_single(audio) else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         feats = self.frontend(waves)
         if np.any(feats.truncated):
@@ -170,6 +200,7 @@ class Runtime:
         (:attr:`input_kind` ``"waveform"``) the waves themselves: float32 [batch, samples]
         at :attr:`sample_rate`, at least one frame long (:mod:`ast_onnx.runtime.waveform`).
         """
+        self._require_logits()
         if self.input_kind == "waveform":
             opts = self.frontend.options
             x = check_waveform_batch(input_values, opts.window_size, self.sample_rate)
@@ -190,6 +221,7 @@ class Runtime:
         if self.input_kind != "waveform":
             return self.logits(self.features(audio, sample_rate))
         items = [audio] if _is_single(audio) else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
@@ -200,10 +232,21 @@ class Runtime:
         return activate(self.logits(input_values), self.activation)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        return self._run_outputs(x, [self._io.output_name])[0]
+
+    def _run_outputs(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """The ``names`` outputs of one ``session.run`` on ``x``, float32."""
         io = self._io
         feeds = {io.input_name: x.astype(io.input_dtype)}
-        out = run_session(self._session, [io.output_name], feeds, self.options.run_timeout)[0]
-        return np.asarray(out, dtype=np.float32)
+        outs = run_session(self._session, names, feeds, self.options.run_timeout)
+        return [np.asarray(out, dtype=np.float32) for out in outs]
+
+    def _require_logits(self) -> None:
+        if not self._io.has_logits:
+            raise ModelError(
+                f"model {self.path!r} outputs embeddings only (exported from a bare ASTModel): "
+                "it cannot classify; use embed(), or export a classifier checkpoint"
+            )
 
     def _check_input_values(self, input_values: np.ndarray) -> np.ndarray:
         x = np.asarray(input_values)
@@ -226,13 +269,16 @@ class Runtime:
         top_k: int | None = 5,
         events: bool | EventOptions = False,
         threshold: float | bool | None = None,
+        embedding: bool = False,
     ) -> Classification | list[Classification]:
         """Classify one input or a list of inputs.
 
         Args:
             audio: A path, a numpy array (float [-1, 1] or int16/int32 PCM, mono or
                 (samples, channels)), or a list of those.
-            sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
+            sample_rate: Rate of array inputs, resampled to :attr:`sample_rate` if it
+                differs. None: arrays are taken to be at :attr:`sample_rate`, with a
+                :class:`~ast_onnx.errors.SampleRateWarning` (a file has its own rate).
             top_k: Labels to report per input (None: all, ranked).
             events: Detect sound events over the windows (``Classification.events``):
                 True for the default rules, or :class:`~ast_onnx.runtime.events.EventOptions`.
@@ -255,11 +301,15 @@ class Runtime:
                 stores no thresholds.
         """
         cut = self.resolve_threshold(threshold)
+        self._require_logits()
+        if embedding:
+            require_embedding(self.embedding_name, self.path)
         single = _is_single(audio)
         items = [audio] if single else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k, events, cut)
+        results = self._classify_waves(waves, paths, top_k, events, cut, embedding)
         for r in results:
             if isinstance(r, AstOnnxError):
                 raise r
@@ -315,6 +365,7 @@ class Runtime:
                 model's window.
             InvalidAudioError: A sample rate outside the supported range.
         """
+        self._require_logits()
         hop_samples = self.hop_samples if hop is None else round(float(hop) * self.sample_rate)
         return Stream(
             run=self._run,
@@ -343,13 +394,14 @@ class Runtime:
         A file that fails in any way (unreadable, over a limit, out of memory, NaN output)
         yields ``(path, error)``, an :class:`~ast_onnx.errors.AstOnnxError`, and the
         others go on (:mod:`ast_onnx.runtime.batches`). ``events`` and ``threshold`` are
-        those of :meth:`classify`.
+        those of :meth:`classify`. Options and models it cannot take raise at once.
         """
         if top_k is not None:
             check_int("top_k", top_k, 1)
+        self._require_logits()
         cut = self.resolve_threshold(threshold)
         self.scorer(top_k=top_k, events=events, thresholds=cut)  # check the options early
-        yield from classify_in_batches(
+        return classify_in_batches(
             paths,
             self._prepare,
             lambda waves, names: self._classify_waves(waves, names, top_k, events, cut),
@@ -369,6 +421,101 @@ class Runtime:
             for i in range(0, len(segments), self.batch_size)
         )
         return np.concatenate([self._run(x) for x in feats])
+
+    def _segment_outputs(self, segments: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
+        """The ``names`` outputs of feature-input model windows, one run per batch_size."""
+        runs = [
+            self._run_outputs(self.frontend(segments[i : i + self.batch_size]).input_values, names)
+            for i in range(0, len(segments), self.batch_size)
+        ]
+        return [np.concatenate([r[j] for r in runs]) for j in range(len(names))]
+
+    # ----- embeddings -----
+
+    @property
+    def embedding_size(self) -> int | None:
+        """Length of the embedding vector, None without an embedding output."""
+        if self.embedding_name is None:
+            return None
+        out = next(o for o in self._session.get_outputs() if o.name == self.embedding_name)
+        size = out.shape[-1]
+        return size if isinstance(size, int) else None
+
+    def embed(
+        self,
+        audio: Audio | Sequence[Audio],
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        windows: bool = False,
+    ) -> np.ndarray | Embedding | list[Embedding]:
+        """The embedding of one input or of a list of inputs (:mod:`.embeddings`).
+
+        Args:
+            audio: A path, a numpy array, or a list of those (as for :meth:`classify`).
+            sample_rate: Rate of array inputs (None: already at :attr:`sample_rate`).
+            normalize: Scale each vector to unit L2 norm (dot product = cosine).
+            windows: Return :class:`~ast_onnx.runtime.embeddings.Embedding` objects
+                with one vector per model window and its start/end times, beside the
+                clip vector.
+
+        Returns:
+            Without ``windows``: float32 [hidden] for one input, [n, hidden] for a
+            list; each clip vector is the mean of its window vectors. With
+            ``windows``: an ``Embedding``, or a list of them.
+
+        Raises:
+            ModelError: The model has no ``embedding`` output (the message says how to
+                export one).
+            ModelOutputError: The model returned NaN/Inf for an input.
+        """
+        name = require_embedding(self.embedding_name, self.path)
+        single = _is_single(audio)
+        items = [audio] if single else list(audio)
+        warn_without_rate(items, sample_rate, self.sample_rate)
+        waves = [self._prepare(a, sample_rate) for a in items]
+        results = self._embed_waves(name, waves, [item_path(a) for a in items], normalize)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        if windows:
+            return results[0] if single else list(results)
+        if single:
+            return results[0].vector
+        size = self.embedding_size or 0
+        return np.stack([r.vector for r in results]) if results else np.zeros((0, size), np.float32)
+
+    def embed_files(
+        self, paths: Iterable[str | os.PathLike], normalize: bool = False
+    ) -> Iterator[tuple[str, Embedding | AstOnnxError]]:
+        """Embed files in batches, yielding ``(path, Embedding or error)`` in order.
+
+        A file that fails in any way yields its :class:`~ast_onnx.errors.AstOnnxError`
+        and the others go on, as in :meth:`classify_files`.
+
+        Raises:
+            ModelError: At once, for a model without an embedding output.
+        """
+        name = require_embedding(self.embedding_name, self.path)
+        return classify_in_batches(
+            paths,
+            self._prepare,
+            lambda waves, names: self._embed_waves(name, waves, names, normalize),
+            batch_files=self.batch_size,
+            batch_samples=self.batch_size * self.window_samples,
+        )
+
+    def _embed_waves(
+        self, name: str, waves: list[np.ndarray], paths: Sequence[str | None], normalize: bool
+    ) -> list:
+        return embed_waves(
+            lambda segments: self._segment_outputs(segments, [name])[0],
+            waves,
+            paths,
+            self.window_samples,
+            self.hop_samples,
+            self.sample_rate,
+            normalize,
+        )
 
     def scorer(
         self,
@@ -392,6 +539,7 @@ class Runtime:
             model_thresholds=self.thresholds,
             window=self.window_samples,
             sample_rate=self.sample_rate,
+            hop=self.hop_samples,
             keep_windows=keep_windows,
         )
 
@@ -402,22 +550,32 @@ class Runtime:
         k: int | None,
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,
+        embedding: bool = False,
     ) -> list[Classification | ModelOutputError]:
         """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError.
 
         The windows of all waves are run ``batch_size`` at a time, and each batch's
         logits go straight into the scorer: no input's windows are held all at once.
+        With ``embedding``, the logits and the embeddings come from the same model runs.
         """
         if k is not None:
             check_int("top_k", k, 1)
         scorer = self.scorer(top_k=k, events=events, thresholds=cut)
         plans = [plan_windows(len(w), self.window_samples, self.hop_samples) for w in waves]
+        names = None
+        if embedding:
+            names = [self._io.output_name, require_embedding(self.embedding_name, self.path)]
         jobs = [(i, s) for i, plan in enumerate(plans) for s in plan.starts]
         results: list[Classification | ModelOutputError] = []
         scored = 0  # windows of the current item already scored
+        vector_sum: np.ndarray | None = None  # its embedding vectors summed so far
         for b in range(0, len(jobs), self.batch_size):
             batch = jobs[b : b + self.batch_size]
-            logits = self._segment_logits([waves[i][s : s + self.window_samples] for i, s in batch])
+            segments = [waves[i][s : s + self.window_samples] for i, s in batch]
+            if names is None:
+                logits, vectors = self._segment_logits(segments), None
+            else:  # one session.run per batch gives both
+                logits, vectors = self._segment_outputs(segments, names)
             row = 0
             while row < len(batch):
                 i = batch[row][0]
@@ -426,11 +584,17 @@ class Runtime:
                 scorer.add(
                     logits[row : row + n], plan.starts[scored : scored + n], plan.num_samples
                 )
+                if vectors is not None:
+                    part = vectors[row : row + n].sum(axis=0, dtype=np.float64)
+                    vector_sum = part if vector_sum is None else vector_sum + part
                 row, scored = row + n, scored + n
                 if scored == len(plan):
                     name = paths[i] if paths[i] is not None else f"input {i}"
-                    results.append(scorer.result(plan.num_samples, paths[i], name))
-                    scored = 0
+                    result = scorer.result(plan.num_samples, paths[i], name)
+                    if vector_sum is not None and isinstance(result, Classification):
+                        result.embedding = (vector_sum / len(plan)).astype(np.float32)
+                    results.append(result)
+                    scored, vector_sum = 0, None
         return results
 
 

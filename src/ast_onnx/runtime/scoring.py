@@ -165,6 +165,8 @@ class WindowScorer:
         model_thresholds: The model's own threshold of each label (the events' default).
         window: Samples per window (where a window ends, and the events' segments).
         sample_rate: The model's rate (window times in seconds).
+        hop: Samples between window starts (the events' median filter,
+            :meth:`~ast_onnx.runtime.events.EventOptions.kernel`); None: no filter.
         keep_windows: Keep the timeline in the result (``Classification.windows``).
         report_windows: :meth:`add` returns each window it scores, and the scorer keeps
             no events for a result: the caller takes them as they close (a stream, whose
@@ -191,6 +193,7 @@ class WindowScorer:
         model_thresholds: Sequence[float] | None = None,
         window: int = 1,
         sample_rate: float = 16000.0,
+        hop: int | None = None,
         keep_windows: bool = True,
         report_windows: bool = False,
         timeline_bytes: int = DEFAULT_TIMELINE_BYTES,
@@ -214,7 +217,14 @@ class WindowScorer:
                     f"{thresholds.shape[0]}"
                 )
         self.thresholds = thresholds
-        self.detector = make_detector(events, self.labels, activation, model_thresholds)
+        self.detector = make_detector(
+            events,
+            self.labels,
+            activation,
+            model_thresholds,
+            hop=None if hop is None else hop / sample_rate,
+            window=window / sample_rate,
+        )
         self.window, self.sample_rate = int(window), float(sample_rate)
         self.keep_windows, self.timeline_bytes = keep_windows, int(timeline_bytes)
         self.report_windows = report_windows
@@ -232,7 +242,7 @@ class WindowScorer:
         self._bad = 0  # windows with NaN/Inf logits
         self._first_bad = -1
         self._last_start: int | None = None
-        if self.detector is not None and self.detector.open_events:
+        if self.detector is not None and self.detector.pending:
             self.detector.finish(0.0)
 
     @property

@@ -20,7 +20,7 @@ import numpy as np
 from ast_onnx.errors import AstOnnxError, MetadataError, ModelError, ProviderError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import default_labels, load_labels
-from ast_onnx.metadata import INPUT_VALUES, LOGITS, ModelMetadata, has_metadata
+from ast_onnx.metadata import EMBEDDING, INPUT_VALUES, LOGITS, ModelMetadata, has_metadata
 from ast_onnx.runtime.providers import CPU, ProviderSettings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class ModelIO:
         num_outputs: Size of the label axis, ``None`` if symbolic.
         input_kind: ``"features"``, or ``"waveform"`` for wave-in models (input
             [batch, samples]; ``input_shape`` is then ``(None, None)``).
+        embedding_name: Name of the pooled ``embedding`` output [batch, hidden], or None.
+        has_logits: False for a model with embeddings only (exported from ``ASTModel``);
+            ``output_name`` is then the embedding.
     """
 
     input_name: str
@@ -49,6 +52,8 @@ class ModelIO:
     output_name: str
     num_outputs: int | None
     input_kind: str = "features"
+    embedding_name: str | None = None
+    has_logits: bool = True
 
 
 def check_model_file(path: str | os.PathLike) -> Path:
@@ -135,6 +140,11 @@ def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None)
     if out is None or len(out.shape) != 2:
         got = [(o.name, o.shape) for o in outputs]
         raise ModelError(f"{where}: expected an output {want_out!r} [batch, labels], got {got}")
+    wanted = metadata.output_names if metadata else [EMBEDDING]
+    embedding = next(
+        (o for o in outputs if o.name == EMBEDDING and o.name in wanted and len(o.shape) == 2),
+        None,
+    )
     return ModelIO(
         input_name=inp.name,
         input_shape=(None, None) if wave_in else (_dim(inp.shape[1]), _dim(inp.shape[2])),
@@ -142,6 +152,8 @@ def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None)
         output_name=out.name,
         num_outputs=_dim(out.shape[1]),
         input_kind="waveform" if wave_in else "features",
+        embedding_name=embedding.name if embedding is not None else None,
+        has_logits=metadata.has_logits if metadata else True,
     )
 
 
@@ -226,7 +238,16 @@ def model_activation(option: str | None, metadata: ModelMetadata | None) -> str:
 
 
 def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, path) -> list[str]:
-    """The caller's labels, else the metadata's, else ``LABEL_i``; checked against the output."""
+    """The caller's labels, else the metadata's, else ``LABEL_i``; checked against the output.
+
+    A model without logits (embeddings only) has no labels: ``[]``.
+    """
+    if not io.has_logits:
+        if labels is not None:
+            raise ModelError(
+                f"model {str(path)!r} outputs embeddings only (no logits): it takes no labels"
+            )
+        return []
     n = io.num_outputs
     if labels is not None:
         names = load_labels(labels)

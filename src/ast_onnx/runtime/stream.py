@@ -174,6 +174,7 @@ class Stream:
             model_thresholds=thresholds,
             window=self.window_samples,
             sample_rate=self.sample_rate,
+            hop=self.hop_samples,
             keep_windows=False,
             report_windows=True,
             check_finite=False,

@@ -122,7 +122,9 @@ def classify_requests(
             good.append((i, waves))
         except AstOnnxError as e:
             results[i] = e
-    done = run_isolated(lambda waves: runtime.classify(waves, top_k=top_k), good)
+    done = run_isolated(
+        lambda waves: runtime.classify(waves, sample_rate=runtime.sample_rate, top_k=top_k), good
+    )
     return _finish(results, done, _answer)
 
 

@@ -176,7 +176,8 @@ def write_entries(
     taken = [name for name, there in exists.items() if there]
     if taken and not overwrite:
         raise ExportError(
-            f"{str(repo / taken[0])!r} exists; pass overwrite=True (--overwrite) to replace it"
+            f"{str(repo / taken[0])!r} exists: replace it with --overwrite "
+            "(from Python: overwrite=True)"
         )
     staged: list[Path] = []
     try:

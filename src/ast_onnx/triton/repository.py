@@ -52,6 +52,7 @@ from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import default_labels
 from ast_onnx.metadata import ModelMetadata, has_metadata
+from ast_onnx.runtime.graph_ops import check_graph_ops
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.triton.config import (
     LABELS_FILE,
@@ -162,6 +163,7 @@ def write_triton_repo(
     labels: Sequence[str] | None = None,
     runtime: RuntimeOptions | None = None,
     overwrite: bool = False,
+    allow_any_ops: bool = False,
     **overrides: Any,
 ) -> TritonRepo:
     """Write a Triton model repository entry ``repo_dir/name`` for an AST ``.onnx`` file.
@@ -179,6 +181,9 @@ def write_triton_repo(
             ``backend="ensemble"``: its window hop, aggregation and activation (all of it
             for a python model step).
         overwrite: Replace an existing ``repo_dir/name``.
+        allow_any_ops: Write the entry even if the graph holds operators that ast-onnx
+            exports never contain (control flow such as ``Loop``): Triton's onnxruntime
+            backend runs the file without the Runtime's check, so it is made here.
         **overrides: :class:`~ast_onnx.triton.config.TritonConfig` fields by name,
             applied over ``config`` (``max_batch_size=16, kind="cpu", backend="python"``...).
 
@@ -198,6 +203,8 @@ def write_triton_repo(
     name = check_model_name(src.stem if name is None else name)
     cfg = (config or TritonConfig()).replace(**overrides)
     inputs, outputs, meta = read_model_io(src)
+    if not (allow_any_ops or (runtime is not None and runtime.allow_any_ops)):
+        check_graph_ops(src)
     onnx = require("onnx", "triton", "writing a Triton model repository")
     data = referenced_data(onnx, src)
     logits = next(

@@ -88,9 +88,11 @@ class TritonInstall:
 
 def _missing(what: str) -> MissingDependencyError:
     return MissingDependencyError(
-        f"the local Triton server needs {what}: run tools/triton_env.sh, or in a venv made "
-        f'from the system Python: pip install "ast-onnx[cpu,{EXTRA}]" (Linux x86_64, '
-        "glibc >= 2.35); in production use the NGC tritonserver image (see the README)"
+        f"the local Triton server needs {what}: make a virtual environment from the system "
+        "Python (/usr/bin/python3 -m venv DIR: the backend stub links the system libpython "
+        f'and needs numpy < 2) and run DIR/bin/pip install "ast-onnx[cpu,{EXTRA}]" '
+        "(Linux x86_64, glibc >= 2.35), then use DIR/bin/ast-triton; in a source checkout "
+        "tools/triton_env.sh does this; in production use the NGC tritonserver image"
     )
 
 

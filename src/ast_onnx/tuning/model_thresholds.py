@@ -50,7 +50,7 @@ def write_thresholds(
             [0, 1], names a label the model does not have, or the list's length is not
             the number of labels.
     """
-    onnx = require("onnx", "export", "Writing thresholds into a model")
+    onnx = require("onnx", "tuning", "Writing thresholds into a model")
     path = Path(model_path).resolve()  # a link: rewrite the file it points at
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import DriftError, require
-from ast_onnx.export.verify import torch_logits, verification_inputs, verify_export
+from ast_onnx.export.verify import (
+    DEFAULT_HEADS,
+    Heads,
+    torch_outputs,
+    verification_inputs,
+    verify_export,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +37,7 @@ def quantize_static_gated(
     calibration: np.ndarray,
     gates: dict[str, float],
     options: Any,
+    heads: Heads = DEFAULT_HEADS,
 ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """Static int8 of ``fp32`` that passes ``gates`` (or raises :class:`DriftError`).
 
@@ -42,6 +49,7 @@ def quantize_static_gated(
         gates: Resolved drift thresholds.
         options: The :class:`~ast_onnx.export.options.ExportOptions` (``verify``,
             ``int8_format``, ``int8_calibration``, ``int8_max_fp32``).
+        heads: The model's outputs (each is verified).
 
     Returns:
         The chosen model, its verification record (``{"skipped": True}`` without
@@ -78,7 +86,7 @@ def quantize_static_gated(
     if not options.verify:
         return first, {"skipped": True}, info
     _, features = verification_inputs(loaded.frontend)
-    reference = torch_logits(loaded.model, features)
+    reference = torch_outputs(loaded.model, features, heads)
     records: dict[Path, dict[str, Any]] = {}
 
     def check(path: Path) -> tuple[dict[str, float], list[str]]:
@@ -90,9 +98,10 @@ def quantize_static_gated(
             gates,
             reference=reference,
             raise_on_failure=False,
+            heads=heads,
         )
         records[path] = record
-        metrics = {k: record[k] for k in ("max_abs", "max_rel", "top1", "top5")}
+        metrics = {k: record[k] for k in ("max_abs", "max_rel", "top1", "top5") if k in record}
         return metrics, list(record.get("violations", []))
 
     metrics, violations = check(first)
