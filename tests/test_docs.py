@@ -79,3 +79,42 @@ def test_cli_reference_lists_every_console_script(site):
     html = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     for script in scripts:
         assert f"usage: {script}" in html, script
+
+
+@pytest.mark.parametrize(
+    "page, problem",
+    [
+        ("[x](other.md#no-such-heading)\n", "no-such-heading"),  # a broken anchor
+        ("see other.md\n", "orphan.md"),  # a page missing from the nav
+    ],
+)
+def test_site_validation_refuses_broken_anchors_and_pages_outside_the_nav(tmp_path, page, problem):
+    """The project's ``validation`` settings turn these into strict-build failures.
+
+    A minimal site with the project's ``validation`` block, built by mkdocs itself: without
+    the block mkdocs only logs both at INFO and the strict build passes.
+    """
+    import yaml
+
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# Home\n\n" + page, encoding="utf-8")
+    (docs / "other.md").write_text("# Other\n\n## A heading\n", encoding="utf-8")
+    (docs / "orphan.md").write_text("# Orphan\n", encoding="utf-8")
+    nav = [{"Home": "index.md"}, {"Other": "other.md"}]
+    if problem != "orphan.md":
+        nav.append({"Orphan": "orphan.md"})
+    site = {"site_name": "t", "docs_dir": "docs", "nav": nav, "strict": True}
+    site["validation"] = config.get("validation", {})
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(site), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", tmp_path / "site"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert problem in proc.stderr + proc.stdout
