@@ -75,3 +75,12 @@ def hf_fbank(wave: np.ndarray, num_mel_bins: int = 128, sample_rate: int = 16000
         mel_floor=1.192092955078125e-07,
         remove_dc_offset=True,
     ).T
+
+
+def hf_feature_extractor(**options):
+    """transformers' ASTFeatureExtractor on its numpy path (fails if torchaudio would be used)."""
+    from transformers import ASTFeatureExtractor
+    from transformers.utils import is_speech_available
+
+    assert not is_speech_available(), "torchaudio present: reference would not be numpy"
+    return ASTFeatureExtractor(**options)
