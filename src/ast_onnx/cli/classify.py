@@ -191,6 +191,13 @@ def _classify(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print(f"ast-classify: error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
         return exit_codes.USAGE
+    if args.embedding:
+        print(
+            "ast-classify: error: --embedding is for --ray jobs; in-process, ast-embed writes "
+            "the vectors",
+            file=sys.stderr,
+        )
+        return exit_codes.USAGE
     files, failures = find_audio_files(args.audio, AUDIO_EXTENSIONS)
     for message in failures:
         print(f"ast-classify: error: {escape_control(message)}", file=sys.stderr)

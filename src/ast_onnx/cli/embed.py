@@ -19,6 +19,13 @@ Output schemas (``hidden`` is the model's embedding size):
   and with ``--windows`` a ``windows`` list of ``{start, end, vector}``; an error row is
   ``{"path", "error"}``.
 
+With ``--ray`` (``pip install "ast-onnx[distributed]"``), the files are embedded by a Ray
+Data job, as ``ast-classify --ray --embedding`` runs it: ``--output`` is ``.parquet`` or
+``.jsonl`` in the Ray results schema (``path``, ``duration``, ``labels``, ``scores``,
+``model``, ``error``, ``events``, ``embedding``: the clip vector), flushed as batches
+finish and resumed by running the same command again (``--no-resume`` or
+``--overwrite``: start over). ``--windows`` and ``--normalize`` are not available there.
+
 Exit status (:mod:`ast_onnx.cli.exit_codes`): 0 every file embedded; 1 the model cannot
 be loaded or has no embedding output, or some files failed (each reported on stderr and
 as an error row); 2 a usage error; 130 interrupted (the rows finished so far are
@@ -38,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.atomic import atomic_path, check_writable
-from ast_onnx.cli import exit_codes
+from ast_onnx.cli import classify_ray, exit_codes
 from ast_onnx.cli.logs import setup_logging
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError, InvalidOptionError, OutputError, require
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", action="store_true", help="scale every vector to unit L2 norm")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     RuntimeOptions.add_arguments(p.add_argument_group("Runtime options"))
+    classify_ray.add_arguments(p, embed=True)
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
@@ -103,11 +111,40 @@ def output_format(path: str | Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.ray:
+        return _embed_on_ray(args)
+    ray_only = {
+        "--address": args.address is not None,
+        "--num-actors": args.num_actors != 1,
+        "--num-gpus": args.num_gpus is not None,
+        "--actor-cpus": args.actor_cpus != 1.0,
+        "--no-resume": args.no_resume,
+    }
+    if given := [flag for flag, on in ray_only.items() if on]:
+        print(f"ast-embed: error: {', '.join(given)} need(s) --ray", file=sys.stderr)
+        return exit_codes.USAGE
     try:
         return _embed(args)
     except KeyboardInterrupt:
         print("ast-embed: interrupted", file=sys.stderr)
         return exit_codes.INTERRUPTED
+
+
+def _embed_on_ray(args: argparse.Namespace) -> int:
+    """``--ray``: the Ray job of ``ast-classify --ray --embedding`` (resumable results file)."""
+    if args.normalize:
+        print("ast-embed: error: --normalize is not available with --ray", file=sys.stderr)
+        return exit_codes.USAGE
+    if Path(args.output).suffix.lower() not in (".parquet", ".jsonl"):
+        print(
+            f"ast-embed: error: --output {args.output!r}: with --ray the suffix must be "
+            ".parquet or .jsonl (a resumable results file)",
+            file=sys.stderr,
+        )
+        return exit_codes.USAGE
+    args.no_resume = args.no_resume or args.overwrite
+    args.top_k, args.events, args.embedding = 5, False, True
+    return classify_ray.run(args, prog="ast-embed")
 
 
 def _fail(error: BaseException) -> int:

@@ -297,8 +297,16 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
-    if args.triton_repo and (args.outputs or args.hidden_layer is not None):
-        parser.error("--triton-repo serves logits only: it takes no --outputs/--hidden-layer")
+    served = {n.strip() for n in (args.outputs or "logits").split(",") if n.strip()}
+    if args.triton_repo and (
+        args.hidden_layer is not None
+        or "logits" not in served
+        or not served <= {"logits", "embedding"}
+    ):
+        parser.error(
+            "--triton-repo serves logits, and the embedding beside them: its --outputs is "
+            "logits or logits,embedding (no hidden_states/--hidden-layer)"
+        )
     if args.int8_max_fp32 < 0:
         parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
     if args.opset < MIN_OPSET:

@@ -55,13 +55,18 @@ def events_identity(events: Any) -> dict[str, Any] | None:
     return json.loads(json.dumps({**rules, "thresholds": dict(rules["thresholds"])}))
 
 
-def run_identity(spec: Any, top_k: int, events: Any = None) -> dict[str, Any]:
+def run_identity(
+    spec: Any, top_k: int, events: Any = None, embedding: bool = False
+) -> dict[str, Any]:
     """The identity a results file records for a run of ``spec`` (a ``ModelSpec``).
 
     ``model`` (the file name) is informative only: a renamed or moved copy of the same
     model resumes. Every other key must match. ``events``: the job's event rules
     (``RayOptions.events``); absent from older sidecars, which then match runs without.
+    ``embedding``: recorded (True) only for runs that write vectors, so that sidecars
+    written before the option existed still match runs without it.
     """
+    extra = {"embedding": True} if embedding else {}
     return {
         "model": spec.name,
         "model_sha256": spec.fingerprint or model_fingerprint(spec.path),
@@ -71,6 +76,7 @@ def run_identity(spec: Any, top_k: int, events: Any = None) -> dict[str, Any]:
         "window_samples": spec.window_samples,
         "hop_samples": spec.hop_samples,
         "events": events_identity(events),
+        **extra,
     }
 
 

@@ -28,7 +28,8 @@ from ast_onnx.distributed.files import list_audio_files
 from ast_onnx.distributed.identity import model_fingerprint, run_identity
 from ast_onnx.distributed.output import ResultWriter
 from ast_onnx.distributed.stages import ModelSpec, Scorer, decode_batch
-from ast_onnx.errors import InvalidOptionError, ProviderError, require
+from ast_onnx.errors import InvalidOptionError, ModelError, ProviderError, require
+from ast_onnx.runtime.embeddings import require_embedding
 from ast_onnx.runtime.events import EventOptions, make_detector
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions, check_int
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
@@ -55,6 +56,10 @@ class RayOptions:
         events: Detect each file's sound events in the actors (an ``events`` list per
             row, as ``ast-classify --events``): True for the default rules, or
             :class:`~ast_onnx.runtime.events.EventOptions`; None: no events.
+        embedding: Add each file's embedding vector to its row (``embedding``, float32
+            [hidden]: the mean of its window vectors, from the same model runs as the
+            scores). The model needs an ``embedding`` output (``ast-export --outputs
+            logits,embedding``); a model with embeddings only gives empty labels/scores.
         decode_cpus: CPUs per decode/feature task. Keep it different from ``actor_cpus``
             (with no GPUs): equal resource requests let Ray Data fuse the decode stage
             into the actors, which then decode and score in turn.
@@ -73,6 +78,7 @@ class RayOptions:
     num_gpus: float | None
     decode_cpus: float
     events: EventOptions | bool | None
+    embedding: bool
 
     def __init__(
         self,
@@ -84,6 +90,7 @@ class RayOptions:
         num_gpus: float | None = None,
         decode_cpus: float = 0.5,
         events: EventOptions | bool | None = None,
+        embedding: bool = False,
         **runtime_overrides: Any,
     ) -> None:
         if "provider" in runtime_overrides:
@@ -95,6 +102,7 @@ class RayOptions:
         self.num_gpus = num_gpus
         self.decode_cpus = decode_cpus
         self.events = events
+        self.embedding = embedding
 
     @property
     def batch_size(self) -> int:
@@ -117,6 +125,8 @@ class RayOptions:
             raise InvalidOptionError(
                 f"events must be None, True, False or EventOptions, got {self.events!r}"
             )
+        if not isinstance(self.embedding, bool):
+            raise InvalidOptionError(f"embedding must be True or False, got {self.embedding!r}")
         if self.num_gpus is not None and not self.num_gpus >= 0:
             raise InvalidOptionError(f"num_gpus must be >= 0 or None, got {self.num_gpus!r}")
         if self.runtime.providers not in ("auto", *PROVIDER_CHAINS):
@@ -177,6 +187,13 @@ def model_spec(model: str | os.PathLike, options: RayOptions) -> ModelSpec:
     )
     # Event rules naming labels the model does not have fail here, before Ray starts.
     make_detector(options.events, probe.labels, probe.activation, probe.thresholds)
+    if options.embedding:  # a model without the output fails here too
+        require_embedding(probe.embedding_name, path)
+    elif probe.metadata is not None and not probe.metadata.has_logits:
+        raise ModelError(
+            f"model {path!r} outputs embeddings only: it cannot classify; ask for its "
+            "vectors with embedding=True (ast-classify --ray --embedding)"
+        )
     # The probe took the model's default batch: 1 for dynamic int8 models, whose scores
     # would otherwise depend on batch peers. Actors keep that, as a plain Runtime does.
     batch = 1 if probe.batch_size == 1 else options.batch_size
@@ -264,7 +281,8 @@ def classify_dataset(
         A Dataset with one row per input row: ``path``, ``duration`` (seconds),
         ``labels`` and ``scores`` (top-k, best first), ``model`` (file name), ``error``
         (None, or why the file could not be classified), ``events`` (with
-        ``options.events``: the file's events as ``Event.to_dict()``; else None).
+        ``options.events``: the file's events as ``Event.to_dict()``; else None),
+        ``embedding`` (with ``options.embedding``: the file's vector; else None).
     """
     ray, data = import_ray()
     options = options or RayOptions()
@@ -289,7 +307,12 @@ def classify_dataset(
         Scorer,
         batch_size=options.batch_size,
         batch_format="pyarrow",
-        fn_constructor_kwargs={"spec": spec, "top_k": options.top_k, "events": options.events},
+        fn_constructor_kwargs={
+            "spec": spec,
+            "top_k": options.top_k,
+            "events": options.events,
+            "embedding": options.embedding,
+        },
         compute=data.ActorPoolStrategy(size=options.num_actors),
         num_cpus=options.actor_cpus,
         num_gpus=gpus,
@@ -337,7 +360,7 @@ def classify_to_file(
     # A bad model fails before any file is touched.
     spec = model if isinstance(model, ModelSpec) else model_spec(model, options)
     files, problems = list_audio_files(inputs, filesystem)
-    identity = run_identity(spec, options.top_k, options.events)
+    identity = run_identity(spec, options.top_k, options.events, options.embedding)
     writer = ResultWriter(output, resume=resume, identity=identity)
     todo = [f for f in files if f not in writer.done]
     summary = RunSummary(Path(output), len(files), len(files) - len(todo), problems=problems)

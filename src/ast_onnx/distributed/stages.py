@@ -12,6 +12,12 @@ Wave-in models (``input_kind == "waveform"``) compute the fbank inside the graph
 the CPU stage only decodes and resamples, and the actors run
 :meth:`Runtime.classify` on the waves (the same windows and aggregation).
 
+With ``embedding``, the actors also return each file's embedding vector (the model's
+``embedding`` output, the mean of its window vectors as
+:func:`~ast_onnx.runtime.embeddings.clip_vector` computes it for :meth:`Runtime.embed`),
+from the same model runs as the scores. A model with embeddings only (a bare
+``ASTModel`` export) gives empty labels and scores.
+
 Whatever goes wrong with one file (unreadable, not a regular file, NaN samples, a
 MemoryError, a model run that fails or gives NaN scores) becomes that file's row,
 with ``error`` saying why; the other files of its batch go on. When a batched model
@@ -34,6 +40,7 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.runtime.embeddings import clip_vector, require_embedding
 from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.results import Classification
@@ -44,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: Columns of a result row, in order. ``events``: the file's sound events
 #: (:meth:`~ast_onnx.runtime.events.Event.to_dict` each) when the job detects them, else None.
+#: ``embedding``: the file's embedding vector (float32 [hidden]) when the job asks for it,
+#: else None.
 RESULT_COLUMNS: tuple[str, ...] = (
     "path",
     "duration",
@@ -52,6 +61,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "model",
     "error",
     "events",
+    "embedding",
 )
 
 
@@ -72,6 +82,7 @@ def result_schema():
             ("model", pa.string()),
             ("error", pa.string()),
             ("events", pa.list_(_event_type(pa))),
+            ("embedding", pa.list_(pa.float32())),
         ]
     )
 
@@ -217,6 +228,11 @@ def _actor_restarted() -> bool:
         return False
 
 
+#: What the actor keeps of one file: its Classification (None for a model with
+#: embeddings only) and its clip vector (None unless the job asks for embeddings).
+_Output = tuple[Classification | None, np.ndarray | None]
+
+
 class Scorer:
     """Actor stage: holds one :class:`~ast_onnx.runtime.Runtime`, scores feature batches.
 
@@ -226,16 +242,24 @@ class Scorer:
         events: Detect each file's sound events from its window scores, as
             ``Runtime.classify(..., events=...)`` does (True: default rules, or
             :class:`~ast_onnx.runtime.events.EventOptions`); None/False: no ``events``.
+        embedding: Fill each row's ``embedding`` (the model needs an embedding output).
     """
 
     def __init__(
-        self, spec: ModelSpec, top_k: int = 5, events: EventOptions | bool | None = None
+        self,
+        spec: ModelSpec,
+        top_k: int = 5,
+        events: EventOptions | bool | None = None,
+        embedding: bool = False,
     ) -> None:
         from ast_onnx.runtime import Runtime
 
         self.spec = spec
         self.top_k = top_k
+        self.embedding = embedding
         self.runtime = Runtime(spec.path, spec.runtime)
+        if embedding:
+            require_embedding(self.runtime.embedding_name, spec.path)
         self._events = events
         self._scorer = self.runtime.scorer(top_k=top_k, events=events, keep_windows=False)
         if (self.runtime.window_samples, self.runtime.hop_samples) != (
@@ -276,11 +300,15 @@ class Scorer:
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
-            best, events = [], None
+            best, events, vector = [], None, None
             if errors[i] is None:
-                best = results[i].labels
-                if self._scorer.detector is not None:
-                    events = [e.to_dict() for e in results[i].events]
+                result, clip = results[i]
+                if result is not None:  # None: a model with embeddings only
+                    best = result.labels
+                    if self._scorer.detector is not None:
+                        events = [e.to_dict() for e in result.events]
+                if clip is not None:
+                    vector = clip.tolist()
             ok = errors[i] is None
             rows["path"].append(path)
             rows["duration"].append(samples[i] / rate if ok else None)
@@ -289,6 +317,7 @@ class Scorer:
             rows["model"].append(self.spec.name)
             rows["error"].append(errors[i])
             rows["events"].append(events if ok else None)
+            rows["embedding"].append(vector if ok else None)
         return pa.Table.from_pydict(rows, schema=result_schema())
 
     def _summarize(self, logits: np.ndarray, num_samples: int) -> Classification:
@@ -308,22 +337,32 @@ class Scorer:
             return data
         return data.reshape(-1, *self._shape)
 
-    def _classify_one(self, items: list[tuple[np.ndarray, int]]) -> list[Classification]:
+    def _classify_one(self, items: list[tuple[np.ndarray, int]]) -> list[_Output]:
         """Wave-in models: :meth:`Runtime.classify` windows and scores the waves."""
         waves = [w for w, _ in items]
-        return self.runtime.classify(
+        results = self.runtime.classify(
             waves,
             sample_rate=self.runtime.sample_rate,  # decoded at the model's rate
             top_k=self.top_k,
             events=self._events or False,
+            embedding=self.embedding,
         )
+        return [(r, r.embedding) for r in results]
 
-    def _score_one(self, items: list[tuple[np.ndarray, int]]) -> list[Classification]:
-        """Feature windows of each item -> its Classification (one model run for all)."""
-        flat = self.runtime.logits(np.concatenate([x for x, _ in items]))
-        out, offset = [], 0
+    def _score_one(self, items: list[tuple[np.ndarray, int]]) -> list[_Output]:
+        """Feature windows of each item -> its Classification and, with ``embedding``,
+        its clip vector (one model run for all)."""
+        x = np.concatenate([x for x, _ in items])
+        if self.embedding:
+            logits, vectors = self.runtime.logits_and_embeddings(x)
+        else:
+            logits, vectors = self.runtime.logits(x), None
+        out: list[_Output] = []
+        offset = 0
         for x, num_samples in items:
-            out.append(self._summarize(flat[offset : offset + len(x)], num_samples))
+            part = slice(offset, offset + len(x))
+            result = None if logits is None else self._summarize(logits[part], num_samples)
+            out.append((result, None if vectors is None else clip_vector(vectors[part])))
             offset += len(x)
         return out
 
@@ -333,7 +372,7 @@ class Scorer:
         paths: list[str],
         inputs: dict[int, Any],
         errors: list[str | None],
-    ) -> dict[int, Classification]:
+    ) -> dict[int, _Output]:
         """Results per good row; any failure is narrowed down to the rows that cause it.
 
         The whole batch is tried at once; if that raises (anything: a model run that

@@ -24,7 +24,6 @@ import numpy as np
 
 from ast_onnx.errors import ModelError
 from ast_onnx.runtime.results import nonfinite_error
-from ast_onnx.runtime.scoring import aggregate
 from ast_onnx.runtime.windows import WindowPlan, plan_windows
 
 #: How to get a model with an embedding output, for error messages.
@@ -83,6 +82,38 @@ def require_embedding(name: str | None, path: str) -> str:
     return name
 
 
+class ClipPool:
+    """A clip's vector pooled from its window vectors, given in parts: their mean.
+
+    The one place the clip vector is computed: :meth:`Runtime.embed`, ``classify(...,
+    embedding=True)`` (which adds each model run's windows as they come, so no clip's
+    windows are held all at once) and the Ray actors all pool with it. Summed in float64.
+    """
+
+    def __init__(self) -> None:
+        self._sum: np.ndarray | None = None
+        self._count = 0
+
+    def add(self, windows: np.ndarray) -> None:
+        """Add window vectors [n, hidden]."""
+        part = np.asarray(windows).sum(axis=0, dtype=np.float64)
+        self._sum = part if self._sum is None else self._sum + part
+        self._count += len(windows)
+
+    def vector(self) -> np.ndarray:
+        """The mean of the windows added, float32 [hidden]."""
+        if self._sum is None or self._count == 0:
+            raise ValueError("no window vectors to pool")
+        return (self._sum / self._count).astype(np.float32)
+
+
+def clip_vector(windows: np.ndarray) -> np.ndarray:
+    """The clip vector of a clip's window vectors [windows, hidden] (:class:`ClipPool`)."""
+    pool = ClipPool()
+    pool.add(windows)
+    return pool.vector()
+
+
 def embed_waves(
     run: Callable[[list[np.ndarray]], np.ndarray],
     waves: Sequence[np.ndarray],
@@ -124,7 +155,7 @@ def embed_waves(
 def _embedding(
     rows: np.ndarray, plan: WindowPlan, sample_rate: int, path: str | None, normalize: bool
 ) -> Embedding:
-    clip = aggregate(rows, "mean").astype(np.float32)  # the mean of the window vectors
+    clip = clip_vector(rows)
     bounds = np.asarray(plan.bounds(sample_rate), dtype=np.float64).reshape(-1, 2)
     if normalize:
         clip, rows = l2_normalize(clip), l2_normalize(rows)

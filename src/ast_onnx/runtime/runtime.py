@@ -25,7 +25,13 @@ from ast_onnx.errors import (
 from ast_onnx.frontend import check_max_seconds, prepare_audio
 from ast_onnx.metadata import ModelMetadata
 from ast_onnx.runtime.batches import classify_in_batches
-from ast_onnx.runtime.embeddings import Embedding, embed_waves, item_path, require_embedding
+from ast_onnx.runtime.embeddings import (
+    ClipPool,
+    Embedding,
+    embed_waves,
+    item_path,
+    require_embedding,
+)
 from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.interruptible import run_session
 from ast_onnx.runtime.loading import open_session, resolve_model_path
@@ -209,6 +215,36 @@ class Runtime:
         outs = [self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         out = np.concatenate(outs) if outs else np.zeros((0, len(self.labels)), np.float32)
         return _check_finite(out)
+
+    def logits_and_embeddings(
+        self, input_values: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Logits and embedding vectors of feature windows, from the same model runs.
+
+        For callers that hold features already (the Ray actors); ``batch_size`` windows
+        per run, as :meth:`logits`.
+
+        Returns:
+            ``(logits, vectors)``: float32 [batch, labels] (None for a model with
+            embeddings only) and float32 [batch, hidden].
+
+        Raises:
+            ModelError: The model has no ``embedding`` output, or takes waves.
+            ModelOutputError: NaN/Inf in the outputs.
+        """
+        name = require_embedding(self.embedding_name, self.path)
+        if self.input_kind == "waveform":
+            raise ModelError(f"model {self.path!r} takes waves, not features")
+        x = self._check_input_values(input_values)
+        names = [self._io.output_name, name] if self._io.has_logits else [name]
+        runs = [
+            self._run_outputs(x[i : i + self.batch_size], names)
+            for i in range(0, len(x), self.batch_size)
+        ]
+        if not runs:
+            raise InvalidAudioError("input_values is an empty batch")
+        outs = [_check_finite(np.concatenate([r[j] for r in runs])) for j in range(len(names))]
+        return (outs[0] if len(outs) == 2 else None), outs[-1]
 
     def window_logits(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
@@ -568,7 +604,7 @@ class Runtime:
         jobs = [(i, s) for i, plan in enumerate(plans) for s in plan.starts]
         results: list[Classification | ModelOutputError] = []
         scored = 0  # windows of the current item already scored
-        vector_sum: np.ndarray | None = None  # its embedding vectors summed so far
+        pool = ClipPool()  # its embedding vectors so far
         for b in range(0, len(jobs), self.batch_size):
             batch = jobs[b : b + self.batch_size]
             segments = [waves[i][s : s + self.window_samples] for i, s in batch]
@@ -585,16 +621,15 @@ class Runtime:
                     logits[row : row + n], plan.starts[scored : scored + n], plan.num_samples
                 )
                 if vectors is not None:
-                    part = vectors[row : row + n].sum(axis=0, dtype=np.float64)
-                    vector_sum = part if vector_sum is None else vector_sum + part
+                    pool.add(vectors[row : row + n])
                 row, scored = row + n, scored + n
                 if scored == len(plan):
                     name = paths[i] if paths[i] is not None else f"input {i}"
                     result = scorer.result(plan.num_samples, paths[i], name)
-                    if vector_sum is not None and isinstance(result, Classification):
-                        result.embedding = (vector_sum / len(plan)).astype(np.float32)
+                    if vectors is not None and isinstance(result, Classification):
+                        result.embedding = pool.vector()
                     results.append(result)
-                    scored, vector_sum = 0, None
+                    scored, pool = 0, ClipPool()
         return results
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError
+from ast_onnx.metadata import EMBEDDING
 from ast_onnx.runtime import Runtime, RuntimeOptions
 from ast_onnx.triton.config import LABELS_FILE
 from ast_onnx.triton.python_entry import (
@@ -57,7 +58,9 @@ logger = logging.getLogger(__name__)
 
 
 def _answer(results) -> Answer:
-    return answer([r.scores for r in results], [r.labels for r in results])
+    vectors = [r.embedding for r in results]
+    embedding = None if any(v is None for v in vectors) else vectors
+    return answer([r.scores for r in results], [r.labels for r in results], embedding)
 
 
 def run_isolated(run: Callable[[list], list], parts: list[tuple[int, list]]) -> dict[int, Any]:
@@ -103,11 +106,14 @@ def classify_requests(
     top_k: int,
     max_seconds: float,
     max_request_seconds: float | None = None,
+    embedding: bool = False,
 ) -> list[Answer | Exception]:
     """Answer each ``(waveform, sample_rate)`` request: an :class:`Answer` or its error.
 
     ``max_seconds`` bounds each clip, ``max_request_seconds`` the audio of one request
-    (:func:`.triton_requests.read_request`).
+    (:func:`.triton_requests.read_request`). With ``embedding``, each answer also holds
+    its clips' embedding vectors (``Runtime.classify(..., embedding=True)``: the same
+    model runs as the scores).
 
     The checked clips of all requests go through one ``Runtime.classify`` (the batch the
     dynamic batcher formed); if that run fails, each request is run on its own.
@@ -123,7 +129,10 @@ def classify_requests(
         except AstOnnxError as e:
             results[i] = e
     done = run_isolated(
-        lambda waves: runtime.classify(waves, sample_rate=runtime.sample_rate, top_k=top_k), good
+        lambda waves: runtime.classify(
+            waves, sample_rate=runtime.sample_rate, top_k=top_k, embedding=embedding
+        ),
+        good,
     )
     return _finish(results, done, _answer)
 
@@ -219,6 +228,9 @@ class TritonPythonModel:
             self.output_dtype = NUMPY_TYPES[out["data_type"]]
         else:
             self.top_k = next(int(o["dims"][-1]) for o in config["output"] if o["name"] == LABELS)
+            # The entry serves embeddings when its config lists the output (written for
+            # a model with one); older entries have none.
+            self.embedding = any(o["name"] == EMBEDDING for o in config["output"])
             self.max_seconds = float(params[PARAM_MAX_SECONDS])
             total = params.get(PARAM_MAX_REQUEST_SECONDS)  # absent in older entries
             self.max_request_seconds = None if total is None else float(total)
@@ -242,11 +254,18 @@ class TritonPythonModel:
         waves = [(self._input(r, WAVEFORM), self._input(r, SAMPLE_RATE)) for r in requests]
         responses = []
         answers = classify_requests(
-            self.runtime, waves, self.top_k, self.max_seconds, self.max_request_seconds
+            self.runtime,
+            waves,
+            self.top_k,
+            self.max_seconds,
+            self.max_request_seconds,
+            embedding=self.embedding,
         )
         for result in answers:
             if isinstance(result, Answer):
                 tensors = [pb.Tensor(SCORES, result.scores), pb.Tensor(LABELS, result.labels)]
+                if result.embedding is not None:
+                    tensors.append(pb.Tensor(EMBEDDING, result.embedding))
                 responses.append(pb.InferenceResponse(output_tensors=tensors))
             else:
                 responses.append(error_response(pb, result))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ast_onnx.errors import ExportError, ModelError
+from ast_onnx.metadata import EMBEDDING
 from ast_onnx.options_base import Replaceable
 from ast_onnx.triton.pbtext import Enum, Map, render_text
 
@@ -180,16 +181,19 @@ def onnxruntime_config(
 ) -> dict[str, Any]:
     """The onnxruntime-backend entry of a model file, as ``cfg`` asks.
 
-    Every output shaped like ``logits`` (the [batch, labels] one) gets ``label_filename``;
-    TensorRT runs fp16 when ``cfg.fp16`` says so, else when the model was exported fp16
-    (``model_fp16``).
+        Every output shaped like ``logits`` (the [batch, labels] one) gets ``label_filename``,
+    except the pooled ``embedding`` (passed through as the graph gives it, [batch, hidden]);
+        TensorRT runs fp16 when ``cfg.fp16`` says so, else when the model was exported fp16
+        (``model_fp16``).
     """
     return model_config(
         name,
         inputs,
         outputs,
         max_batch_size=cfg.max_batch_size,
-        labels_outputs=[o.name for o in outputs if o.shape[1:] == logits.shape[1:]],
+        labels_outputs=[
+            o.name for o in outputs if o.shape[1:] == logits.shape[1:] and o.name != EMBEDDING
+        ],
         kind=cfg.kind,
         instance_count=cfg.instance_count,
         gpus=cfg.gpus,

@@ -20,6 +20,11 @@ length):
     output scores       FP32   [batch, labels]   activated scores (sigmoid/softmax), windows
                                                  of long clips aggregated as by Runtime
     output labels       BYTES  [batch, k]        the top-k label names, best first
+    output embedding    FP32   [batch, hidden]   only for a model with an ``embedding``
+                                                 output (``ast-export --outputs
+                                                 logits,embedding``): each clip's vector,
+                                                 the mean of its window vectors, from the
+                                                 same model runs as the scores
 
 Batching: ``allow_ragged_batch`` is on for ``waveform``, so Triton's dynamic batcher hands
 requests of different lengths to one ``execute`` call. The model never zero-pads a wave
@@ -37,6 +42,7 @@ import json
 from typing import Any
 
 from ast_onnx.errors import ExportError
+from ast_onnx.metadata import EMBEDDING
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.providers import CPU, PROVIDER_NAMES
 from ast_onnx.triton.config import Map, TensorInfo, TritonConfig, model_config
@@ -128,9 +134,17 @@ def python_entry(base: dict[str, Any], parameters: dict[str, str]) -> dict[str, 
 
 
 def python_config(
-    name: str, num_labels: int, cfg: TritonConfig, runtime: RuntimeOptions
+    name: str,
+    num_labels: int,
+    cfg: TritonConfig,
+    runtime: RuntimeOptions,
+    embedding_size: int | None = None,
 ) -> dict[str, Any]:
-    """The python-backend config as ModelConfig's JSON mapping (see the module doc)."""
+    """The python-backend config as ModelConfig's JSON mapping (see the module doc).
+
+    ``embedding_size``: the model's embedding length, which adds the ``embedding``
+    output (-1: a length the model file leaves open); None: no such output.
+    """
     params = {
         PARAM_RUNTIME: options_to_json(runtime),
         PARAM_MAX_SECONDS: repr(float(cfg.max_audio_seconds)),
@@ -146,6 +160,8 @@ def python_config(
         TensorInfo(SCORES, "TYPE_FP32", (-1, num_labels)),
         TensorInfo(LABELS, "TYPE_STRING", (-1, k)),
     ]
+    if embedding_size is not None:
+        tensors_out.append(TensorInfo(EMBEDDING, "TYPE_FP32", (-1, embedding_size)))
     base = model_config(
         name,
         tensors_in,

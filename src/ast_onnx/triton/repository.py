@@ -14,6 +14,12 @@ Triton's python backend instead (:mod:`ast_onnx.triton.python_entry`; run it loc
 with ``ast-triton serve REPO``). With ``backend="ensemble"`` four entries serve raw audio
 with the model on Triton's onnxruntime backend: a python frontend, the model, a python
 postprocess, and the ensemble wiring them (:mod:`ast_onnx.triton.ensemble`).
+
+A model with an ``embedding`` output (``ast-export --outputs logits,embedding``) serves
+it too: the onnxruntime form passes the graph output through ([batch, hidden], one
+vector per feature window), the python form adds an ``embedding`` output (each clip's
+vector, the mean of its windows); the ensemble serves scores and labels only (a warning
+says so). A model with embeddings only is refused: an entry serves a classifier.
 The rest of this doc is about the onnxruntime backend.
 
 Serve it with ``tritonserver --model-repository=REPO``. Every [batch, labels] output
@@ -51,7 +57,7 @@ from typing import Any
 from ast_onnx.errors import AstOnnxError, ExportError, MetadataError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import default_labels
-from ast_onnx.metadata import ModelMetadata, has_metadata
+from ast_onnx.metadata import EMBEDDING, ModelMetadata, has_metadata
 from ast_onnx.runtime.graph_ops import check_graph_ops
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.triton.config import (
@@ -203,7 +209,7 @@ def write_triton_repo(
     name = check_model_name(src.stem if name is None else name)
     cfg = (config or TritonConfig()).replace(**overrides)
     inputs, outputs, meta = read_model_io(src)
-    if not (allow_any_ops or (runtime is not None and runtime.allow_any_ops)):
+    if not (allow_any_ops or getattr(runtime, "allow_any_ops", False)):
         check_graph_ops(src)
     onnx = require("onnx", "triton", "writing a Triton model repository")
     data = referenced_data(onnx, src)
@@ -212,9 +218,22 @@ def write_triton_repo(
     )
     if logits is None or len(logits.shape) != 2:
         raise ModelError(f"{str(src)!r}: expected a [batch, labels] output, got {outputs}")
+    if meta is not None and not meta.has_logits:
+        raise ModelError(
+            f"{str(src)!r} outputs embeddings only (a bare ASTModel export): a Triton entry "
+            "serves a classifier; export one with both outputs (ast-export --outputs "
+            "logits,embedding) to serve its embedding beside the scores"
+        )
+    embedding = embedding_output(outputs, meta)
     names = _labels(src, labels, meta, logits)
     repo = Path(repo_dir)
     if cfg.backend == "ensemble":
+        if embedding is not None:
+            logger.warning(
+                "%s: the ensemble serves scores and labels only; the model's embedding "
+                "output is not served (use backend 'python' or 'onnxruntime' for it)",
+                src,
+            )
         entries, steps, text = ensemble_entries(
             name, src, data, (inputs, outputs, logits), meta, names, cfg, runtime
         )
@@ -228,7 +247,8 @@ def write_triton_repo(
             steps={step: repo / entry for step, entry in steps.items()},
         )
     if cfg.backend == "python":
-        text = config_text(python_config(name, len(names), cfg, runtime or RuntimeOptions()))
+        size = None if embedding is None else embedding.shape[1]
+        text = config_text(python_config(name, len(names), cfg, runtime or RuntimeOptions(), size))
         files = entry_files(src, data, cfg.version, text, names, meta)
         files.append(text_file(f"{cfg.version}/{MODEL_PY}", MODEL_PY_TEXT))
     else:
@@ -246,6 +266,21 @@ def write_triton_repo(
         config_path=final / "config.pbtxt",
         labels_path=final / LABELS_FILE,
         config=text,
+    )
+
+
+def embedding_output(
+    outputs: Sequence[TensorInfo], meta: ModelMetadata | None
+) -> TensorInfo | None:
+    """The model's pooled ``embedding`` output [batch, hidden], or None.
+
+    The rule of the Runtime (:mod:`ast_onnx.runtime.session`): an output named
+    ``embedding`` of rank 2 that the metadata lists (any, without metadata).
+    """
+    wanted = meta.output_names if meta is not None else [EMBEDDING]
+    return next(
+        (o for o in outputs if o.name == EMBEDDING and o.name in wanted and len(o.shape) == 2),
+        None,
     )
 
 

@@ -28,16 +28,24 @@ from ast_onnx.triton.python_entry import (
 
 @dataclass
 class Answer:
-    """The outputs of one request: ``scores`` float32 [batch, labels], ``labels`` [batch, k]."""
+    """The outputs of one request: ``scores`` float32 [batch, labels], ``labels`` [batch, k],
+    and ``embedding`` float32 [batch, hidden] when the entry serves it (else None)."""
 
     scores: np.ndarray
     labels: np.ndarray
+    embedding: np.ndarray | None = None
 
 
-def answer(scores: Sequence[np.ndarray], top: Sequence[Sequence[Prediction]]) -> Answer:
-    """The :class:`Answer` of a request's items: their scores and top-k labels (as BYTES)."""
+def answer(
+    scores: Sequence[np.ndarray],
+    top: Sequence[Sequence[Prediction]],
+    embedding: Sequence[np.ndarray] | None = None,
+) -> Answer:
+    """The :class:`Answer` of a request's items: their scores and top-k labels (as BYTES),
+    and their embedding vectors when given."""
     labels = np.array([[p.label.encode() for p in preds] for preds in top], dtype=np.object_)
-    return Answer(np.stack(scores).astype(np.float32), labels)
+    vectors = None if embedding is None else np.stack(embedding).astype(np.float32)
+    return Answer(np.stack(scores).astype(np.float32), labels, vectors)
 
 
 def _rates(sample_rate: np.ndarray | None, batch: int, default: int) -> list[int]:

@@ -346,10 +346,10 @@ class FailsOnLength:
     def __init__(self, runtime: Runtime, length: int):
         self.runtime, self.length, self.sample_rate = runtime, length, runtime.sample_rate
 
-    def classify(self, waves, sample_rate=None, top_k=5):
+    def classify(self, waves, sample_rate=None, top_k=5, embedding=False):
         if any(len(w) == self.length for w in waves):
             raise RuntimeError("onnxruntime failed")
-        return self.runtime.classify(waves, sample_rate, top_k=top_k)
+        return self.runtime.classify(waves, sample_rate, top_k=top_k, embedding=embedding)
 
 
 def test_a_failing_run_stays_with_its_request(runtime):
