@@ -1,8 +1,8 @@
 """A real tritonserver (nvidia-pytriton's) serving a model's embedding beside its scores.
 
 The python-backend entry of a model exported with ``--outputs logits,embedding``,
-served by ``ast-triton serve`` from ``.venv-triton`` (see tests/test_triton_server.py,
-whose server helper this reuses). References, in this process: ``Runtime.embed`` and
+served by ``ast-triton serve`` from ``.venv-triton`` (see test_triton_server.py;
+the server helper is ``helpers.triton_server``). References, in this process: ``Runtime.embed`` and
 ``Runtime.classify`` on the same clips. Skipped where ``.venv-triton`` has not been built.
 """
 
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import SR
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from test_triton_server import MODEL, Server, httpclient
+from helpers.triton_server import MODEL, Server, httpclient
 
 from ast_onnx.export import export_model
 from ast_onnx.runtime import Runtime, RuntimeOptions
 from ast_onnx.triton.repository import write_triton_repo
 
 pytestmark = [pytest.mark.triton_server, pytest.mark.filterwarnings("ignore:At least one mel")]
-SR = 16000
 
 
 def test_the_server_returns_each_clips_embedding(small_checkpoint, tmp_path):

@@ -6,7 +6,7 @@ and against ``Runtime.embed`` for a clip of several windows; the scores stay tho
 ``Runtime.classify``. The onnxruntime form passes the graph output through (no labels
 file on it); the ensemble serves scores only and says so; a model with embeddings only
 is refused. The configs are read back with Triton's ModelConfig schema. The same python
-entry served by a real tritonserver is tests/test_triton_embedding_server.py.
+entry served by a real tritonserver is test_triton_embedding_server.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import types
 
 import numpy as np
 import pytest
+from helpers import SR
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -36,7 +37,6 @@ from ast_onnx.triton.backend_model import (  # noqa: E402
 )
 from ast_onnx.triton.repository import write_triton_repo  # noqa: E402
 
-SR = 16000
 TOL = 1e-4  # fp32, unoptimized graph, against transformers
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter")
 
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter")
 @pytest.fixture(scope="module")
 def models(small_checkpoint, tmp_path_factory):
     """The small classifier with logits and embedding, and a bare ASTModel export."""
-    from conftest import save_small_bare_checkpoint
+    from helpers.checkpoints import save_small_bare_checkpoint
 
     folder = tmp_path_factory.mktemp("triton-embed")
     both = folder / "both.onnx"
@@ -178,7 +178,7 @@ def test_execute_returns_the_embedding_tensor_only_where_the_config_lists_it(
 
 def test_the_onnxruntime_entry_passes_the_graph_output_through(tmp_path):
     """As many labels as hidden units: the embedding still gets no labels file."""
-    from conftest import save_small_checkpoint
+    from helpers.checkpoints import save_small_checkpoint
 
     ckpt = save_small_checkpoint(tmp_path / "ckpt", num_labels=32)  # hidden 32
     model = tmp_path / "square.onnx"

@@ -15,6 +15,7 @@ import logging
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import SR
 
 pytest.importorskip("pyarrow")
 torch = pytest.importorskip("torch")
@@ -29,7 +30,6 @@ from ast_onnx.errors import ModelError  # noqa: E402
 from ast_onnx.export import export_model  # noqa: E402
 from ast_onnx.runtime import Runtime  # noqa: E402
 
-SR = 16000
 TOL = 1e-4
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter")
 
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter")
 @pytest.fixture(scope="module")
 def models(small_checkpoint, tmp_path_factory):
     """The small classifier with logits and embedding, and a bare ASTModel export."""
-    from conftest import save_small_bare_checkpoint
+    from helpers.checkpoints import save_small_bare_checkpoint
 
     folder = tmp_path_factory.mktemp("embed-models")
     both = folder / "both.onnx"
