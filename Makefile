@@ -55,6 +55,7 @@ install-dev: $(VENV)/.dev-installed
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Tests: lint, the fast suite (slow and GPU tests are deselected by default), then a
 # quick ast-bench of the demo model with issue 17's int8 gate: every int8 form keeps

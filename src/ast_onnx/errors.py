@@ -7,6 +7,8 @@ service can catch one type. Each also derives from the closest built-in
 
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class AstOnnxError(Exception):
     """Base class of all errors raised on purpose by ast-onnx."""
@@ -131,7 +133,7 @@ class SampleRateWarning(UserWarning):
     """
 
 
-def require(module: str, extra: str, feature: str, hint: str = ""):
+def require(module: str, extra: str, feature: str, hint: str = "") -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra.
 
     The one optional-import helper of the package: every optional dependency is imported

@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from ast_onnx.errors import CheckpointError, LabelsError
-from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.metadata import ACTIVATIONS, Activation, is_activation
 
 logger = logging.getLogger(__name__)
 
 #: Number of classes in the AudioSet ontology (multi-label).
 AUDIOSET_NUM_LABELS = 527
 
-_PROBLEM_TYPES = {
+_PROBLEM_TYPES: dict[str, Activation] = {
     "multi_label_classification": "sigmoid",
     "single_label_classification": "softmax",
 }
@@ -43,7 +43,7 @@ _PROBLEM_TYPES = {
 
 def resolve_activation(
     problem_type: str | None, num_labels: int, override: str | None = None
-) -> str:
+) -> Activation:
     """Pick ``"sigmoid"`` or ``"softmax"`` by the rule in this module's docstring.
 
     Args:
@@ -55,7 +55,7 @@ def resolve_activation(
         The activation name.
     """
     if override is not None:
-        if override not in ACTIVATIONS:
+        if not is_activation(override):
             raise CheckpointError(f"activation must be one of {ACTIVATIONS}, got {override!r}")
         return override
     if problem_type in _PROBLEM_TYPES:
@@ -66,7 +66,7 @@ def resolve_activation(
             f"(expected one of {sorted(_PROBLEM_TYPES)}); pass activation='sigmoid' or "
             "'softmax' to export it anyway"
         )
-    activation = "sigmoid" if num_labels == AUDIOSET_NUM_LABELS else "softmax"
+    activation: Activation = "sigmoid" if num_labels == AUDIOSET_NUM_LABELS else "softmax"
     logger.info(
         "config.problem_type is unset: using %s for %d labels (sigmoid only for the "
         "%d-class AudioSet ontology); override with activation=",
@@ -97,7 +97,7 @@ def default_labels(num_labels: int) -> list[str]:
 
 
 def load_labels(
-    labels: Sequence[str] | str | os.PathLike, num_labels: int | None = None
+    labels: Sequence[str] | str | os.PathLike[str], num_labels: int | None = None
 ) -> list[str]:
     """Labels from a list of strings or a file (see :func:`read_labels`)."""
     if isinstance(labels, (str, os.PathLike)):
@@ -107,7 +107,7 @@ def load_labels(
     raise LabelsError(f"labels must be a list of strings or a file path, got {type(labels)}")
 
 
-def read_labels(path: str | os.PathLike, num_labels: int | None = None) -> list[str]:
+def read_labels(path: str | os.PathLike[str], num_labels: int | None = None) -> list[str]:
     """Read class names from a CSV (``index,mid,display_name``), JSON or text file.
 
     Args:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, get_args
 
 from ast_onnx.errors import ExportError, MetadataError
 
@@ -58,6 +58,9 @@ DEFAULT_THRESHOLD = 0.5
 
 Activation = Literal["sigmoid", "softmax"]
 Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
+#: What an export is asked for: a stored precision, or ``"int8"`` (dynamic, or static when
+#: calibration audio is given).
+ExportPrecision = Literal["fp32", "fp16", "int8", "int8-dynamic", "int8-static"]
 InputKind = Literal["features", "waveform"]
 
 #: Canonical graph I/O names: the feature input, the wave input of wave-in models, the
@@ -74,9 +77,15 @@ MODEL_OUTPUTS: tuple[str, ...] = (LOGITS, EMBEDDING, HIDDEN_STATES)
 #: Lowest default-domain ONNX opset ast-onnx writes (LayerNormalization is standard from 17).
 MIN_OPSET = 17
 
-ACTIVATIONS: tuple[str, ...] = ("sigmoid", "softmax")
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-static")
-INPUT_KINDS: tuple[str, ...] = ("features", "waveform")
+ACTIVATIONS: tuple[Activation, ...] = get_args(Activation)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
+
+
+def is_activation(value: object) -> TypeGuard[Activation]:
+    """Whether ``value`` names an activation (:data:`ACTIVATIONS`)."""
+    return value in ACTIVATIONS
+
 
 #: Most bytes of metadata JSON read from a model (527 AudioSet labels take ~15 KB).
 MAX_METADATA_BYTES = 1 << 20

@@ -106,7 +106,12 @@ def external_data_files(onnx: Any, path: str | os.PathLike[str]) -> list[Path]:
     return [path.parent / name for name in names]
 
 
-def external_data_ranges(onnx: Any, path: str | os.PathLike[str]) -> dict[Path, list[tuple]]:
+#: The bytes a tensor reads from its external-data file: ``(offset, length)`` as the model
+#: states them (None: not given).
+Span = tuple[int | None, int | None]
+
+
+def external_data_ranges(onnx: Any, path: str | os.PathLike[str]) -> dict[Path, list[Span]]:
     """Each external-data file of model ``path`` -> the ``(offset, length)`` its tensors read.
 
     ``length`` is None where a tensor reads to the end of the file; values are as the
@@ -116,7 +121,7 @@ def external_data_ranges(onnx: Any, path: str | os.PathLike[str]) -> dict[Path, 
 
     path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
-    ranges: dict[Path, list[tuple]] = {}
+    ranges: dict[Path, list[Span]] = {}
     for tensor in _tensors(model.graph):
         if uses_external_data(tensor):
             info = ExternalDataInfo(tensor)

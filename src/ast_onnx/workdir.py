@@ -58,7 +58,7 @@ def remove_stale(folder: str | os.PathLike[str]) -> list[Path]:
         The folders removed.
     """
     host = _host_tag()
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

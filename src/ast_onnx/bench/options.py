@@ -9,7 +9,7 @@ from ast_onnx.errors import BenchError
 
 #: The export presets ast-bench measures (names of :data:`ast_onnx.export.PRESETS`).
 BENCH_VARIANTS: tuple[str, ...] = ("fp32", "fp32-noopt", "fp16", "int8", "int8-static")
-QUICK = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "drift_inputs": 4}
+QUICK: dict[str, Any] = {"batch_sizes": [1], "warmup": 1, "iterations": 3, "drift_inputs": 4}
 
 
 @dataclass

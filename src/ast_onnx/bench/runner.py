@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from ast_onnx.bench.targets import (
     resolve_eval,
 )
 from ast_onnx.errors import EvalSetError, MissingDependencyError, ProviderError
+from ast_onnx.metadata import Activation
 from ast_onnx.model_files import data_path
 from ast_onnx.quality import accuracy, logit_drift, mean_average_precision
 from ast_onnx.runtime.scoring import activate
@@ -44,7 +46,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["BenchError", "BenchOptions", "run_bench"]
 
 
-def _metric(scores: np.ndarray, eval_set: EvalSet, labels: list[str], activation: str):
+def _metric(scores: np.ndarray, eval_set: EvalSet, labels: list[str], activation: Activation):
     if not any(eval_set.labels):
         return None, None
     index = {name: i for i, name in enumerate(labels)}
@@ -130,7 +132,7 @@ class _Run:
     eval_set: EvalSet
     features: np.ndarray
     labels: list[str]
-    activation: str
+    activation: Activation
     clip: np.ndarray
     clip_seconds: float
     report: BenchReport
@@ -279,7 +281,7 @@ def _bench_model(run: _Run, model: BenchModel, provider: str) -> None:
             provider,
             batch,
             runtime.logits,
-            None if wave_in else lambda waves=waves, rt=runtime: rt.features(waves, rt.sample_rate),
+            None if wave_in else partial(runtime.features, waves, runtime.sample_rate),
             run.clip_seconds,
             file_mb,
             options,

@@ -199,8 +199,8 @@ def _classify(args: argparse.Namespace) -> int:
         )
         return exit_codes.USAGE
     files, failures = find_audio_files(args.audio, AUDIO_EXTENSIONS)
-    for message in failures:
-        print(f"ast-classify: error: {escape_control(message)}", file=sys.stderr)
+    for failure in failures:
+        print(f"ast-classify: error: {escape_control(failure)}", file=sys.stderr)
     try:  # refuse a bad --plot before the model loads
         plots = _plot_targets(args, files)
     except AstOnnxError as e:

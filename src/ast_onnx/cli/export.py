@@ -23,15 +23,15 @@ from ast_onnx.cli.interrupt import terminate_as_interrupt
 from ast_onnx.cli.text import escape_control
 from ast_onnx.errors import AstOnnxError
 from ast_onnx.export.checkpoint import DEFAULT_CHECKPOINT
-from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
-from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
-from ast_onnx.export.int8.static import CALIBRATION_METHODS
+from ast_onnx.export.options import ExportOptions
+from ast_onnx.export.original import PthOptions
 from ast_onnx.metadata import MIN_OPSET
-from ast_onnx.triton.config import BACKENDS
+from ast_onnx.triton.config import FLAG_GROUP as TRITON_FLAGS
+from ast_onnx.triton.config import TritonConfig
 
 if TYPE_CHECKING:
-    from ast_onnx.export import ExportOptions, ExportResult
-    from ast_onnx.triton import TritonConfig, TritonRepo
+    from ast_onnx.export import ExportResult
+    from ast_onnx.triton import TritonRepo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,110 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wave = p.add_mutually_exclusive_group()
     wave.add_argument(
-        "--with-frontend",
-        action="store_true",
-        help="wave-in model: input 'waveform' [batch, samples] float32, the Kaldi fbank "
-        "inside the graph (fp32), outputs 'logits' and 'scores'",
-    )
-    wave.add_argument(
         "--frontend-only",
         action="store_true",
         help="write the fbank frontend alone (waveform -> input_values), with the "
         "checkpoint's frontend parameters or AST's defaults",
     )
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true", help="fp16 weights and compute")
-    precision.add_argument(
-        "--int8",
-        action="store_true",
-        help="int8: dynamic (scores depend on batch peers), or static with --calibrate",
-    )
-    p.add_argument(
-        "--calibrate",
-        action="append",
-        metavar="PATH",
-        help="static int8: a directory of audio files, or an audio file (repeatable; needs --int8)",
-    )
-    p.add_argument(
-        "--int8-format",
-        choices=INT8_STATIC_FORMATS,
-        default=INT8_STATIC_FORMATS[0],
-        help="static int8 form: integer (QAttention/MatMulInteger with calibrated scales, "
-        "the whole encoder int8, CPU; default) or qdq (Q/DQ pairs, TensorRT's form)",
-    )
-    p.add_argument(
-        "--int8-calibration",
-        choices=CALIBRATION_METHODS,
-        default=CALIBRATION_METHODS[0],
-        help="static int8 calibration method (default minmax)",
-    )
-    p.add_argument(
-        "--int8-max-fp32",
-        type=int,
-        default=DEFAULT_MAX_FP32_NODES,
-        metavar="N",
-        help="static int8 failing --max-drift: keep up to N of the most sensitive nodes in "
-        f"float32 until it passes (0: fail at once; default {DEFAULT_MAX_FP32_NODES})",
-    )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
-    p.add_argument("--no-optimize", action="store_true", help="skip onnxruntime fusions")
-    p.add_argument("--max-length", type=int, help="input frames (default: the checkpoint's)")
-    p.add_argument("--labels", metavar="FILE", help="labels CSV (index,mid,display_name) or JSON")
-    p.add_argument("--activation", choices=["sigmoid", "softmax"], help="override the activation")
-    p.add_argument(
-        "--norm-stats",
-        metavar="MEAN,STD|FILE.json",
-        help="the dataset's normalization mean and std (from ast-norm-stats), replacing the "
-        "checkpoint's; write a negative mean as --norm-stats=-6.85,5.42",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    p.add_argument(
-        "--outputs",
-        metavar="NAME,...",
-        help="graph outputs from logits, embedding (pooled, [batch, hidden]) and "
-        "hidden_states (needs --hidden-layer); default: logits, or embedding for a bare "
-        "ASTModel checkpoint",
-    )
-    p.add_argument(
-        "--hidden-layer",
-        type=int,
-        metavar="N",
-        help="also output hidden_states of layer N [batch, tokens, hidden] (0: the patch "
-        "embeddings, N: layer N's output; negative counts from the end)",
-    )
-    p.add_argument(
-        "--max-drift",
-        metavar="NAME=VALUE,...",
-        help="drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5; "
-        "vec_rel, cos for embedding and hidden_states)",
-    )
-    p.add_argument("--no-verify", action="store_true", help="skip the PyTorch comparison")
-    p.add_argument(
-        "--external-data",
-        action="store_true",
-        help="weights in OUTPUT.data beside OUTPUT (memory-mapped at load: with "
-        "ast-classify --no-prepack the model starts in a fraction of the time)",
-    )
-    pth = p.add_argument_group("original AST .pth checkpoints (inferred from shapes if omitted)")
-    pth.add_argument("--fstride", type=int, help="frequency stride of the patch embedding")
-    pth.add_argument("--tstride", type=int, help="time stride of the patch embedding")
-    pth.add_argument("--input-tdim", type=int, help="input frames the model was trained with")
-    pth.add_argument("--num-labels", type=int, help="number of classes (checked)")
-    pth.add_argument("--num-heads", type=int, help="attention heads (default hidden/64)")
-    triton = p.add_argument_group("Triton Inference Server model repository")
+    ExportOptions.add_arguments(p, groups={"wave": wave})
+    triton = p.add_argument_group(TRITON_FLAGS)
     triton.add_argument("--triton-repo", metavar="DIR", help="also write DIR/NAME for Triton")
     triton.add_argument("--triton-name", metavar="NAME", help="Triton model name (OUTPUT's stem)")
-    triton.add_argument("--max-batch-size", type=int, default=8, help="Triton max_batch_size (8)")
-    triton.add_argument("--triton-cpu", action="store_true", help="CPU instances, no TensorRT")
-    triton.add_argument(
-        "--triton-backend",
-        choices=BACKENDS,
-        default=BACKENDS[0],
-        help="onnxruntime (default; GPU boxes, NGC image), python: ast_onnx.Runtime inside "
-        "Triton, raw audio in (ast-triton serve), or ensemble: raw audio in, a CPU fbank step, "
-        "the model on the onnxruntime backend, a CPU postprocess step",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    TritonConfig.add_arguments(p, groups={TRITON_FLAGS: triton})
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -253,17 +159,22 @@ def _error(e: BaseException, context: str = "") -> int:
     return exit_codes.for_error(e)
 
 
+def _opt(args: argparse.Namespace, name: str) -> Any:
+    """The value the flag of ExportOptions field ``name`` was given."""
+    return getattr(args, ExportOptions.dest(name))
+
+
 def _frontend_only(args: argparse.Namespace) -> int:
     from ast_onnx.export.frontend_export import export_frontend
 
     result = export_frontend(
         args.output,
         checkpoint=args.checkpoint,
-        max_length=args.max_length,
-        opset=args.opset,
-        overwrite=args.overwrite,
-        verify=not args.no_verify,
-        norm_stats=args.norm_stats,
+        max_length=_opt(args, "max_length"),
+        opset=_opt(args, "opset"),
+        overwrite=_opt(args, "overwrite"),
+        verify=_opt(args, "verify"),
+        norm_stats=_opt(args, "norm_stats"),
     )
     fe = result.frontend
     v = result.verification
@@ -280,58 +191,63 @@ def _frontend_only(args: argparse.Namespace) -> int:
 
 def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse combinations and values that no export could use (exit 2)."""
-    if args.calibrate and not args.int8:
+    precision = _opt(args, "precision")
+    if _opt(args, "calibrate") and precision != "int8":
         parser.error("--calibrate needs --int8 (static int8 quantization)")
-    if (args.triton_name or args.triton_cpu) and not args.triton_repo:
+    if (args.triton_name or args.triton_kind == "cpu") and not args.triton_repo:
         parser.error("--triton-name/--triton-cpu need --triton-repo")
     if args.triton_repo and args.frontend_only:
         parser.error("--triton-repo writes classifiers; --frontend-only exports no classifier")
-    if args.triton_backend == "ensemble" and args.with_frontend:
+    if args.triton_backend == "ensemble" and _opt(args, "with_frontend"):
         parser.error(
             "--triton-backend ensemble runs the fbank in its own step: it takes a feature-input "
             "model, not a wave-in one (--with-frontend); serve that with onnxruntime or python"
         )
     if args.frontend_only and (
-        args.fp16 or args.int8 or args.no_optimize or args.labels or args.external_data
+        precision != "fp32"
+        or not _opt(args, "optimize")
+        or _opt(args, "labels")
+        or _opt(args, "external_data")
     ):
         parser.error(
             "--frontend-only takes no --fp16/--int8/--no-optimize/--labels/--external-data"
         )
-    served = {n.strip() for n in (args.outputs or "logits").split(",") if n.strip()}
+    outputs, hidden_layer = _opt(args, "outputs"), _opt(args, "hidden_layer")
+    served = {n.strip() for n in (outputs or "logits").split(",") if n.strip()}
     if args.triton_repo and (
-        args.hidden_layer is not None
-        or "logits" not in served
-        or not served <= {"logits", "embedding"}
+        hidden_layer is not None or "logits" not in served or not served <= {"logits", "embedding"}
     ):
         parser.error(
             "--triton-repo serves logits, and the embedding beside them: its --outputs is "
             "logits or logits,embedding (no hidden_states/--hidden-layer)"
         )
-    if args.int8_max_fp32 < 0:
-        parser.error(f"--int8-max-fp32 must be >= 0, got {args.int8_max_fp32}")
-    if args.opset < MIN_OPSET:
-        parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-    if args.opset > MIN_OPSET and not args.frontend_only:
+    int8_max_fp32, opset = _opt(args, "int8_max_fp32"), _opt(args, "opset")
+    if int8_max_fp32 < 0:
+        parser.error(f"--int8-max-fp32 must be >= 0, got {int8_max_fp32}")
+    if opset < MIN_OPSET:
+        parser.error(f"--opset must be >= {MIN_OPSET}, got {opset}")
+    if opset > MIN_OPSET and not args.frontend_only:
         from ast_onnx.export.onnx_export import max_opset
 
         try:
             highest = max_opset()
         except AstOnnxError:  # torch missing: the export says which extra to install
-            highest = args.opset
-        if args.opset > highest:
+            highest = opset
+        if opset > highest:
             parser.error(
                 f"--opset must be from {MIN_OPSET} to {highest} (the highest this "
-                f"torch.onnx writes), got {args.opset}"
+                f"torch.onnx writes), got {opset}"
             )
-    if args.max_length is not None and args.max_length < 1:
-        parser.error(f"--max-length must be a positive number of frames, got {args.max_length}")
-    if not 0 <= args.max_batch_size <= MAX_TRITON_BATCH:
+    max_length = _opt(args, "max_length")
+    if max_length is not None and max_length < 1:
+        parser.error(f"--max-length must be a positive number of frames, got {max_length}")
+    if not 0 <= args.triton_max_batch_size <= MAX_TRITON_BATCH:
         parser.error(
             f"--max-batch-size must be from 0 (no batching) to {MAX_TRITON_BATCH}, "
-            f"got {args.max_batch_size}"
+            f"got {args.triton_max_batch_size}"
         )
     for flag in ("fstride", "tstride", "input_tdim", "num_labels", "num_heads"):
-        value = getattr(args, flag)
+        value = getattr(args, PthOptions.dest(flag))
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
 
@@ -354,56 +270,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """Export, then the optional Triton repository; print the summary."""
-    from ast_onnx.export import ExportOptions, PthOptions, export_model, parse_max_drift
+    from ast_onnx.export import export_model
 
-    calibrate = None
-    if args.calibrate:
-        calibrate = args.calibrate[0] if len(args.calibrate) == 1 else list(args.calibrate)
     if args.triton_repo and Path(args.triton_repo).exists() and not Path(args.triton_repo).is_dir():
         print(
             f"ast-export: error: --triton-repo {args.triton_repo!r} is not a directory",
             file=sys.stderr,
         )
         return exit_codes.FAILED
-    options = ExportOptions(
-        precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32",
-        calibrate=calibrate,
-        opset=args.opset,
-        optimize=not args.no_optimize,
-        max_length=args.max_length,
-        overwrite=args.overwrite,
-        labels=args.labels,
-        activation=args.activation,
-        thresholds=parse_max_drift(args.max_drift) if args.max_drift else None,
-        verify=not args.no_verify,
-        progress=not args.quiet,
-        pth=PthOptions(
-            fstride=args.fstride,
-            tstride=args.tstride,
-            input_tdim=args.input_tdim,
-            num_labels=args.num_labels,
-            num_heads=args.num_heads,
-        ),
-        with_frontend=args.with_frontend,
-        external_data=args.external_data,
-        int8_format=args.int8_format,
-        int8_calibration=args.int8_calibration,
-        int8_max_fp32=args.int8_max_fp32,
-        outputs=args.outputs,
-        hidden_layer=args.hidden_layer,
-        norm_stats=args.norm_stats,
-    )
+    options = ExportOptions.from_args(args)
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not args.triton_repo:
         print(_summary(export_model(checkpoint, args.output, options)))
         return exit_codes.OK
-    from ast_onnx.triton.config import TritonConfig
-
-    config = TritonConfig(
-        max_batch_size=args.max_batch_size,
-        kind="cpu" if args.triton_cpu else "gpu",
-        backend=args.triton_backend,
-    )
+    config = TritonConfig.from_args(args)
     try:
         result, triton = export_with_triton(
             checkpoint, args.output, args.triton_repo, options, name=args.triton_name, config=config

@@ -40,6 +40,7 @@ import numpy as np
 
 from ast_onnx.errors import AstOnnxError, ModelError, require
 from ast_onnx.frontend import FeatureExtractor, prepare_audio
+from ast_onnx.metadata import InputKind
 from ast_onnx.runtime.embeddings import clip_vector, require_embedding
 from ast_onnx.runtime.events import EventOptions
 from ast_onnx.runtime.options import RuntimeOptions
@@ -136,7 +137,7 @@ class ModelSpec:
     frontend: dict[str, Any]
     window_samples: int
     hop_samples: int
-    input_kind: str = "features"
+    input_kind: InputKind = "features"
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     fingerprint: str | None = None
 
@@ -202,7 +203,12 @@ def decode_batch(batch: dict[str, np.ndarray], spec: ModelSpec, filesystem: Any 
                 data = wave  # the graph computes the features
             else:
                 data = frontend(split_windows(wave, plan)).input_values
-            row = (len(wave), len(plan), np.ascontiguousarray(data, np.float32).tobytes(), None)
+            row: tuple[int | None, int, bytes, str | None] = (
+                len(wave),
+                len(plan),
+                np.ascontiguousarray(data, np.float32).tobytes(),
+                None,
+            )
         except Exception as e:  # any failure is this file's error row, never the job's
             row = (None, 0, b"", describe_error(e, path))
             logger.info("decode failed: %s", row[-1])
@@ -295,12 +301,14 @@ class Scorer:
             except Exception as e:  # a malformed blob is this row's error
                 errors[i] = describe_error(e, paths[i])
         run = self._classify_one if self.spec.input_kind == "waveform" else self._score_one
-        inputs = {i: (x, samples[i]) for i, x in inputs.items()}
-        results = self._run_batch(run, paths, inputs, errors)
+        jobs = {i: (x, samples[i]) for i, x in inputs.items()}
+        results = self._run_batch(run, paths, jobs, errors)
         rows: dict[str, list] = {k: [] for k in RESULT_COLUMNS}
         rate = self.spec.sample_rate
         for i, path in enumerate(paths):
-            best, events, vector = [], None, None
+            best: list[Any] = []
+            events: list[Any] | None = None
+            vector: Any = None
             if errors[i] is None:
                 result, clip = results[i]
                 if result is not None:  # None: a model with embeddings only

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from ast_onnx.atomic import check_writable, special_target
 from ast_onnx.errors import ExportError, GateSpecError, OutputError, require
@@ -19,18 +19,29 @@ from ast_onnx.export.onnx_export import export_onnx, resolve_outputs
 from ast_onnx.export.options import ExportOptions, resolve_options
 from ast_onnx.export.verify import DEFAULT_HEADS, Heads, verify_export
 from ast_onnx.frontend.features import FeatureExtractor, read_norm_stats
-from ast_onnx.metadata import EMBEDDING, LOGITS, ModelMetadata, check_opset, opset_of
+from ast_onnx.metadata import (
+    EMBEDDING,
+    LOGITS,
+    ExportPrecision,
+    ModelMetadata,
+    Precision,
+    check_opset,
+    opset_of,
+)
 from ast_onnx.model_files import data_path, save_model
 from ast_onnx.progress import StepTimer
 from ast_onnx.quality import resolve_thresholds
 from ast_onnx.workdir import work_dir
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
 #: Accepted ``precision`` values of :func:`export_model` (``"int8"`` is static with
 #: ``calibrate``, else dynamic); the precision stored in a model is one of
 #: :data:`ast_onnx.metadata.PRECISIONS`.
-EXPORT_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
+EXPORT_PRECISIONS: tuple[ExportPrecision, ...] = get_args(ExportPrecision)
 
 
 @dataclass
@@ -50,7 +61,7 @@ class ExportResult:
     """
 
     path: Path
-    precision: str
+    precision: Precision
     size_bytes: int
     seconds: float
     verification: dict[str, Any]
@@ -60,7 +71,7 @@ class ExportResult:
     files: list[Path] = field(default_factory=list)
 
 
-def resolve_precision(precision: str, calibrate: Any) -> str:
+def resolve_precision(precision: str, calibrate: Any) -> Precision:
     """Map the user's ``precision``/``calibrate`` pair to a metadata precision name."""
     if precision not in EXPORT_PRECISIONS:
         raise ExportError(f"precision must be one of {EXPORT_PRECISIONS}, got {precision!r}")
@@ -166,10 +177,12 @@ def export_model(
     except GateSpecError as e:
         raise ExportError(str(e)) from e
     path = check_output(output, o.overwrite, o.external_data)
+    calibrate = o.calibrate
     if final == "int8-static":
         from ast_onnx.export.int8.quantize import audio_files
 
-        audio_files(o.calibrate)  # a missing path or a directory without audio fails now
+        assert calibrate is not None  # resolve_precision refuses static int8 without it
+        audio_files(calibrate)  # a missing path or a directory without audio fails now
     check_opset(o.opset)
     check_int8_options(o)
     norm_stats = None if o.norm_stats is None else read_norm_stats(o.norm_stats)
@@ -187,13 +200,13 @@ def export_model(
             )
         if norm_stats is not None:  # before calibration, verification and the wave-in fbank
             loaded.frontend = with_norm_stats(loaded.frontend, norm_stats)
-        calibration = None
-        if final == "int8-static":
+        calibration: np.ndarray | None = None
+        if final == "int8-static" and calibrate is not None:
             # Before the slow steps, so unusable calibration audio fails fast.
             from ast_onnx.export.int8.quantize import calibration_features
 
             with timer.step("calibrate", "Reading calibration audio"):
-                calibration = calibration_features(o.calibrate, loaded.frontend)
+                calibration = calibration_features(calibrate, loaded.frontend)
         outputs, layer = resolve_outputs(
             o.outputs, loaded.has_head, o.hidden_layer, int(loaded.config.num_hidden_layers)
         )
@@ -205,7 +218,7 @@ def export_model(
         built, fused = _build(loaded, work, final, o.opset, o.optimize, timer, heads)
         record: dict[str, Any] = {"skipped": True}
         quantization: dict[str, Any] = {}
-        if final == "int8-static":
+        if final == "int8-static" and calibration is not None:
             from ast_onnx.export.int8.gate import quantize_static_gated
 
             with timer.step("quantize", f"Quantizing to int8 (static, {len(calibration)} items)"):
@@ -243,7 +256,7 @@ def export_model(
 def _build(
     loaded: LoadedCheckpoint,
     work: Path,
-    precision: str,
+    precision: Precision,
     opset: int,
     optimize: bool,
     timer: StepTimer,
@@ -290,7 +303,7 @@ def _write(
     built: Path,
     path: Path,
     loaded: LoadedCheckpoint,
-    precision: str,
+    precision: Precision,
     record: dict[str, Any],
     fused: dict[str, int],
     options: ExportOptions,
@@ -306,9 +319,9 @@ def _write(
     plain = heads.outputs == (LOGITS,)
     metadata = ModelMetadata(
         labels=loaded.labels,
-        activation=loaded.activation,  # type: ignore[arg-type]
+        activation=loaded.activation,
         frontend=loaded.frontend,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         optimized=options.optimize,
         source=loaded.source,
         package_version=ast_onnx.__version__,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ast_onnx.errors import CheckpointError, require
 from ast_onnx.export.geometry import length_range, num_patches
 from ast_onnx.export.original import PthOptions, convert_original
 from ast_onnx.labels import labels_from_id2label, load_labels, resolve_activation
+from ast_onnx.metadata import Activation
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class LoadedCheckpoint:
 
     model: Any
     labels: list[str]
-    activation: str
+    activation: Activation
     frontend: dict[str, Any]
     source: str
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,8 +129,8 @@ def resolve_source(source: str | Path) -> tuple[str, Path | str]:
 def load_checkpoint(
     source: str | Path = DEFAULT_CHECKPOINT,
     *,
-    labels: str | Path | list[str] | None = None,
-    activation: str | None = None,
+    labels: str | Path | Sequence[str] | None = None,
+    activation: Activation | None = None,
     max_length: int | None = None,
     pth: PthOptions | None = None,
     work_dir: str | Path | None = None,
@@ -176,8 +178,8 @@ def load_checkpoint(
         model = load_pretrained(str(where), str(source))
         preprocessor = _read_json(Path(where) / "preprocessor_config.json")
     else:
-        model = load_pretrained(where, str(source), hub=True)
-        preprocessor = _hub_preprocessor(where)
+        model = load_pretrained(str(where), str(source), hub=True)
+        preprocessor = _hub_preprocessor(str(where))
     config = model.config
     if max_length is not None:
         _set_max_length(config, max_length)
@@ -291,13 +293,14 @@ def load_pretrained(where: str, source: str, hub: bool = False) -> Any:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our CLIs
     try:
-        model, info = model_class.from_pretrained(
+        loaded: Any = model_class.from_pretrained(
             where,
             config=config,
             attn_implementation="eager",
             output_loading_info=True,
             trust_remote_code=False,
         )
+        model, info = loaded
     except Exception as e:  # safetensors, pickle and shape errors come in many types
         raise CheckpointError(
             f"cannot load the weights of checkpoint {source!r}: {type(e).__name__}: {e}"

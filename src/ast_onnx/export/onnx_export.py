@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def export_attention(model: Any) -> Iterator[bool]:
     try:
         from transformers import AttentionInterface
     except ImportError:
-        AttentionInterface = None
+        AttentionInterface = None  # type: ignore[assignment,misc]
     if AttentionInterface is None or not hasattr(model, "set_attn_implementation"):
         logger.warning("this transformers cannot switch attention: attention will not be fused")
         yield False
@@ -114,7 +114,7 @@ def model_outputs(
 
 
 def resolve_outputs(
-    outputs: str | tuple[str, ...] | list[str] | None,
+    outputs: str | Sequence[str] | None,
     has_head: bool,
     hidden_layer: int | None,
     num_layers: int,

@@ -8,7 +8,7 @@ Every knob of an export lives here once; ``export_model`` takes an :class:`Expor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,8 +17,24 @@ from ast_onnx.export.int8.quantize import INT8_STATIC_FORMATS
 from ast_onnx.export.int8.select import DEFAULT_MAX_FP32_NODES
 from ast_onnx.export.int8.static import CALIBRATION_METHODS
 from ast_onnx.export.original import PthOptions
-from ast_onnx.metadata import MIN_OPSET
-from ast_onnx.options_base import Replaceable
+from ast_onnx.metadata import ACTIVATIONS, MIN_OPSET, Activation, ExportPrecision
+from ast_onnx.options_base import Replaceable, nested_options, option_flag
+
+
+def _one_or_list(paths: list[str] | None) -> str | list[str] | None:
+    """``--calibrate`` given once: that path; several times: the list; never: None."""
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else list(paths)
+
+
+def _max_drift(text: str | None) -> dict[str, float] | None:
+    """``--max-drift abs=1e-3,top1=0.9`` as drift thresholds (None: the defaults)."""
+    if not text:
+        return None
+    from ast_onnx.export.verify import parse_max_drift
+
+    return parse_max_drift(text)
 
 
 @dataclass(frozen=True)
@@ -70,28 +86,157 @@ class ExportOptions(Replaceable):
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
-    kind: ClassVar[str] = "export option"
+    options_name: ClassVar[str] = "export option"
+    flag_prefix: ClassVar[str] = "export"
 
-    precision: str = "fp32"
-    calibrate: str | Path | Sequence[str | Path] | None = None
-    opset: int = MIN_OPSET
-    optimize: bool = True
-    max_length: int | None = None
-    overwrite: bool = False
-    labels: str | Path | Sequence[str] | None = None
-    activation: str | None = None
-    thresholds: dict[str, float] | None = None
-    verify: bool = True
-    progress: bool = False
-    pth: PthOptions | None = None
-    with_frontend: bool = False
-    external_data: bool = False
-    int8_format: str = INT8_STATIC_FORMATS[0]
-    int8_calibration: str = CALIBRATION_METHODS[0]
-    int8_max_fp32: int = DEFAULT_MAX_FP32_NODES
-    outputs: str | Sequence[str] | None = None
-    hidden_layer: int | None = None
-    norm_stats: str | Path | tuple[float, float] | None = None
+    precision: ExportPrecision = field(
+        default="fp32",
+        metadata=option_flag(
+            "--fp16",
+            "fp16 weights and compute",
+            exclusive="precision",
+            action="store_const",
+            const="fp16",
+            also=[
+                (
+                    "--int8",
+                    "int8: dynamic (scores depend on batch peers), or static with --calibrate",
+                    {"action": "store_const", "const": "int8"},
+                )
+            ],
+        ),
+    )
+    calibrate: str | Path | Sequence[str | Path] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--calibrate",
+            "static int8: a directory of audio files, or an audio file (repeatable; needs --int8)",
+            action="append",
+            metavar="PATH",
+            convert=_one_or_list,
+        ),
+    )
+    opset: int = field(
+        default=MIN_OPSET,
+        metadata=option_flag("--opset", f"ONNX opset, >= {MIN_OPSET} (default 17)", type=int),
+    )
+    optimize: bool = field(
+        default=True,
+        metadata=option_flag("--no-optimize", "skip onnxruntime fusions", action="store_false"),
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata=option_flag("--max-length", "input frames (default: the checkpoint's)", type=int),
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata=option_flag("--overwrite", "replace an existing OUTPUT", action="store_true"),
+    )
+    labels: str | Path | Sequence[str] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--labels", "labels CSV (index,mid,display_name) or JSON", metavar="FILE"
+        ),
+    )
+    activation: Activation | None = field(
+        default=None,
+        metadata=option_flag("--activation", "override the activation", choices=list(ACTIVATIONS)),
+    )
+    thresholds: dict[str, float] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--max-drift",
+            "drift thresholds, e.g. abs=1e-3,top1=0.9 (names: abs, rel, top1, top5; "
+            "vec_rel, cos for embedding and hidden_states)",
+            metavar="NAME=VALUE,...",
+            convert=_max_drift,
+        ),
+    )
+    verify: bool = field(
+        default=True,
+        metadata=option_flag("--no-verify", "skip the PyTorch comparison", action="store_false"),
+    )
+    # The CLI shows progress unless -q; the API does not unless asked.
+    progress: bool = field(
+        default=False,
+        metadata=option_flag(("-q", "--quiet"), "no progress display", action="store_false"),
+    )
+    pth: PthOptions | None = field(default=None, metadata=nested_options(PthOptions))
+    with_frontend: bool = field(
+        default=False,
+        metadata=option_flag(
+            "--with-frontend",
+            "wave-in model: input 'waveform' [batch, samples] float32, the Kaldi fbank "
+            "inside the graph (fp32), outputs 'logits' and 'scores'",
+            exclusive="wave",
+            action="store_true",
+        ),
+    )
+    external_data: bool = field(
+        default=False,
+        metadata=option_flag(
+            "--external-data",
+            "weights in OUTPUT.data beside OUTPUT (memory-mapped at load: with "
+            "ast-classify --no-prepack the model starts in a fraction of the time)",
+            action="store_true",
+        ),
+    )
+    int8_format: str = field(
+        default=INT8_STATIC_FORMATS[0],
+        metadata=option_flag(
+            "--int8-format",
+            "static int8 form: integer (QAttention/MatMulInteger with calibrated scales, "
+            "the whole encoder int8, CPU; default) or qdq (Q/DQ pairs, TensorRT's form)",
+            choices=INT8_STATIC_FORMATS,
+        ),
+    )
+    int8_calibration: str = field(
+        default=CALIBRATION_METHODS[0],
+        metadata=option_flag(
+            "--int8-calibration",
+            "static int8 calibration method (default minmax)",
+            choices=CALIBRATION_METHODS,
+        ),
+    )
+    int8_max_fp32: int = field(
+        default=DEFAULT_MAX_FP32_NODES,
+        metadata=option_flag(
+            "--int8-max-fp32",
+            "static int8 failing --max-drift: keep up to N of the most sensitive nodes in "
+            f"float32 until it passes (0: fail at once; default {DEFAULT_MAX_FP32_NODES})",
+            type=int,
+            metavar="N",
+        ),
+    )
+    outputs: str | Sequence[str] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--outputs",
+            "graph outputs from logits, embedding (pooled, [batch, hidden]) and "
+            "hidden_states (needs --hidden-layer); default: logits, or embedding for a bare "
+            "ASTModel checkpoint",
+            metavar="NAME,...",
+        ),
+    )
+    hidden_layer: int | None = field(
+        default=None,
+        metadata=option_flag(
+            "--hidden-layer",
+            "also output hidden_states of layer N [batch, tokens, hidden] (0: the patch "
+            "embeddings, N: layer N's output; negative counts from the end)",
+            type=int,
+            metavar="N",
+        ),
+    )
+    norm_stats: str | Path | tuple[float, float] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--norm-stats",
+            "the dataset's normalization mean and std (from ast-norm-stats), replacing the "
+            "checkpoint's; write a negative mean as --norm-stats=-6.85,5.42",
+            metavar="MEAN,STD|FILE.json",
+        ),
+    )
 
 
 #: Named starting points: ``export_model(ckpt, out, "fp16")`` or ``PRESETS["fp16"]``.

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ast_onnx.errors import CheckpointError
 from ast_onnx.export.geometry import length_range, num_patches
+from ast_onnx.options_base import Replaceable, option_flag
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,40 @@ _BLOCK_KEY = re.compile(
 _PREFIX = "audio_spectrogram_transformer."
 
 
-@dataclass
-class PthOptions:
-    """Architecture of an original AST ``.pth`` checkpoint; ``None`` means infer from shapes."""
+#: The ``--help`` section of the ``.pth`` flags.
+PTH_FLAGS = "original AST .pth checkpoints (inferred from shapes if omitted)"
 
-    fstride: int | None = None
-    tstride: int | None = None
-    input_tdim: int | None = None
-    num_labels: int | None = None
-    num_heads: int | None = None
+
+def _pth_flag(flag: str, help: str) -> dict[str, Any]:
+    return option_flag(flag, help, group=PTH_FLAGS, type=int)
+
+
+@dataclass
+class PthOptions(Replaceable):
+    """Architecture of an original AST ``.pth`` checkpoint; ``None`` means infer from shapes.
+
+    Each field is an ``ast-export`` flag (:meth:`~ast_onnx.options_base.Replaceable.add_arguments`).
+    """
+
+    unknown_error: ClassVar[type[Exception]] = CheckpointError
+    options_name: ClassVar[str] = ".pth option"
+    flag_prefix: ClassVar[str] = "pth"
+
+    fstride: int | None = field(
+        default=None, metadata=_pth_flag("--fstride", "frequency stride of the patch embedding")
+    )
+    tstride: int | None = field(
+        default=None, metadata=_pth_flag("--tstride", "time stride of the patch embedding")
+    )
+    input_tdim: int | None = field(
+        default=None, metadata=_pth_flag("--input-tdim", "input frames the model was trained with")
+    )
+    num_labels: int | None = field(
+        default=None, metadata=_pth_flag("--num-labels", "number of classes (checked)")
+    )
+    num_heads: int | None = field(
+        default=None, metadata=_pth_flag("--num-heads", "attention heads (default hidden/64)")
+    )
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:
@@ -103,7 +129,9 @@ def infer_strides(
         return t_dim
 
     if fstride is not None or tstride is not None:
-        fs, ts = fstride or tstride, tstride or fstride
+        fs = fstride or tstride
+        ts = tstride or fstride
+        assert fs is not None and ts is not None  # one of them was given
         t_dim = fits(fs, ts)
         if t_dim is None:
             raise CheckpointError(
@@ -242,7 +270,7 @@ def infer_config(sd: dict[str, Any], options: PthOptions) -> Any:
         max_length=tdim,
         num_mel_bins=NUM_MEL_BINS,
         qkv_bias="v.blocks.0.attn.qkv.bias" in sd,
-        num_labels=num_labels,
+        num_labels=num_labels,  # type: ignore[call-arg]  # a PretrainedConfig keyword
     )
 
 

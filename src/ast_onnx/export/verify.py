@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import DriftError, ExportError, require
-from ast_onnx.metadata import LOGITS
+from ast_onnx.metadata import LOGITS, Precision
 from ast_onnx.quality import (
     EXPORT_LIMITS,
     logit_drift,
@@ -141,7 +141,7 @@ def verify_export(
     model: Any,
     onnx_path: str | Path,
     frontend: dict[str, Any],
-    precision: str,
+    precision: Precision,
     thresholds: dict[str, float] | None = None,
     reference: np.ndarray | dict[str, np.ndarray] | None = None,
     raise_on_failure: bool = True,

@@ -34,7 +34,7 @@ from ast_onnx.frontend.graph import (
     frontend_nodes,
     waveform_input,
 )
-from ast_onnx.metadata import LOGITS, SCORES, ModelMetadata, opset_of
+from ast_onnx.metadata import LOGITS, SCORES, Activation, ModelMetadata, opset_of
 from ast_onnx.progress import quiet_logs
 from ast_onnx.quality import FRONTEND_MAX_ABS, SCORES_MAX_ABS, violations
 from ast_onnx.runtime.providers import CPU
@@ -46,7 +46,7 @@ SCORES_OUTPUT = SCORES
 LOGITS_OUTPUT = LOGITS
 
 
-def attach_frontend(model: Any, frontend: Any, activation: str) -> Any:
+def attach_frontend(model: Any, frontend: Any, activation: Activation) -> Any:
     """Put the fp32 frontend in front of a feature-input AST model and add ``scores``.
 
     Args:
@@ -175,7 +175,7 @@ def verify_wavein(
     wave_model: Any,
     feature_model: str | Path,
     frontend: Any,
-    activation: str,
+    activation: Activation,
     gates: dict[str, float],
 ) -> dict[str, Any]:
     """Check a wave-in model against the numpy frontend + the feature-input model.
@@ -242,7 +242,7 @@ def _sessions(wave_model: Any, feature_model: str | Path, fe: Any) -> tuple[Any,
     return wave_sess, feat_sess, front
 
 
-def _measure(wave_sess: Any, feat_sess: Any, front: Any, fe: Any, activation: str) -> dict:
+def _measure(wave_sess: Any, feat_sess: Any, front: Any, fe: Any, activation: Activation) -> dict:
     """Differences of the wave-in model to the numpy frontend + feature-input model."""
     feat_in = feat_sess.get_inputs()[0].name
     waves = verification_waves(fe)

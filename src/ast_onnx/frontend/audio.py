@@ -34,7 +34,7 @@ import os
 import stat
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import soundfile as sf
@@ -66,7 +66,7 @@ _BLOCK_SAMPLES = 2**20
 
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
-AudioSource = str | os.PathLike | BinaryIO | bytes
+AudioSource = str | os.PathLike[str] | BinaryIO | bytes
 
 
 def check_sample_rate(sample_rate: Any, name: str = "sample_rate") -> int:
@@ -173,7 +173,7 @@ def resample_factors(orig_sr: int, target_sr: int) -> tuple[int, int]:
     """
     ratio = Fraction(target_sr, orig_sr)
     if max(ratio.numerator, ratio.denominator) > MAX_RESAMPLE_FACTOR:
-        ratio = ratio.limit_denominator(max(1, int(MAX_RESAMPLE_FACTOR / max(1, ratio))))
+        ratio = ratio.limit_denominator(max(1, int(MAX_RESAMPLE_FACTOR / max(Fraction(1), ratio))))
     return ratio.numerator, ratio.denominator
 
 
@@ -262,7 +262,7 @@ def check_regular_file(path: Path) -> None:
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError)
 
 
-def sound_file_name(path: str | os.PathLike) -> str | bytes:
+def sound_file_name(path: str | os.PathLike[str]) -> str | bytes:
     """``path`` as libsndfile takes it: bytes on POSIX, so that a name that is not UTF-8
     (``caf\\xe9.wav`` from a Latin-1 system) opens instead of failing to encode."""
     return os.fsencode(path) if os.name == "posix" else os.fspath(path)
@@ -366,7 +366,7 @@ def load_audio(
 
 
 def prepare_audio(
-    audio: AudioSource | np.ndarray | list,
+    audio: AudioSource | np.ndarray | list[Any],
     sample_rate: int | None = None,
     target_sample_rate: int = SAMPLE_RATE,
     max_seconds: float | None = None,
@@ -393,7 +393,7 @@ def prepare_audio(
     """
     target = check_sample_rate(target_sample_rate, "target_sample_rate")
     if isinstance(audio, str | os.PathLike | bytes | bytearray) or hasattr(audio, "read"):
-        wave, file_sr = read_audio(audio, max_seconds)
+        wave, file_sr = read_audio(cast(AudioSource, audio), max_seconds)
         if sample_rate is not None and check_sample_rate(sample_rate) != file_sr:
             raise InvalidAudioError(
                 f"sample_rate={sample_rate} was given but {_describe(audio)} is at {file_sr} Hz"

@@ -30,12 +30,11 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ast_onnx.errors import InvalidAudioError
+from ast_onnx.errors import FbankOptionsError, InvalidAudioError
 from ast_onnx.frontend.fbank_options import (
     LOG_FLOOR,
     WINDOW_TYPES,
     FbankOptions,
-    FbankOptionsError,
     feature_window,
     mel_banks,
     mel_scale,

@@ -9,6 +9,7 @@ what the in-graph fbank of wave-in models folds into constants).
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -50,7 +51,7 @@ def check_real(name: str, value: Any) -> float:
     if (
         isinstance(value, bool | np.bool_)
         or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
+        or not math.isfinite(value)
     ):
         raise FbankOptionsError(f"{name} must be a finite number, got {value!r}")
     return float(value)

@@ -60,6 +60,7 @@ def read_norm_stats(spec: str | os.PathLike[str] | Sequence[float]) -> tuple[flo
         InvalidOptionError: Text that is neither two numbers nor a readable JSON file
             with both keys, or values that are not finite (std must be > 0).
     """
+    pair: tuple[Any, ...]
     if isinstance(spec, str | os.PathLike):
         text = os.fspath(spec)
         if text.lower().endswith(".json") or os.path.isfile(text):

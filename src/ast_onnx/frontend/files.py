@@ -38,7 +38,9 @@ def is_audio_name(name: str, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> bo
     return os.path.splitext(name)[1].lower() in {e.lower() for e in extensions}
 
 
-def audio_files_in(directory: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS):
+def audio_files_in(
+    directory: str | os.PathLike[str], extensions: Sequence[str] = AUDIO_EXTENSIONS
+) -> list[Path]:
     """The audio files under ``directory``, recursively, sorted by path."""
     return sorted(
         p
@@ -48,7 +50,7 @@ def audio_files_in(directory: str | os.PathLike, extensions: Sequence[str] = AUD
 
 
 def find_audio_files(
-    inputs: Iterable[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS
+    inputs: Iterable[str | os.PathLike[str]], extensions: Sequence[str] = AUDIO_EXTENSIONS
 ) -> tuple[list[str], list[str]]:
     """Expand files and directories to audio files.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ast_onnx.errors import InvalidAudioError
 from ast_onnx.frontend import prepare_audio
 from ast_onnx.frontend.resampling import StreamingResampler
 from ast_onnx.frontend.streaming import StreamingFbank
@@ -81,6 +82,8 @@ def classification_timeline(
         columns: Time bins kept (see :class:`~ast_onnx.plot.timeline.Timeline`).
     """
     source = result.path if audio is None else audio
+    if source is None:
+        raise InvalidAudioError("the result has no path: pass the audio it was made from")
     wave = prepare_audio(source, None, runtime.sample_rate, runtime.max_audio_seconds)
     thresholds = event_thresholds(runtime.labels, runtime.thresholds, events)
     timeline = new_timeline(runtime, thresholds, columns)

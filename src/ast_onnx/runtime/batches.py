@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,19 +21,20 @@ from ast_onnx.runtime.results import Classification
 
 logger = logging.getLogger(__name__)
 
-#: What one file yields: its classification or its error.
+#: What one file yields: its result (a classification, an embedding) or its error.
+R = TypeVar("R")
 Result = Classification | AstOnnxError
 Loaded = tuple[str, np.ndarray | AstOnnxError]
-Classify = Callable[[list[np.ndarray], list[str]], Sequence[Result]]
+Classify = Callable[[list[np.ndarray], list[str]], Sequence[R | AstOnnxError]]
 
 
 def classify_in_batches(
     paths: Iterable[Any],
     load: Callable[[Any], np.ndarray],
-    classify: Classify,
+    classify: Classify[R],
     batch_files: int,
     batch_samples: int,
-) -> Iterator[tuple[str, Result]]:
+) -> Iterator[tuple[str, R | AstOnnxError]]:
     """Yield ``(path, result)`` for each path, in order, batch by batch.
 
     Args:
@@ -62,14 +63,14 @@ def classify_in_batches(
     yield from _flush(pending, classify)
 
 
-def _flush(pending: list[Loaded], classify: Classify) -> Iterator[tuple[str, Result]]:
+def _flush(pending: list[Loaded], classify: Classify[R]) -> Iterator[tuple[str, R | AstOnnxError]]:
     good = [(p, w) for p, w in pending if isinstance(w, np.ndarray)]
     results = iter(_score(good, classify))
     for p, w in pending:
         yield (p, next(results)) if isinstance(w, np.ndarray) else (p, w)
 
 
-def _score(good: list[tuple[str, np.ndarray]], classify: Classify) -> list[Result]:
+def _score(good: list[tuple[str, np.ndarray]], classify: Classify[R]) -> list[R | AstOnnxError]:
     """Score a batch; if the batch fails as a whole, each file alone."""
     if not good:
         return []

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ast_onnx.errors import ModelError
+from ast_onnx.errors import ModelError, ModelOutputError
 from ast_onnx.runtime.results import nonfinite_error
 from ast_onnx.runtime.windows import WindowPlan, plan_windows
 
@@ -72,7 +72,7 @@ class Embedding:
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """``vectors`` scaled to unit L2 norm along the last axis (all-zero vectors stay zero)."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, np.finfo(np.float32).tiny)).astype(np.float32)
+    return np.asarray(vectors / np.maximum(norms, np.finfo(np.float32).tiny), dtype=np.float32)
 
 
 def require_embedding(name: str | None, path: str) -> str:
@@ -122,7 +122,7 @@ def embed_waves(
     hop: int,
     sample_rate: int,
     normalize: bool = False,
-) -> list[Embedding | Exception]:
+) -> list[Embedding | ModelOutputError]:
     """One :class:`Embedding` per wave, or the error of an item whose vectors hold NaN/Inf.
 
     Args:
@@ -140,7 +140,7 @@ def embed_waves(
         w[s : s + window] for w, plan in zip(waves, plans, strict=True) for s in plan.starts
     ]
     vectors = run(segments) if segments else np.zeros((0, 0), np.float32)
-    results: list[Embedding | Exception] = []
+    results: list[Embedding | ModelOutputError] = []
     offset = 0
     for i, (plan, path) in enumerate(zip(plans, paths, strict=True)):
         rows = np.asarray(vectors[offset : offset + len(plan)], dtype=np.float32)

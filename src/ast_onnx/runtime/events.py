@@ -44,15 +44,16 @@ from __future__ import annotations
 
 import argparse
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
-from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD
+from ast_onnx.metadata import ACTIVATIONS, DEFAULT_THRESHOLD, Activation
+from ast_onnx.options_base import ArgumentContainer, Replaceable, option_flag
 
 #: Slack in comparisons of seconds (gap vs max_gap, duration vs min_duration): segment
 #: edges are sums of floats, and a gap of exactly ``max_gap`` must merge.
@@ -104,8 +105,30 @@ class Event:
 Threshold = float | tuple[float, float]
 
 
+def _class_thresholds(specs: list[str]) -> dict[str, Threshold]:
+    """``--class-threshold LABEL=ON[,OFF]`` (repeated) as per-class thresholds."""
+    thresholds: dict[str, Threshold] = {}
+    for spec in specs:
+        label, sep, values = spec.rpartition("=")
+        try:
+            numbers = [float(v) for v in values.split(",")]
+        except ValueError:
+            numbers = []
+        if not sep or not label or len(numbers) not in (1, 2):
+            raise InvalidOptionError(f"--class-threshold must be LABEL=ON[,OFF], got {spec!r}")
+        thresholds[label] = numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
+    return thresholds
+
+
+def _ignored(items: list[str] | None) -> list[str] | None:
+    """``--ignore LABEL[,LABEL]`` (repeated) as one list; None: not given."""
+    if items is None:
+        return None
+    return [name for item in items for name in item.split(",") if name]
+
+
 @dataclass(frozen=True)
-class EventOptions:
+class EventOptions(Replaceable):
     """How scores become events (see the module docstring for the rules).
 
     Which on threshold a class gets, first that applies: its entry in ``thresholds``;
@@ -133,14 +156,76 @@ class EventOptions:
             duration, gap or filter span.
     """
 
-    threshold: float | None = None
-    off_threshold: float | None = None
-    thresholds: Mapping[str, Threshold] = field(default_factory=dict)
-    min_duration: float = 0.0
-    max_gap: float = 0.0
-    ignore: Sequence[str] | None = None
+    unknown_error: ClassVar[type[Exception]] = InvalidOptionError
+    options_name: ClassVar[str] = "event option"
+    flag_prefix: ClassVar[str] = "events"
+
+    threshold: float | None = field(
+        default=None,
+        metadata=option_flag(
+            "--threshold",
+            "on threshold of every class (default: the model's thresholds, else 0.5)",
+            type=float,
+            metavar="EVENTS_THRESHOLD",
+        ),
+    )
+    off_threshold: float | None = field(
+        default=None,
+        metadata=option_flag(
+            "--off-threshold",
+            "off threshold, <= each class's on threshold (default: the same)",
+            type=float,
+            metavar="EVENTS_OFF_THRESHOLD",
+        ),
+    )
+    thresholds: Mapping[str, Threshold] = field(
+        default_factory=dict,
+        metadata=option_flag(
+            "--class-threshold",
+            "per-class threshold(s); repeatable",
+            action="append",
+            default=[],
+            metavar="LABEL=ON[,OFF]",
+            convert=_class_thresholds,
+        ),
+    )
+    min_duration: float = field(
+        default=0.0,
+        metadata=option_flag(
+            "--min-duration", "shortest event (default 0)", type=float, metavar="SECONDS"
+        ),
+    )
+    max_gap: float = field(
+        default=0.0,
+        metadata=option_flag(
+            "--max-gap",
+            "merge events of a class across gaps up to SECONDS (default 0)",
+            type=float,
+            metavar="SECONDS",
+        ),
+    )
+    ignore: Sequence[str] | None = field(
+        default=None,
+        metadata=option_flag(
+            "--ignore",
+            "labels that never give events; repeatable (default: "
+            f"{', '.join(BACKGROUND_LABELS)} where the model has them; '' for none)",
+            action="append",
+            metavar="LABEL[,LABEL]",
+            convert=_ignored,
+        ),
+    )
     exclusive: bool | None = None
-    median_filter: float | None = None
+    median_filter: float | None = field(
+        default=None,
+        metadata=option_flag(
+            "--median-filter",
+            "median-filter each class's window scores over SECONDS, so that one "
+            "window cannot make an event (default: half the model's window; 0: off)",
+            type=float,
+            metavar="SECONDS",
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -160,7 +245,7 @@ class EventOptions:
             raise InvalidOptionError(f"ignore must be a list of labels, got {self.ignore!r}")
 
     def resolve(
-        self, labels: Sequence[str], defaults: Sequence[float] | None = None
+        self, labels: Sequence[str], defaults: Sequence[float] | np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """On thresholds, off thresholds and the ignored mask, one entry per label.
 
@@ -220,109 +305,46 @@ class EventOptions:
         return 2 * int(np.floor(span / (2 * hop) + TIME_EPS)) + 1
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser | Any, threshold: bool = True) -> None:
+    def add_arguments(
+        cls,
+        parser: ArgumentContainer,
+        groups: Mapping[str, ArgumentContainer] | None = None,
+        skip: Collection[str] = (),
+        threshold: bool = True,
+    ) -> None:
         """Declare the event flags on ``parser`` (or an argument group).
 
         Args:
             parser: Where to add them.
+            groups: As for :meth:`~ast_onnx.options_base.Replaceable.add_arguments`.
+            skip: Fields whose flag the caller declares itself.
             threshold: Also declare ``--threshold`` (a CLI with its own ``--threshold``
                 passes False and gives the value to :meth:`from_args`).
         """
-        if threshold:
-            parser.add_argument(
-                "--threshold",
-                dest="events_threshold",
-                type=float,
-                default=None,
-                help="on threshold of every class (default: the model's thresholds, else 0.5)",
-            )
-        parser.add_argument(
-            "--off-threshold",
-            dest="events_off_threshold",
-            type=float,
-            default=None,
-            help="off threshold, <= each class's on threshold (default: the same)",
-        )
-        parser.add_argument(
-            "--class-threshold",
-            dest="events_class_threshold",
-            action="append",
-            default=[],
-            metavar="LABEL=ON[,OFF]",
-            help="per-class threshold(s); repeatable",
-        )
-        parser.add_argument(
-            "--min-duration",
-            dest="events_min_duration",
-            type=float,
-            default=0.0,
-            metavar="SECONDS",
-            help="shortest event (default 0)",
-        )
-        parser.add_argument(
-            "--max-gap",
-            dest="events_max_gap",
-            type=float,
-            default=0.0,
-            metavar="SECONDS",
-            help="merge events of a class across gaps up to SECONDS (default 0)",
-        )
-        parser.add_argument(
-            "--ignore",
-            dest="events_ignore",
-            action="append",
-            default=None,
-            metavar="LABEL[,LABEL]",
-            help="labels that never give events; repeatable (default: "
-            f"{', '.join(BACKGROUND_LABELS)} where the model has them; '' for none)",
-        )
-        parser.add_argument(
-            "--median-filter",
-            dest="events_median_filter",
-            type=float,
-            default=None,
-            metavar="SECONDS",
-            help="median-filter each class's window scores over SECONDS, so that one "
-            "window cannot make an event (default: half the model's window; 0: off)",
-        )
+        skipped = (*skip, *(() if threshold else ("threshold",)))
+        super().add_arguments(parser, groups, skipped)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, threshold: float | None = None) -> EventOptions:
+    def from_args(
+        cls, args: argparse.Namespace, threshold: float | None = None, **fields: Any
+    ) -> EventOptions:
         """The options the flags of :meth:`add_arguments` were given.
 
         Args:
             args: Parsed arguments.
             threshold: The on threshold when ``--threshold`` was not declared here.
+            **fields: Values of the fields without a flag.
 
         Raises:
             InvalidOptionError: A malformed ``--class-threshold`` or a value out of range.
         """
-        thresholds: dict[str, Threshold] = {}
-        for spec in args.events_class_threshold:
-            label, sep, values = spec.rpartition("=")
-            try:
-                numbers = [float(v) for v in values.split(",")]
-            except ValueError:
-                numbers = []
-            if not sep or not label or len(numbers) not in (1, 2):
-                raise InvalidOptionError(f"--class-threshold must be LABEL=ON[,OFF], got {spec!r}")
-            thresholds[label] = numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
-        ignore = None
-        if args.events_ignore is not None:
-            ignore = [name for item in args.events_ignore for name in item.split(",") if name]
-        return cls(
-            threshold=getattr(args, "events_threshold", threshold),
-            off_threshold=args.events_off_threshold,
-            thresholds=thresholds,
-            min_duration=args.events_min_duration,
-            max_gap=args.events_max_gap,
-            ignore=ignore,
-            median_filter=args.events_median_filter,
-        )
+        values = cls.flag_values(args)
+        values.setdefault("threshold", threshold)
+        return cls(**values, **fields)
 
 
 def _base_thresholds(
-    threshold: float | None, labels: Sequence[str], defaults: Sequence[float] | None
+    threshold: float | None, labels: Sequence[str], defaults: Sequence[float] | np.ndarray | None
 ) -> np.ndarray:
     """Each label's on threshold before per-class overrides (see :class:`EventOptions`)."""
     if threshold is not None or defaults is None:
@@ -399,9 +421,9 @@ class EventDetector:
     def __init__(
         self,
         labels: Sequence[str],
-        activation: str,
+        activation: Activation,
         options: EventOptions | None = None,
-        defaults: Sequence[float] | None = None,
+        defaults: Sequence[float] | np.ndarray | None = None,
         hop: float | None = None,
         window: float | None = None,
     ) -> None:
@@ -462,7 +484,7 @@ class EventDetector:
         return self._judge(self._waiting.popleft(), self._median())
 
     def _median(self) -> np.ndarray:
-        return np.median(np.stack(self._recent), axis=0)
+        return np.asarray(np.median(np.stack(self._recent), axis=0))
 
     def _judge(self, start: float, s: np.ndarray) -> tuple[list[Event], list[Event]]:
         """Apply the rules to the (filtered) scores ``s`` of the segment at ``start``."""
@@ -542,8 +564,8 @@ class EventDetector:
 def make_detector(
     events: EventOptions | bool | None,
     labels: Sequence[str],
-    activation: str,
-    defaults: Sequence[float] | None = None,
+    activation: Activation,
+    defaults: Sequence[float] | np.ndarray | None = None,
     hop: float | None = None,
     window: float | None = None,
 ) -> EventDetector | None:

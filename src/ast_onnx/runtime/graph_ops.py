@@ -123,7 +123,9 @@ class _Reader:
         return bytes(self.buf[start:end]).decode("utf-8", errors="replace")
 
 
-def _node_ops(reader: _Reader, start: int, end: int, node_field: int, depth: int, out: set) -> None:
+def _node_ops(
+    reader: _Reader, start: int, end: int, node_field: int, depth: int, out: set[tuple[str, str]]
+) -> None:
     """Add the ops of the nodes (field ``node_field``) of the message in [start, end) to ``out``."""
     if depth > MAX_GRAPH_DEPTH:
         raise _WireError(f"graphs nested more than {MAX_GRAPH_DEPTH} deep")
@@ -145,7 +147,7 @@ def _node_ops(reader: _Reader, start: int, end: int, node_field: int, depth: int
             _node_ops(reader, a, b, _GRAPH_NODE, depth + 1, out)
 
 
-def graph_ops(path: str | os.PathLike) -> set[tuple[str, str]]:
+def graph_ops(path: str | os.PathLike[str]) -> set[tuple[str, str]]:
     """Every ``(domain, op_type)`` of the model file's graph, subgraphs and local functions.
 
     The ONNX domain is ``""`` (``"ai.onnx"`` is folded into it).
@@ -191,7 +193,7 @@ def _model_ops(reader: _Reader) -> set[tuple[str, str]]:
     return ops
 
 
-def check_graph_ops(path: str | os.PathLike) -> None:
+def check_graph_ops(path: str | os.PathLike[str]) -> None:
     """Refuse a model whose graph holds an operator outside :data:`ALLOWED_OPS`.
 
     Raises:

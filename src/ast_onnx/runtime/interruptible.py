@@ -22,7 +22,7 @@ from ast_onnx.runtime.providers import import_onnxruntime
 
 def run_session(
     session: Any, output_names: list[str], feeds: dict[str, Any], timeout: float | None = None
-) -> list:
+) -> list[Any]:
     """``session.run(output_names, feeds)`` that a signal or ``timeout`` seconds can stop.
 
     Any other session (OpenVINO's) is called as it is: it has no terminate flag, and
@@ -40,13 +40,13 @@ def run_session(
     """
     ort = import_onnxruntime()
     if not isinstance(session, ort.InferenceSession):
-        return session.run(output_names, feeds)
+        return list(session.run(output_names, feeds))
     run_options = ort.RunOptions()
     # Errors of a run come back as its exception; onnxruntime would also log them on
     # stderr, a stopped run as a red "Exiting due to terminate flag" line.
     run_options.log_severity_level = 4
     if timeout is None and threading.current_thread() is not threading.main_thread():
-        return session.run(output_names, feeds, run_options)  # no signal reaches this thread
+        return list(session.run(output_names, feeds, run_options))  # no signal reaches this thread
     outcome: dict[str, Any] = {}
     done = threading.Event()
 
@@ -78,4 +78,4 @@ def run_session(
             ) from outcome.get("error")
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["outputs"]
+    return list(outcome["outputs"])

@@ -15,7 +15,12 @@ from typing import Any
 
 from ast_onnx.errors import InvalidOptionError, MissingDependencyError, ProviderError
 from ast_onnx.runtime.graph_ops import check_graph_ops
-from ast_onnx.runtime.openvino import OPENVINO, open_openvino, openvino_installed
+from ast_onnx.runtime.openvino import (
+    OPENVINO,
+    OpenVinoSession,
+    open_openvino,
+    openvino_installed,
+)
 from ast_onnx.runtime.options import DEFAULT_BATCH_SIZE, RuntimeOptions
 from ast_onnx.runtime.providers import (
     PROVIDER_NAMES,
@@ -67,7 +72,7 @@ def _gpu_offered() -> bool:
     return any(PROVIDER_NAMES[s] in available for s in ("cuda", "tensorrt"))
 
 
-def _open_openvino(path: str | os.PathLike, opts: RuntimeOptions):
+def _open_openvino(path: str | os.PathLike[str], opts: RuntimeOptions) -> OpenVinoSession | None:
     """The OpenVINO session, or ``None`` to fall back to onnxruntime CPU (``opts.fallback``)."""
     options = (opts.provider_options or {}).get(OPENVINO)
     try:
@@ -79,7 +84,7 @@ def _open_openvino(path: str | os.PathLike, opts: RuntimeOptions):
         return None
 
 
-def resolve_model_path(path: str | os.PathLike) -> str | os.PathLike:
+def resolve_model_path(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """The file a model name means: ``"demo"`` is the bundled demo model, else ``path``.
 
     Only the exact name ``"demo"`` is resolved (as ``ast-export --checkpoint demo`` does);
@@ -90,7 +95,7 @@ def resolve_model_path(path: str | os.PathLike) -> str | os.PathLike:
     return demo_model_path() if isinstance(path, str) and path == DEMO_MODEL else path
 
 
-def open_session(path: str | os.PathLike, opts: RuntimeOptions) -> tuple[Any, str]:
+def open_session(path: str | os.PathLike[str], opts: RuntimeOptions) -> tuple[Any, str]:
     """``(session, provider)``: the session and the short name it runs on.
 
     The session is onnxruntime's, or for ``"openvino"`` an

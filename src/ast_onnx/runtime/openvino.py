@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ def openvino_installed() -> bool:
         return False
 
 
-def import_openvino():
+def import_openvino() -> ModuleType:
     """Import openvino, or raise :class:`MissingDependencyError` naming the extra."""
     return require("openvino", EXTRA, "providers='openvino'")
 
@@ -78,7 +79,7 @@ class _ModelMeta:
     custom_metadata_map: dict[str, str]
 
 
-def _arg(port) -> _Arg:
+def _arg(port: Any) -> _Arg:
     """The port of the model as read (its ONNX names: the compiled one may rename them)."""
     shape = port.get_partial_shape()
     dims: list[int | str] = [
@@ -88,7 +89,7 @@ def _arg(port) -> _Arg:
     return _Arg(min(port.get_names()), dims, _TYPES.get(kind, f"tensor({kind})"))
 
 
-def _metadata_props(model) -> dict[str, str]:
+def _metadata_props(model: Any) -> dict[str, str]:
     """The ONNX file's metadata_props, which OpenVINO's reader keeps under ``framework``."""
     info = model.get_rt_info()
     if "framework" not in info:
@@ -107,7 +108,7 @@ class OpenVinoSession:
         device: The device it was compiled for.
     """
 
-    def __init__(self, compiled, model, device: str) -> None:
+    def __init__(self, compiled: Any, model: Any, device: str) -> None:
         self._compiled = compiled
         self._metadata = _metadata_props(model)
         self.device = device
@@ -130,7 +131,7 @@ class OpenVinoSession:
     def get_modelmeta(self) -> _ModelMeta:
         return _ModelMeta(dict(self._metadata))
 
-    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list:
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs ``output_names`` (None: all) for ``feeds`` (name -> array), as numpy copies."""
         request = getattr(self._local, "request", None)
         if request is None:
@@ -157,7 +158,7 @@ def compile_config(
 
 
 def open_openvino(
-    path: str | os.PathLike, threads: int | None = None, options: dict[str, Any] | None = None
+    path: str | os.PathLike[str], threads: int | None = None, options: dict[str, Any] | None = None
 ) -> OpenVinoSession:
     """Read ``path`` with OpenVINO's Core and compile it (CPU, latency hint, fp32).
 

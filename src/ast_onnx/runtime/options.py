@@ -13,15 +13,15 @@ import argparse
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError
 from ast_onnx.frontend.audio import DEFAULT_MAX_SECONDS, check_max_seconds
-from ast_onnx.metadata import ACTIVATIONS
-from ast_onnx.options_base import Replaceable
+from ast_onnx.metadata import ACTIVATIONS, Activation
+from ast_onnx.options_base import Replaceable, option_flag
 from ast_onnx.runtime.openvino import OPENVINO
 from ast_onnx.runtime.providers import PROVIDER_CHAINS
 from ast_onnx.runtime.scoring import AGGREGATIONS
@@ -48,11 +48,6 @@ def max_threads() -> int:
     return max(THREADS_PER_CPU * cpu_count(), MIN_THREADS_BOUND)
 
 
-def _flag(flag: str, help: str, **argparse_kwargs: Any) -> dict[str, Any]:
-    """Field metadata: the ast-classify flag of a field and its argparse settings."""
-    return {"flag": flag, "help": help, "argparse": argparse_kwargs}
-
-
 def check_int(name: str, value: Any, minimum: int) -> int:
     """``value`` as an int >= ``minimum``, or :class:`InvalidOptionError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -69,6 +64,16 @@ def _provider_option(text: str) -> tuple[str, str, str]:
             f"expected PROVIDER:KEY=VALUE (e.g. cuda:gpu_mem_limit=1073741824), got {text!r}"
         )
     return name, key, value
+
+
+def _provider_options(
+    pairs: list[tuple[str, str, str]] | None,
+) -> dict[str, dict[str, Any]] | None:
+    """The ``--provider-option`` triples as ``{provider: {key: value}}`` (None: none)."""
+    options: dict[str, dict[str, Any]] = {}
+    for name, key, value in pairs or []:
+        options.setdefault(name, {})[key] = value
+    return options or None
 
 
 @dataclass(frozen=True)
@@ -119,31 +124,32 @@ class RuntimeOptions(Replaceable):
     """
 
     unknown_error: ClassVar[type[Exception]] = InvalidOptionError
-    kind: ClassVar[str] = "Runtime option"
+    options_name: ClassVar[str] = "Runtime option"
+    flag_prefix: ClassVar[str] = "runtime"
 
     providers: str | Sequence[Any] = field(
         default="auto",
-        metadata=_flag(
+        metadata=option_flag(
             "--provider",
             "execution provider (default auto: TensorRT > CUDA > CPU)",
             choices=["auto", *PROVIDER_CHAINS, OPENVINO],
         ),
     )
-    device_id: int = field(default=0, metadata=_flag("--device-id", "CUDA device", type=int))
+    device_id: int = field(default=0, metadata=option_flag("--device-id", "CUDA device", type=int))
     threads: int | None = field(
-        default=None, metadata=_flag("--threads", "intra-op threads", type=int)
+        default=None, metadata=option_flag("--threads", "intra-op threads", type=int)
     )
     fallback: bool = field(
         default=False,
-        metadata=_flag("--fallback", "fall back if the provider fails", action="store_true"),
+        metadata=option_flag("--fallback", "fall back if the provider fails", action="store_true"),
     )
-    labels: Sequence[str] | str | os.PathLike | None = field(
+    labels: Sequence[str] | str | os.PathLike[str] | None = field(
         default=None,
-        metadata=_flag("--labels", "labels file for models without ast-onnx metadata"),
+        metadata=option_flag("--labels", "labels file for models without ast-onnx metadata"),
     )
-    activation: str | None = field(
+    activation: Activation | None = field(
         default=None,
-        metadata=_flag(
+        metadata=option_flag(
             "--activation",
             "override the model's activation (default: its metadata; sigmoid without)",
             choices=list(ACTIVATIONS),
@@ -151,41 +157,43 @@ class RuntimeOptions(Replaceable):
     )
     batch_size: int | None = field(
         default=None,
-        metadata=_flag(
+        metadata=option_flag(
             "--batch-size",
             f"items per model run (default {DEFAULT_BATCH_SIZE}; 1 for dynamic int8 models, "
             "so that their scores do not depend on batch peers)",
             type=int,
         ),
     )
-    cache_dir: str | os.PathLike | None = field(
-        default=None, metadata=_flag("--cache-dir", "TensorRT engine and timing cache directory")
+    cache_dir: str | os.PathLike[str] | None = field(
+        default=None,
+        metadata=option_flag("--cache-dir", "TensorRT engine and timing cache directory"),
     )
     window_hop: float | None = field(
         default=None,
-        metadata=_flag("--hop", "seconds between windows of long audio", type=float),
+        metadata=option_flag("--hop", "seconds between windows of long audio", type=float),
     )
     aggregate: str = field(
         default="mean",
-        metadata=_flag("--aggregate", "window aggregation", choices=list(AGGREGATIONS)),
+        metadata=option_flag("--aggregate", "window aggregation", choices=list(AGGREGATIONS)),
     )
     gpu_mem_limit: int | None = field(
-        default=None, metadata=_flag("--gpu-mem-limit", "CUDA arena limit in bytes", type=int)
+        default=None, metadata=option_flag("--gpu-mem-limit", "CUDA arena limit in bytes", type=int)
     )
     provider_options: dict[str, dict[str, Any]] | None = field(
         default=None,
-        metadata=_flag(
+        metadata=option_flag(
             "--provider-option",
             "extra provider option PROVIDER:KEY=VALUE (repeatable), e.g. "
             "tensorrt:trt_max_workspace_size=2147483648",
             type=_provider_option,
             action="append",
+            convert=_provider_options,
             metavar="PROVIDER:KEY=VALUE",
         ),
     )
     max_audio_seconds: float | None = field(
         default=None,
-        metadata=_flag(
+        metadata=option_flag(
             "--max-audio-seconds",
             "refuse audio longer than this many seconds, before decoding it "
             f"(default {DEFAULT_MAX_SECONDS:g}; 'inf': no limit)",
@@ -194,7 +202,7 @@ class RuntimeOptions(Replaceable):
     )
     prepack: bool = field(
         default=True,
-        metadata=_flag(
+        metadata=option_flag(
             "--no-prepack",
             "skip onnxruntime's weight prepacking: a faster start (with an --external-data "
             "model, the weights are memory-mapped), slightly slower inference",
@@ -204,7 +212,7 @@ class RuntimeOptions(Replaceable):
 
     allow_any_ops: bool = field(
         default=False,
-        metadata=_flag(
+        metadata=option_flag(
             "--allow-any-ops",
             "load a model whose graph has operators ast-onnx exports never contain "
             "(control flow such as Loop, other domains): only for model files you trust",
@@ -213,7 +221,7 @@ class RuntimeOptions(Replaceable):
     )
     run_timeout: float | None = field(
         default=None,
-        metadata=_flag(
+        metadata=option_flag(
             "--run-timeout",
             "stop a model call that runs longer than this many seconds (that file's error row)",
             type=float,
@@ -261,30 +269,3 @@ class RuntimeOptions(Replaceable):
                 f"run_timeout must be a number of seconds > 0 (None: no limit), "
                 f"got {self.run_timeout!r}"
             )
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser | Any) -> None:
-        """Declare one flag per field on ``parser`` (or an argument group)."""
-        for f in fields(cls):
-            meta = f.metadata
-            kwargs = dict(meta["argparse"])
-            if kwargs.get("action") not in ("store_true", "store_false", "append"):
-                kwargs.setdefault("default", f.default)
-            if "action" not in kwargs and "choices" not in kwargs:
-                kwargs.setdefault("metavar", meta["flag"].lstrip("-").upper().replace("-", "_"))
-            parser.add_argument(meta["flag"], dest=f"runtime_{f.name}", help=meta["help"], **kwargs)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RuntimeOptions:
-        """The options the flags of :meth:`add_arguments` were given."""
-        values = {f.name: getattr(args, f"runtime_{f.name}") for f in fields(cls)}
-        pairs = values.pop("provider_options") or []
-        options: dict[str, dict[str, Any]] = {}
-        for name, key, value in pairs:
-            options.setdefault(name, {})[key] = value
-        return cls(**values, provider_options=options or None)
-
-    @staticmethod
-    def flags() -> dict[str, str]:
-        """Field name -> its ast-classify flag."""
-        return {f.name: f.metadata["flag"] for f in fields(RuntimeOptions)}

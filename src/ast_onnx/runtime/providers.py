@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ast_onnx.errors import ProviderError, require
@@ -44,7 +45,7 @@ _SHORT_NAMES = {v: k for k, v in PROVIDER_NAMES.items()}
 ProviderSpec = str | Sequence[str | tuple[str, dict[str, Any]]]
 
 
-def import_onnxruntime():
+def import_onnxruntime() -> ModuleType:
     """Import onnxruntime, or raise :class:`MissingDependencyError` naming the extras."""
     return require(
         "onnxruntime",
@@ -124,10 +125,12 @@ def select_providers(
         if providers == "auto":
             best = next(s for s in AUTO_ORDER if PROVIDER_NAMES[s] in available or s == "cpu")
             chain = [PROVIDER_NAMES[s] for s in PROVIDER_CHAINS[best]]
-            return ProviderPlan(tuple(p for p in chain if p in available) or chain, False)
+            return ProviderPlan(tuple(p for p in chain if p in available) or tuple(chain), False)
         key = providers.lower()
         if key in PROVIDER_CHAINS:
-            requested = [(PROVIDER_NAMES[s], {}) for s in PROVIDER_CHAINS[key]]
+            requested: list[tuple[str, dict[str, Any]]] = [
+                (PROVIDER_NAMES[s], {}) for s in PROVIDER_CHAINS[key]
+            ]
         else:
             requested = [(_resolve_name(providers), {})]
     else:
@@ -172,7 +175,7 @@ class ProviderSettings:
     min_frame_shape: tuple[int, ...] | None = None
     batch_size: int = 8
     fp16: bool = False
-    cache_dir: str | os.PathLike | None = None
+    cache_dir: str | os.PathLike[str] | None = None
     gpu_mem_limit: int | None = None
 
 
@@ -180,7 +183,9 @@ def _profile(name: str, batch: int, frame_shape: tuple[int, ...]) -> str:
     return f"{name}:" + "x".join(str(d) for d in (batch, *frame_shape))
 
 
-def provider_options(provider: str, settings: ProviderSettings, ort_version: str = "") -> dict:
+def provider_options(
+    provider: str, settings: ProviderSettings, ort_version: str = ""
+) -> dict[str, Any]:
     """Default options for one provider (empty for CPU and unknown providers).
 
     TensorRT: fp16 when the model is fp16; engine + timing caches in ``cache_dir`` so the

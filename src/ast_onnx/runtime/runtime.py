@@ -10,9 +10,10 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ast_onnx.errors import (
     AstOnnxError,
@@ -52,7 +53,7 @@ from ast_onnx.runtime.windows import hop_samples, plan_windows
 
 logger = logging.getLogger(__name__)
 
-Audio = str | os.PathLike | np.ndarray
+Audio = str | os.PathLike[str] | np.ndarray
 
 
 def default_batch_size(metadata: ModelMetadata | None) -> int:
@@ -62,8 +63,11 @@ def default_batch_size(metadata: ModelMetadata | None) -> int:
     )
 
 
-def _is_single(audio: Any) -> bool:
-    return not isinstance(audio, (list, tuple))
+def _items(audio: Audio | Sequence[Audio]) -> tuple[bool, list[Audio]]:
+    """``(single, items)``: a list or tuple is a batch, anything else one input."""
+    if isinstance(audio, (list, tuple)):
+        return False, list(audio)
+    return True, [cast(Audio, audio)]
 
 
 def _is_samples(audio: Any) -> bool:
@@ -106,7 +110,7 @@ class Runtime:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         options: RuntimeOptions | None = None,
         **overrides: Any,
     ) -> None:
@@ -180,13 +184,13 @@ class Runtime:
 
     def features(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
-    ) -> np.ndarray:
+    ) -> npt.NDArray[np.float32]:
         """Model input for audio: float32 [batch, frames, mel] (padded or cut to one window).
 
         Longer audio is cut to the first window here (with a warning); :meth:`classify`
         windows it instead.
         """
-        items = [audio] if _is_single(audio) else list(audio)
+        _, items = _items(audio)
         warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         feats = self.frontend(waves)
@@ -199,7 +203,7 @@ class Runtime:
             )
         return feats.input_values
 
-    def logits(self, input_values: np.ndarray) -> np.ndarray:
+    def logits(self, input_values: np.ndarray) -> npt.NDArray[np.float32]:
         """Raw model outputs float32 [batch, labels] for the model's input.
 
         The input is [batch, frames, mel] features, or for a wave-in model
@@ -248,7 +252,7 @@ class Runtime:
 
     def window_logits(
         self, audio: Audio | Sequence[Audio], sample_rate: int | None = None
-    ) -> np.ndarray:
+    ) -> npt.NDArray[np.float32]:
         """Logits float32 [items, labels] of each input's first window, for either input kind.
 
         Longer audio is cut to one window, as in :meth:`features`; :meth:`classify`
@@ -256,14 +260,14 @@ class Runtime:
         """
         if self.input_kind != "waveform":
             return self.logits(self.features(audio, sample_rate))
-        items = [audio] if _is_single(audio) else list(audio)
+        _, items = _items(audio)
         warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         cut = [w[: self.window_samples] for w in waves]
         frame = self.frontend.options.window_size
         return _check_finite(run_grouped(self._run, cut, self.batch_size, frame, self.sample_rate))
 
-    def scores(self, input_values: np.ndarray) -> np.ndarray:
+    def scores(self, input_values: np.ndarray) -> npt.NDArray[np.float32]:
         """Activated scores (sigmoid or softmax) float32 [batch, labels]."""
         return activate(self.logits(input_values), self.activation)
 
@@ -273,7 +277,7 @@ class Runtime:
     def _run_outputs(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         """The ``names`` outputs of one ``session.run`` on ``x``, float32."""
         io = self._io
-        feeds = {io.input_name: x.astype(io.input_dtype)}
+        feeds: dict[str, np.ndarray] = {io.input_name: x.astype(io.input_dtype)}
         outs = run_session(self._session, names, feeds, self.options.run_timeout)
         return [np.asarray(out, dtype=np.float32) for out in outs]
 
@@ -297,6 +301,29 @@ class Runtime:
         return x
 
     # ----- classification -----
+
+    # A str is one path, not a sequence of them: the first overload takes it.
+    @overload
+    def classify(  # type: ignore[overload-overlap]
+        self,
+        audio: Audio,
+        sample_rate: int | None = None,
+        top_k: int | None = 5,
+        events: bool | EventOptions = False,
+        threshold: float | bool | None = None,
+        embedding: bool = False,
+    ) -> Classification: ...
+
+    @overload
+    def classify(
+        self,
+        audio: Sequence[Audio],
+        sample_rate: int | None = None,
+        top_k: int | None = 5,
+        events: bool | EventOptions = False,
+        threshold: float | bool | None = None,
+        embedding: bool = False,
+    ) -> list[Classification]: ...
 
     def classify(
         self,
@@ -340,15 +367,15 @@ class Runtime:
         self._require_logits()
         if embedding:
             require_embedding(self.embedding_name, self.path)
-        single = _is_single(audio)
-        items = [audio] if single else list(audio)
+        single, items = _items(audio)
         warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
         paths = [str(a) if isinstance(a, (str, os.PathLike)) else None for a in items]
-        results = self._classify_waves(waves, paths, top_k, events, cut, embedding)
-        for r in results:
+        results: list[Classification] = []
+        for r in self._classify_waves(waves, paths, top_k, events, cut, embedding):
             if isinstance(r, AstOnnxError):
                 raise r
+            results.append(r)
         return results[0] if single else results
 
     def resolve_threshold(self, threshold: float | bool | None) -> np.ndarray | None:
@@ -420,7 +447,7 @@ class Runtime:
 
     def classify_files(
         self,
-        paths: Iterable[str | os.PathLike],
+        paths: Iterable[str | os.PathLike[str]],
         top_k: int | None = 5,
         events: bool | EventOptions = False,
         threshold: float | bool | None = None,
@@ -477,13 +504,43 @@ class Runtime:
         size = out.shape[-1]
         return size if isinstance(size, int) else None
 
+    @overload
+    def embed(
+        self,
+        audio: Audio | Sequence[Audio],
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        windows: Literal[False] = False,
+    ) -> npt.NDArray[np.float32]: ...
+
+    # A str is one path, not a sequence of them: the first overload takes it.
+    @overload
+    def embed(  # type: ignore[overload-overlap]
+        self,
+        audio: Audio,
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        *,
+        windows: Literal[True],
+    ) -> Embedding: ...
+
+    @overload
+    def embed(
+        self,
+        audio: Sequence[Audio],
+        sample_rate: int | None = None,
+        normalize: bool = False,
+        *,
+        windows: Literal[True],
+    ) -> list[Embedding]: ...
+
     def embed(
         self,
         audio: Audio | Sequence[Audio],
         sample_rate: int | None = None,
         normalize: bool = False,
         windows: bool = False,
-    ) -> np.ndarray | Embedding | list[Embedding]:
+    ) -> npt.NDArray[np.float32] | Embedding | list[Embedding]:
         """The embedding of one input or of a list of inputs (:mod:`.embeddings`).
 
         Args:
@@ -505,14 +562,14 @@ class Runtime:
             ModelOutputError: The model returned NaN/Inf for an input.
         """
         name = require_embedding(self.embedding_name, self.path)
-        single = _is_single(audio)
-        items = [audio] if single else list(audio)
+        single, items = _items(audio)
         warn_without_rate(items, sample_rate, self.sample_rate)
         waves = [self._prepare(a, sample_rate) for a in items]
-        results = self._embed_waves(name, waves, [item_path(a) for a in items], normalize)
-        for r in results:
+        results: list[Embedding] = []
+        for r in self._embed_waves(name, waves, [item_path(a) for a in items], normalize):
             if isinstance(r, Exception):
                 raise r
+            results.append(r)
         if windows:
             return results[0] if single else list(results)
         if single:
@@ -521,7 +578,7 @@ class Runtime:
         return np.stack([r.vector for r in results]) if results else np.zeros((0, size), np.float32)
 
     def embed_files(
-        self, paths: Iterable[str | os.PathLike], normalize: bool = False
+        self, paths: Iterable[str | os.PathLike[str]], normalize: bool = False
     ) -> Iterator[tuple[str, Embedding | AstOnnxError]]:
         """Embed files in batches, yielding ``(path, Embedding or error)`` in order.
 
@@ -542,7 +599,7 @@ class Runtime:
 
     def _embed_waves(
         self, name: str, waves: list[np.ndarray], paths: Sequence[str | None], normalize: bool
-    ) -> list:
+    ) -> list[Embedding | ModelOutputError]:
         return embed_waves(
             lambda segments: self._segment_outputs(segments, [name])[0],
             waves,
@@ -582,7 +639,7 @@ class Runtime:
     def _classify_waves(
         self,
         waves: list[np.ndarray],
-        paths: list[str | None],
+        paths: Sequence[str | None],
         k: int | None,
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ast_onnx.errors import InvalidOptionError, ModelOutputError
-from ast_onnx.metadata import ACTIVATIONS
+from ast_onnx.metadata import ACTIVATIONS, Activation
 from ast_onnx.runtime.events import Event, EventOptions, make_detector, segment_edge
 from ast_onnx.runtime.results import (
     Classification,
@@ -65,17 +65,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function without overflow: exp is only taken of non-positive values."""
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Softmax over ``axis`` with the max subtracted first (no overflow)."""
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return np.asarray(e / np.sum(e, axis=axis, keepdims=True))
 
 
-def activate(logits: np.ndarray, activation: str) -> np.ndarray:
+def activate(logits: np.ndarray, activation: Activation) -> np.ndarray:
     """Apply ``"sigmoid"`` or ``"softmax"`` (over the last axis); returns float32."""
     if activation == "sigmoid":
         return sigmoid(logits).astype(np.float32)
@@ -184,13 +184,13 @@ class WindowScorer:
     def __init__(
         self,
         labels: Sequence[str],
-        activation: str,
+        activation: Activation,
         *,
         aggregate: str = "mean",
         top_k: int | None = 5,
         thresholds: np.ndarray | None = None,
         events: EventOptions | bool | None = None,
-        model_thresholds: Sequence[float] | None = None,
+        model_thresholds: Sequence[float] | np.ndarray | None = None,
         window: int = 1,
         sample_rate: float = 16000.0,
         hop: int | None = None,
@@ -286,7 +286,11 @@ class WindowScorer:
             raise ValueError(f"{len(starts)} window start(s) for {len(logits)} window(s) (zip)")
         if starts is None and self.detector is not None:
             raise InvalidOptionError("events need each window's start sample")
-        bad = np.flatnonzero(~np.isfinite(logits).all(axis=1)) if self.check_finite else ()
+        bad = (
+            np.flatnonzero(~np.isfinite(logits).all(axis=1))
+            if self.check_finite
+            else np.zeros(0, np.intp)
+        )
         if len(bad) and not self._bad:
             self._first_bad = self._seen + int(bad[0])
         self._bad += len(bad)

@@ -20,7 +20,15 @@ import numpy as np
 from ast_onnx.errors import AstOnnxError, MetadataError, ModelError, ProviderError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import default_labels, load_labels
-from ast_onnx.metadata import EMBEDDING, INPUT_VALUES, LOGITS, ModelMetadata, has_metadata
+from ast_onnx.metadata import (
+    EMBEDDING,
+    INPUT_VALUES,
+    LOGITS,
+    Activation,
+    InputKind,
+    ModelMetadata,
+    has_metadata,
+)
 from ast_onnx.runtime.providers import CPU, ProviderSettings
 
 logger = logging.getLogger(__name__)
@@ -51,12 +59,12 @@ class ModelIO:
     input_dtype: type
     output_name: str
     num_outputs: int | None
-    input_kind: str = "features"
+    input_kind: InputKind = "features"
     embedding_name: str | None = None
     has_logits: bool = True
 
 
-def check_model_file(path: str | os.PathLike) -> Path:
+def check_model_file(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path if it names a regular file; else :class:`ModelError` saying what it is.
 
     A directory, a device or a FIFO is named as such (not "not found"): a FIFO would
@@ -79,7 +87,13 @@ def check_model_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def create_session(ort, path: str | os.PathLike, options, providers: list, fallback: bool = False):
+def create_session(
+    ort: Any,
+    path: str | os.PathLike[str],
+    options: Any,
+    providers: list[Any],
+    fallback: bool = False,
+) -> Any:
     """``onnxruntime.InferenceSession`` with the package's errors.
 
     A missing or corrupt file raises :class:`ModelError` naming the path. When creation
@@ -106,11 +120,13 @@ def create_session(ort, path: str | os.PathLike, options, providers: list, fallb
     return session
 
 
-def _dim(d) -> int | None:
+def _dim(d: Any) -> int | None:
     return d if isinstance(d, int) and d > 0 else None
 
 
-def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None) -> ModelIO:
+def inspect_io(
+    session: Any, path: str | os.PathLike[str], metadata: ModelMetadata | None
+) -> ModelIO:
     """Check the session's I/O looks like an AST classifier; raise :class:`ModelError` if not."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     want_in = metadata.input_name if metadata else INPUT_VALUES
@@ -157,7 +173,7 @@ def inspect_io(session, path: str | os.PathLike, metadata: ModelMetadata | None)
     )
 
 
-def read_metadata(session, path: str | os.PathLike) -> ModelMetadata | None:
+def read_metadata(session: Any, path: str | os.PathLike[str]) -> ModelMetadata | None:
     """The model's ast-onnx metadata, or None for models exported by other tools."""
     props = session.get_modelmeta().custom_metadata_map
     if not has_metadata(props):
@@ -168,7 +184,9 @@ def read_metadata(session, path: str | os.PathLike) -> ModelMetadata | None:
         raise MetadataError(f"model {str(path)!r}: {e}") from e
 
 
-def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSettings:
+def probe_trt_settings(
+    ort: Any, path: str | os.PathLike[str], settings: ProviderSettings
+) -> ProviderSettings:
     """Fill the model-dependent TensorRT settings (fp16, input name and shape).
 
     They are read from a light CPU session (no graph optimization) before the real one.
@@ -202,7 +220,9 @@ def probe_trt_settings(ort, path, settings: ProviderSettings) -> ProviderSetting
     )
 
 
-def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureExtractor:
+def make_frontend(
+    metadata: ModelMetadata | None, io: ModelIO, path: str | os.PathLike[str]
+) -> FeatureExtractor:
     """The model's frontend: from its metadata, else AST defaults sized by the input shape."""
     frames, mel = io.input_shape
     where = f"model {str(path)!r}"
@@ -232,12 +252,14 @@ def make_frontend(metadata: ModelMetadata | None, io: ModelIO, path) -> FeatureE
     return fe
 
 
-def model_activation(option: str | None, metadata: ModelMetadata | None) -> str:
+def model_activation(option: Activation | None, metadata: ModelMetadata | None) -> Activation:
     """The activation a Runtime applies: the option, else the metadata's, else sigmoid."""
     return option or (metadata.activation if metadata else "sigmoid")
 
 
-def resolve_labels(labels: Any, metadata: ModelMetadata | None, io: ModelIO, path) -> list[str]:
+def resolve_labels(
+    labels: Any, metadata: ModelMetadata | None, io: ModelIO, path: str | os.PathLike[str]
+) -> list[str]:
     """The caller's labels, else the metadata's, else ``LABEL_i``; checked against the output.
 
     A model without logits (embeddings only) has no labels: ``[]``.

@@ -45,6 +45,7 @@ from ast_onnx.frontend.audio import check_sample_rate, to_mono_float
 from ast_onnx.frontend.features import FeatureExtractor
 from ast_onnx.frontend.resampling import StreamingResampler
 from ast_onnx.frontend.streaming import StreamingFeatures
+from ast_onnx.metadata import Activation, InputKind
 from ast_onnx.runtime.events import Event, EventOptions
 from ast_onnx.runtime.results import WindowScore
 from ast_onnx.runtime.scoring import WindowScorer
@@ -122,15 +123,15 @@ class Stream:
         run: Callable[[np.ndarray], np.ndarray],
         frontend: FeatureExtractor,
         labels: Sequence[str],
-        activation: str,
-        input_kind: str,
+        activation: Activation,
+        input_kind: InputKind,
         batch_size: int,
         hop_samples: int,
         sample_rate: int | None = None,
         events: EventOptions | bool = True,
         top_k: int = 5,
         channels: int | None = None,
-        thresholds: Sequence[float] | None = None,
+        thresholds: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         self._run, self.frontend = run, frontend
         self.labels, self.activation = list(labels), activation
@@ -339,7 +340,7 @@ class Stream:
         """Model input of the window that just completed; drops the frames before the next."""
         if self._features is None:
             return self._ring.last(self.window_samples)
-        window = self._frames.copy()
+        window: np.ndarray = self._frames.copy()
         keep = max(0, self._held - self._hop_frames)
         self._frames[:keep] = self._frames[self._held - keep : self._held]
         self._skip = self._hop_frames - (self._held - keep)

@@ -16,6 +16,7 @@ long audio are all ``window_samples`` long) and runs the others on their own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -133,4 +134,4 @@ def run_grouped(
             batch = np.stack([np.asarray(waves[i], dtype=np.float32) for i in idx])
             for i, row in zip(idx, run(batch), strict=True):
                 out[i] = row
-    return np.stack(out)
+    return np.stack(cast(list[np.ndarray], out))

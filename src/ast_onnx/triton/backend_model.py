@@ -253,7 +253,7 @@ class TritonPythonModel:
             ]
         waves = [(self._input(r, WAVEFORM), self._input(r, SAMPLE_RATE)) for r in requests]
         responses = []
-        answers = classify_requests(
+        classified = classify_requests(
             self.runtime,
             waves,
             self.top_k,
@@ -261,7 +261,7 @@ class TritonPythonModel:
             self.max_request_seconds,
             embedding=self.embedding,
         )
-        for result in answers:
+        for result in classified:
             if isinstance(result, Answer):
                 tensors = [pb.Tensor(SCORES, result.scores), pb.Tensor(LABELS, result.labels)]
                 if result.embedding is not None:
@@ -272,4 +272,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.runtime = None
+        del self.runtime

@@ -23,12 +23,12 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, get_args
 
 from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.metadata import EMBEDDING
-from ast_onnx.options_base import Replaceable
+from ast_onnx.options_base import Replaceable, option_flag
 from ast_onnx.triton.pbtext import Enum, Map, render_text
 
 #: ONNX TensorProto element types -> Triton data types.
@@ -115,7 +115,7 @@ def model_config(
     *,
     max_batch_size: int,
     labels_outputs: Sequence[str] = (),
-    kind: str = "gpu",
+    kind: Kind = "gpu",
     instance_count: int = 1,
     gpus: Sequence[int] = (),
     preferred_batch_size: Sequence[int] = (),
@@ -219,16 +219,21 @@ def config_text(config: dict[str, Any]) -> str:
     return text_format.MessageToString(message)
 
 
+Kind = Literal["gpu", "cpu"]
+Backend = Literal["onnxruntime", "python", "ensemble"]
+ModelBackend = Literal["onnxruntime", "python"]
 #: Instance-group kinds a config may ask for.
-KINDS = ("gpu", "cpu")
+KINDS: tuple[Kind, ...] = get_args(Kind)
 #: Triton backends an entry can be written for: onnxruntime (the model file served by
 #: Triton's onnxruntime backend), python (ast_onnx.Runtime inside, raw audio in) or
 #: ensemble (a python frontend, the model, a python postprocess: raw audio in).
-BACKENDS = ("onnxruntime", "python", "ensemble")
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 #: What serves the model step of an ensemble: Triton's onnxruntime backend (GPU boxes, the
 #: NGC image), or the python backend running the features through a Runtime (a server
 #: without the onnxruntime backend, such as nvidia-pytriton's).
-MODEL_BACKENDS = ("onnxruntime", "python")
+MODEL_BACKENDS: tuple[ModelBackend, ...] = get_args(ModelBackend)
+#: The ``--help`` section of the Triton flags (:meth:`TritonConfig.add_arguments`).
+FLAG_GROUP = "Triton Inference Server model repository"
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -282,10 +287,25 @@ class TritonConfig(Replaceable):
     """
 
     unknown_error: ClassVar[type[Exception]] = ExportError
-    kind: ClassVar[str] = "Triton option"
+    options_name: ClassVar[str] = "Triton option"
+    flag_prefix: ClassVar[str] = "triton"
 
-    max_batch_size: int = 8
-    kind: str = "gpu"
+    max_batch_size: int = field(
+        default=8,
+        metadata=option_flag(
+            "--max-batch-size", "Triton max_batch_size (8)", group=FLAG_GROUP, type=int
+        ),
+    )
+    kind: Kind = field(
+        default="gpu",
+        metadata=option_flag(
+            "--triton-cpu",
+            "CPU instances, no TensorRT",
+            group=FLAG_GROUP,
+            action="store_const",
+            const="cpu",
+        ),
+    )
     instance_count: int = 1
     gpus: Sequence[int] = ()
     tensorrt: bool | None = None
@@ -294,8 +314,18 @@ class TritonConfig(Replaceable):
     max_queue_delay_us: int = 100
     version: int = 1
     trt_cache_dir: str | os.PathLike | None = None
-    backend: str = "onnxruntime"
-    model_backend: str = "onnxruntime"
+    backend: Backend = field(
+        default="onnxruntime",
+        metadata=option_flag(
+            "--triton-backend",
+            "onnxruntime (default; GPU boxes, NGC image), python: ast_onnx.Runtime inside "
+            "Triton, raw audio in (ast-triton serve), or ensemble: raw audio in, a CPU fbank "
+            "step, the model on the onnxruntime backend, a CPU postprocess step",
+            group=FLAG_GROUP,
+            choices=BACKENDS,
+        ),
+    )
+    model_backend: ModelBackend = "onnxruntime"
     frontend_instances: int = 1
     top_k: int = 5
     max_audio_seconds: float = 600.0

@@ -46,7 +46,7 @@ from typing import Any
 
 from ast_onnx.errors import ExportError, ModelError
 from ast_onnx.frontend import FeatureExtractor
-from ast_onnx.metadata import ModelMetadata
+from ast_onnx.metadata import Activation, ModelMetadata
 from ast_onnx.runtime.options import RuntimeOptions
 from ast_onnx.runtime.session import ModelIO, make_frontend, model_activation
 from ast_onnx.runtime.windows import hop_samples
@@ -195,7 +195,12 @@ def frontend_config(
 
 
 def post_config(
-    name: str, logits: TensorInfo, num_labels: int, cfg: TritonConfig, runtime, activation: str
+    name: str,
+    logits: TensorInfo,
+    num_labels: int,
+    cfg: TritonConfig,
+    runtime,
+    activation: Activation,
 ) -> dict[str, Any]:
     """The postprocess step: the model's logits + window_item in, scores + labels out."""
     inputs = [

@@ -29,13 +29,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ast_onnx.errors import AstOnnxError, InvalidAudioError, ModelOutputError
 from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.labels import load_labels
+from ast_onnx.metadata import Activation
 from ast_onnx.runtime.scoring import WindowScorer
 from ast_onnx.runtime.windows import plan_windows
 from ast_onnx.triton.config import LABELS_FILE
@@ -111,7 +112,7 @@ class FrontendStep:
             )
         window = fe.window_samples
         segments = [w[s : s + window] for w, p in zip(waves, plans, strict=True) for s in p.starts]
-        features = fe(segments).input_values.astype(self.dtype, copy=False)
+        features: np.ndarray = fe(segments).input_values.astype(self.dtype, copy=False)
         items = np.repeat(np.arange(len(waves), dtype=np.int32), counts)[:, None]
         return features, items
 
@@ -172,7 +173,7 @@ class PostprocessStep:
     """
 
     labels: list[str]
-    activation: str
+    activation: Activation
     aggregate: str
     top_k: int
 
@@ -208,7 +209,7 @@ class PostprocessStep:
         k = next(int(o["dims"][-1]) for o in config["output"] if o["name"] == LABELS)
         return cls(
             labels=load_labels(str(entry / LABELS_FILE)),
-            activation=params[PARAM_ACTIVATION],
+            activation=cast(Activation, params[PARAM_ACTIVATION]),
             aggregate=params[PARAM_AGGREGATE],
             top_k=k,
         )

@@ -7,6 +7,7 @@ rows (:mod:`ast_onnx.bench.targets`).
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def read_labels_file(path: Path) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def eval_rows(directory: str | Path) -> list[tuple[Path, list[str]]]:
+def eval_rows(directory: str | os.PathLike[str]) -> list[tuple[Path, list[str]]]:
     """The ``(audio path, label names)`` rows of a labelled directory, nothing decoded.
 
     Raises:

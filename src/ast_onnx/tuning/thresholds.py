@@ -104,7 +104,10 @@ def tune_thresholds(
     for c in range(s.shape[1]):
         out[:, c] = _tune_one(s[:, c], y[:, c], target_precision)
     criterion = "f1" if target_precision is None else f"precision>={target_precision:g}"
-    return ThresholdTuning(list(labels), *out, positives=y.sum(axis=0), criterion=criterion)
+    thresholds, f1, precision, recall = out
+    return ThresholdTuning(
+        list(labels), thresholds, f1, precision, recall, y.sum(axis=0), criterion
+    )
 
 
 def _tune_one(s: np.ndarray, y: np.ndarray, target_precision: float | None) -> np.ndarray:

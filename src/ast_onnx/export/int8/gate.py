@@ -24,10 +24,11 @@ from ast_onnx.export.verify import (
     verification_inputs,
     verify_export,
 )
+from ast_onnx.metadata import Precision
 
 logger = logging.getLogger(__name__)
 
-PRECISION = "int8-static"
+PRECISION: Precision = "int8-static"
 
 
 def quantize_static_gated(
@@ -101,7 +102,9 @@ def quantize_static_gated(
             heads=heads,
         )
         records[path] = record
-        metrics = {k: record[k] for k in ("max_abs", "max_rel", "top1", "top5") if k in record}
+        metrics: dict[str, float] = {
+            k: record[k] for k in ("max_abs", "max_rel", "top1", "top5") if k in record
+        }
         return metrics, list(record.get("violations", []))
 
     metrics, violations = check(first)

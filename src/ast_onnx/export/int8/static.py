@@ -197,7 +197,8 @@ def fuse_integer_to_float(model: Any) -> int:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    drop, add = set(), {}
+    drop: set[int] = set()
+    add: dict[int, Any] = {}
     for node in graph.node:
         if node.op_type != "MatMulInteger" or len(node.input) != 4:
             continue
