@@ -21,7 +21,7 @@ demo: install-demo
 	$(BIN)/ast-classify $(OUT)/demo.onnx $$($(BIN)/python -m ast_onnx.data.samples) --top-k 3
 
 # The demo model bundled in the wheel (src/ast_onnx/data/demo.onnx): the demo checkpoint
-# exported to fp32 ONNX. Rerun after retraining the checkpoint; tests/test_demo_onnx.py
+# exported to fp32 ONNX. Rerun after retraining the checkpoint; tests/package/test_demo_onnx.py
 # fails while the two disagree.
 demo-onnx: install-demo
 	$(BIN)/ast-export --checkpoint demo --overwrite -q src/ast_onnx/data/demo.onnx
@@ -77,9 +77,9 @@ bench-quick: install-dev
 
 TRITON_VENV ?= .venv-triton
 
-# The local Triton server's environment (tests/test_triton_server.py): the system Python,
-# numpy < 2, nvidia-pytriton, this package (editable). Built by `make test` on a fresh
-# machine (about a minute; apt-get installs libpython3.X when missing).
+# The local Triton server's environment (tests/integrations/triton/test_triton_server.py):
+# the system Python, numpy < 2, nvidia-pytriton, this package (editable). Built by
+# `make test` on a fresh machine (about a minute; apt-get installs libpython3.X when missing).
 $(TRITON_VENV)/.installed: pyproject.toml tools/triton_env.sh
 	tools/triton_env.sh $(TRITON_VENV)
 	touch $@

@@ -109,7 +109,7 @@ def main() -> None:
     levels = [int(c) for c in args.clients.split(",")]
 
     try:
-        from test_triton_server import MODEL, Server
+        from helpers.triton_server import MODEL, Server
     except BaseException as e:  # pytest's Skipped: no .venv-triton
         sys.exit(f"bench_triton: {e}")
 

@@ -319,7 +319,8 @@ def classify_dataset(
         # No max_restarts/max_task_retries here: Ray Data gives pool actors
         # max_restarts=-1 and max_task_retries=-1 by default (a dead actor is restarted
         # and its unfinished batches retried whole, so no row is lost or duplicated:
-        # tests/test_ray_faults.py), and Ray 2.60 deprecates passing them (ray_remote_args).
+        # tests/integrations/distributed/test_ray_faults.py), and Ray 2.60 deprecates
+        # passing them (ray_remote_args).
     )
 
 

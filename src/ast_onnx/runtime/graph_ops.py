@@ -26,7 +26,7 @@ from ast_onnx.errors import ModelError
 #: Every ``(domain, op_type)`` the graphs ast-onnx exports contain ("" is the ONNX domain):
 #: fp32 (plain and with onnxruntime's transformer fusions), fp16, int8 dynamic, int8
 #: static (integer kernels and QDQ), the wave-in frontend (in-graph Kaldi fbank) and the
-#: frontend alone. ``tests/test_graph_ops.py`` exports each variant and checks that
+#: frontend alone. ``tests/runtime/test_untrusted_graph.py`` exports each variant and checks that
 #: this set holds all of their operators. Control flow (``Loop``, ``Scan``, ``If``) is
 #: absent on purpose: an AST graph never needs it.
 ALLOWED_OPS: frozenset[tuple[str, str]] = frozenset(

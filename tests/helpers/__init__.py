@@ -1,0 +1,17 @@
+"""Test helpers shared by the test folders: constants here, builders in the modules.
+
+``tests/`` is on ``sys.path`` (pytest puts the root conftest's folder there), so every
+test imports these as ``from helpers import SR`` or ``from helpers.runtime_toy import ...``.
+Fixtures live in ``tests/conftest.py``; test modules never import each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The repository root (the folder holding pyproject.toml).
+REPO = Path(__file__).resolve().parents[2]
+#: Committed test data (``tests/fixtures``).
+FIXTURES = REPO / "tests" / "fixtures"
+#: The sample rate of every test signal and model (AST's 16 kHz).
+SR = 16000
