@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("DOCS_EXAMPLES_ROOT") or REPO).resolve()
 
 RUN_LANGUAGES = ("python", "bash")

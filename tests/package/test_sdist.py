@@ -17,15 +17,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 #: What a checkout holds besides the package that the sdist must carry: the tests and
 #: their fixtures, the tools that rebuild the demo model, the benchmarks, the docs site,
 #: the set-up-and-go targets, the changelog and the licence.
 IN_SDIST = [
     "tests/conftest.py",
-    "tests/test_docs_examples.py",
+    "tests/docs/test_docs_examples.py",
     "tests/fixtures/speech_10s.flac",
     "tools/train_demo.py",
     "tools/gpu_check.py",
@@ -46,7 +45,7 @@ IN_SDIST = [
 ]
 
 #: Test files run from the unpacked sdist (fast, no model export).
-TESTS_RUN = ["tests/test_quality.py", "tests/test_metadata.py"]
+TESTS_RUN = ["tests/package/test_quality.py", "tests/package/test_metadata.py"]
 
 #: Folders of a checkout that are not sources (environments, caches, outputs).
 NOT_SOURCES = shutil.ignore_patterns(
