@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 from ast_onnx.cli import classify_ray, exit_codes, stdout
 from ast_onnx.cli.checks import check_model_argument
@@ -29,6 +30,8 @@ PROG = "ast-classify"
 
 #: Show a progress bar from this many files on (and only on a terminal).
 PROGRESS_MIN_FILES = 4
+#: Below that, show one for a batch of files (one long file) from this many windows on.
+PROGRESS_MIN_WINDOWS = 32
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +108,32 @@ def _progress(items: Iterator, total: int, enabled: bool):
         return items, None
     bar = tqdm(items, total=total, file=sys.stderr, unit="file", desc="ast-classify")
     return bar, bar
+
+
+class WindowProgress:
+    """A tqdm bar of the windows of a long file (``Runtime.classify_files``' ``progress``).
+
+    Fewer files than :data:`PROGRESS_MIN_FILES` get no file bar, so a 20-minute file would
+    otherwise be minutes of silence: from :data:`PROGRESS_MIN_WINDOWS` windows on, its
+    windows are counted instead. A bar closes when its batch of files is scored.
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and total >= PROGRESS_MIN_WINDOWS and done < total:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, file=self.file, unit="window", desc=PROG, leave=False)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if done >= total:
+                self.bar.close()
+                self.bar = None
 
 
 def _format_text(result, windows: bool) -> str:
@@ -212,12 +241,17 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)
         return exit_codes.for_error(e)
 
-    show = not args.no_progress and len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
+    terminal = not args.no_progress and sys.stderr.isatty()
+    show = terminal and len(files) >= PROGRESS_MIN_FILES
     try:  # options the model cannot take (threshold=model without thresholds) are usage errors
         events = _event_options(args)
         runtime.resolve_threshold(args.threshold)
         stream = runtime.classify_files(  # an embeddings-only model is refused here
-            files, top_k=args.top_k, events=events, threshold=args.threshold
+            files,
+            top_k=args.top_k,
+            events=events,
+            threshold=args.threshold,
+            progress=WindowProgress(sys.stderr) if terminal and not show else None,
         )
     except AstOnnxError as e:
         print(f"ast-classify: error: {escape_control(e)}", file=sys.stderr)

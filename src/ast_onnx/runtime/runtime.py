@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, cast, overload
 
 import numpy as np
@@ -451,6 +451,7 @@ class Runtime:
         top_k: int | None = 5,
         events: bool | EventOptions = False,
         threshold: float | bool | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[tuple[str, Classification | AstOnnxError]]:
         """Classify files in batches, yielding ``(path, result)`` in order as they finish.
 
@@ -458,6 +459,9 @@ class Runtime:
         yields ``(path, error)``, an :class:`~ast_onnx.errors.AstOnnxError`, and the
         others go on (:mod:`ast_onnx.runtime.batches`). ``events`` and ``threshold`` are
         those of :meth:`classify`. Options and models it cannot take raise at once.
+        ``progress(done, total)`` is called after each model run with the windows scored
+        so far and in all of the current batch of files (one long file is a batch of its
+        own), so that a caller can show progress within a long file.
         """
         if top_k is not None:
             check_int("top_k", top_k, 1)
@@ -467,7 +471,9 @@ class Runtime:
         return classify_in_batches(
             paths,
             self._prepare,
-            lambda waves, names: self._classify_waves(waves, names, top_k, events, cut),
+            lambda waves, names: self._classify_waves(
+                waves, names, top_k, events, cut, progress=progress
+            ),
             batch_files=self.batch_size,
             batch_samples=self.batch_size * self.window_samples,
         )
@@ -644,6 +650,7 @@ class Runtime:
         events: bool | EventOptions = False,
         cut: np.ndarray | None = None,
         embedding: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Classification | ModelOutputError]:
         """One result per wave; an item whose logits hold NaN/Inf gets a ModelOutputError.
 
@@ -687,6 +694,8 @@ class Runtime:
                         result.embedding = pool.vector()
                     results.append(result)
                     scored, pool = 0, ClipPool()
+            if progress is not None:
+                progress(min(b + self.batch_size, len(jobs)), len(jobs))
         return results
 
 
