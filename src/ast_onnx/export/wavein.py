@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ast_onnx.errors import DriftError, ExportError, require
+from ast_onnx.frontend import FeatureExtractor
 from ast_onnx.frontend.graph import (
     FRONTEND_INPUT,
     FRONTEND_OUTPUT,
@@ -46,7 +47,11 @@ SCORES_OUTPUT = SCORES
 LOGITS_OUTPUT = LOGITS
 
 
-def attach_frontend(model: Any, frontend: Any, activation: Activation) -> Any:
+#: What a frontend may be given as: the extractor, its ``to_dict()``, or None (AST defaults).
+FrontendSpec = FeatureExtractor | dict[str, Any] | None
+
+
+def attach_frontend(model: Any, frontend: FrontendSpec, activation: Activation) -> Any:
     """Put the fp32 frontend in front of a feature-input AST model and add ``scores``.
 
     Args:
@@ -126,11 +131,12 @@ def add_frontend(
         Path of the wave-in model.
     """
     onnx = require("onnx", "export", "The in-graph frontend")
-    wave = attach_frontend(onnx.load(str(built)), loaded.frontend, loaded.activation)
+    fe = as_extractor(loaded.frontend)  # once: the graph and its verification share it
+    wave = attach_frontend(onnx.load(str(built)), fe, loaded.activation)
     target = work / "wavein.onnx"
     onnx.save_model(wave, str(target))
     if gates is not None:
-        record["wavein"] = verify_wavein(target, built, loaded.frontend, loaded.activation, gates)
+        record["wavein"] = verify_wavein(target, built, fe, loaded.activation, gates)
     return target
 
 
@@ -153,7 +159,7 @@ def _names(graph: Any) -> set[str]:
     return names
 
 
-def verification_waves(frontend: Any, seed: int = 0) -> dict[str, np.ndarray]:
+def verification_waves(frontend: FrontendSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """Waves of several lengths (one window, shorter, longer, under one frame)."""
     fe = as_extractor(frontend)
     sr, n = fe.sample_rate, fe.window_samples
@@ -174,7 +180,7 @@ def verification_waves(frontend: Any, seed: int = 0) -> dict[str, np.ndarray]:
 def verify_wavein(
     wave_model: Any,
     feature_model: str | Path,
-    frontend: Any,
+    frontend: FrontendSpec,
     activation: Activation,
     gates: dict[str, float],
 ) -> dict[str, Any]:
@@ -227,7 +233,9 @@ def verify_wavein(
     return record
 
 
-def _sessions(wave_model: Any, feature_model: str | Path, fe: Any) -> tuple[Any, Any, Any]:
+def _sessions(
+    wave_model: Any, feature_model: str | Path, fe: FeatureExtractor
+) -> tuple[Any, Any, Any]:
     """CPU sessions of the wave-in model, the feature-input model and the frontend alone."""
     ort = require("onnxruntime", "cpu", "Export verification")
     source = (
@@ -242,7 +250,9 @@ def _sessions(wave_model: Any, feature_model: str | Path, fe: Any) -> tuple[Any,
     return wave_sess, feat_sess, front
 
 
-def _measure(wave_sess: Any, feat_sess: Any, front: Any, fe: Any, activation: Activation) -> dict:
+def _measure(
+    wave_sess: Any, feat_sess: Any, front: Any, fe: FeatureExtractor, activation: Activation
+) -> dict:
     """Differences of the wave-in model to the numpy frontend + feature-input model."""
     feat_in = feat_sess.get_inputs()[0].name
     waves = verification_waves(fe)
