@@ -7,7 +7,6 @@ test module, with the reason, where that environment or tritonclient is missing.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -19,9 +18,8 @@ import pytest
 import soundfile as sf
 
 from ast_onnx.runtime import Runtime
-from helpers import REPO
+from helpers import TRITON_VENV as VENV
 
-VENV = Path(os.environ.get("AST_ONNX_TRITON_VENV", REPO / ".venv-triton"))
 AST_TRITON = VENV / "bin" / "ast-triton"
 if not AST_TRITON.is_file():
     pytest.skip(
