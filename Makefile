@@ -58,7 +58,7 @@ lint: install-dev
 	$(BIN)/mypy
 
 # Tests: lint, the fast suite (slow and GPU tests are deselected by default), then a
-# quick ast-bench of the demo model with issue 17's int8 gate: every int8 form keeps
+# quick ast-bench of the demo model with the int8 gate: every int8 form keeps
 # top-1 agreement >= 99 % and accuracy within 1 point (reports in $(OUT)/bench-quick.*).
 test: lint triton-env
 	AST_ONNX_TRITON_VENV=$(abspath $(TRITON_VENV)) $(BIN)/python -m pytest -q

@@ -1,6 +1,6 @@
 """Static int8 variants of AST-base (random weights): build, drift vs PyTorch, interleaved speed.
 
-Every option of issue 17 item 1 in one script, so RESULTS.int8.md can be re-measured:
+Every static int8 option tried on AST-base in one script, so RESULTS.int8.md can be re-measured:
 
     python benchmarks/int8_variants.py prep                     # checkpoint, fp32 graphs, refs
     python benchmarks/int8_variants.py build dynamic qstatic ...  # quantize (see VARIANTS)
