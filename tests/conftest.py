@@ -7,6 +7,7 @@ this file only turns them into fixtures.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -70,3 +71,23 @@ def demo_onnx(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("demo") / "demo.onnx"
     return export_model(DEMO_CHECKPOINT, out, verify=False, progress=False).path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of our own for a test module (Ray Data progress bars off)."""
+    ray = pytest.importorskip(
+        "ray", reason="ray is not installed: pip install 'ast-onnx[distributed]'"
+    )
+    pytest.importorskip("ray.data", reason="ray[data] is not installed (pandas, pyarrow)")
+    ray.init(
+        address="local",  # our own instance, even when another Ray runs on this machine
+        num_cpus=2,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        logging_level=logging.WARNING,
+        object_store_memory=256 * 1024**2,  # plenty for 100 short files; small CI boxes
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()

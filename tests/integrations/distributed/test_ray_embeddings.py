@@ -10,7 +10,6 @@ plain code first (no Ray), then one job runs on a local Ray instance through the
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -169,70 +168,44 @@ def test_ast_embed_ray_usage_errors(models, clips, tmp_path, capsys, extra, mess
 
 
 @pytest.mark.ray
-def test_cli_ray_job_writes_vectors_and_resumes(models, clips, tmp_path, capsys):
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
+def test_cli_ray_job_writes_vectors_and_resumes(local_ray, models, clips, tmp_path, capsys):
     folder, waves = clips
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        ignore_reinit_error=True,
-        logging_level=logging.WARNING,
-        object_store_memory=128 * 1024**2,
-    )
-    try:
-        out = tmp_path / "vectors.parquet"
-        argv = [str(models["both"]), str(folder), "--ray", "--output", str(out), "--embedding"]
-        argv += ["--provider", "cpu", "--no-progress"]
-        assert classify_main(argv) == 1  # broken.wav is an error row
-        rows = {r["path"]: r for r in read_results(out)}
-        rt = Runtime(models["both"])
-        for path in waves:
-            assert np.abs(np.asarray(rows[path]["embedding"]) - rt.embed(path)).max() <= TOL
-        assert rows[str(folder / "broken.wav")]["embedding"] is None
-        capsys.readouterr()
-        assert classify_main(argv) == 1  # resumed: only the broken file is tried again
-        assert "3 already in" in capsys.readouterr().err
-        plain = [a for a in argv if a != "--embedding"]
-        assert classify_main(plain) == 1  # rows with vectors are not mixed with rows without
-        assert "embedding" in capsys.readouterr().err
-    finally:
-        ray.shutdown()
+    out = tmp_path / "vectors.parquet"
+    argv = [str(models["both"]), str(folder), "--ray", "--output", str(out), "--embedding"]
+    argv += ["--provider", "cpu", "--no-progress"]
+    assert classify_main(argv) == 1  # broken.wav is an error row
+    rows = {r["path"]: r for r in read_results(out)}
+    rt = Runtime(models["both"])
+    for path in waves:
+        assert np.abs(np.asarray(rows[path]["embedding"]) - rt.embed(path)).max() <= TOL
+    assert rows[str(folder / "broken.wav")]["embedding"] is None
+    capsys.readouterr()
+    assert classify_main(argv) == 1  # resumed: only the broken file is tried again
+    assert "3 already in" in capsys.readouterr().err
+    plain = [a for a in argv if a != "--embedding"]
+    assert classify_main(plain) == 1  # rows with vectors are not mixed with rows without
+    assert "embedding" in capsys.readouterr().err
 
 
 @pytest.mark.ray
 def test_ast_embed_ray_writes_vectors_and_resumes(
-    models, clips, small_checkpoint, tmp_path, capsys
+    local_ray, models, clips, small_checkpoint, tmp_path, capsys
 ):
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
     folder, waves = clips
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        ignore_reinit_error=True,
-        logging_level=logging.WARNING,
-        object_store_memory=128 * 1024**2,
-    )
-    try:
-        out = tmp_path / "vectors.jsonl"
-        argv = [str(models["both"]), str(folder), "--ray", "-o", str(out), "--provider", "cpu"]
-        argv.append("--no-progress")
-        assert embed_main(argv) == 1  # broken.wav is an error row
-        assert "3 embedded, 1 failed" in capsys.readouterr().err
-        rows = {r["path"]: r for r in read_results(out)}
-        a = str(folder / "a.wav")
-        want = pooled(small_checkpoint, waves[a])  # one window: transformers' pooled output
-        assert np.abs(np.asarray(rows[a]["embedding"]) - want).max() <= TOL
-        long = str(folder / "long.wav")
-        want = Runtime(models["both"]).embed(long)
-        assert np.abs(np.asarray(rows[long]["embedding"]) - want).max() <= TOL
-        assert rows[str(folder / "broken.wav")]["embedding"] is None
-        assert embed_main(argv) == 1  # resumed: only the broken file is tried again
-        assert "3 already in" in capsys.readouterr().err
-        assert embed_main([*argv, "--overwrite"]) == 1  # starts over
-        assert "0 already in" in capsys.readouterr().err
-    finally:
-        ray.shutdown()
+    out = tmp_path / "vectors.jsonl"
+    argv = [str(models["both"]), str(folder), "--ray", "-o", str(out), "--provider", "cpu"]
+    argv.append("--no-progress")
+    assert embed_main(argv) == 1  # broken.wav is an error row
+    assert "3 embedded, 1 failed" in capsys.readouterr().err
+    rows = {r["path"]: r for r in read_results(out)}
+    a = str(folder / "a.wav")
+    want = pooled(small_checkpoint, waves[a])  # one window: transformers' pooled output
+    assert np.abs(np.asarray(rows[a]["embedding"]) - want).max() <= TOL
+    long = str(folder / "long.wav")
+    want = Runtime(models["both"]).embed(long)
+    assert np.abs(np.asarray(rows[long]["embedding"]) - want).max() <= TOL
+    assert rows[str(folder / "broken.wav")]["embedding"] is None
+    assert embed_main(argv) == 1  # resumed: only the broken file is tried again
+    assert "3 already in" in capsys.readouterr().err
+    assert embed_main([*argv, "--overwrite"]) == 1  # starts over
+    assert "0 already in" in capsys.readouterr().err

@@ -8,7 +8,6 @@ same output as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -25,22 +24,6 @@ pytestmark = pytest.mark.ray
 
 N_GOOD = 94
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(
-        address="local",  # our own instance, even when another Ray runs on this machine
-        num_cpus=2,
-        include_dashboard=False,
-        ignore_reinit_error=True,
-        logging_level=logging.WARNING,
-        object_store_memory=256 * 1024**2,  # plenty for 100 short files; small CI boxes
-    )
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
